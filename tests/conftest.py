@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -26,5 +25,3 @@ def shared_data() -> Path:
         pytest.fail(f"real data folder {SHARED} is missing")
     return SHARED
 
-
-os.environ.setdefault("DINOMED_CACHE", str(REPO / ".pytest_cache" / "dinomed-cache"))
