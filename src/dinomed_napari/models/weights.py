@@ -68,7 +68,10 @@ def load_backbone(model: str | BackboneSpec = "S", weights: str | Path = "hub", 
     dev = pick_device(device)
     w = str(weights)
     if w == "random":
-        net, label = _create(spec.timm_name), "random"
+        # One fixed random net (seed 0), so cached "random" features stay consistent across runs/resumes.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            net, label = _create(spec.timm_name), "random"
     elif w == "hub" or w.startswith("hub:"):
         net, label = _from_hub(spec, w[4:] or split_tag(str(model))[1] or spec.default_tag)
     else:
