@@ -1,0 +1,86 @@
+"""NIfTI-1/2 (.nii, .nii.gz) reading and label writing with nibabel, on the file's own voxel grid."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from dinomed_napari.errors import VolumeError
+from dinomed_napari.io.validate import check_shape
+from dinomed_napari.io.volume import Volume
+
+_READ_ERRORS = (OSError, EOFError, ValueError, zlib.error)
+
+
+def read_nifti(path: Path) -> Volume:
+    """Read a NIfTI file as a (Z, Y, X) `Volume` (the stored (i, j, k) grid reversed, no reorientation).
+
+    The header's scale slope/intercept is applied by nibabel; the qform/sform essentials go to
+    ``meta["nifti"]`` so `write_nifti` can write labels with the identical header geometry.
+    """
+    import nibabel as nib
+    from nibabel.filebasedimages import ImageFileError
+
+    try:
+        img = nib.load(str(path))
+    except (ImageFileError, *_READ_ERRORS) as exc:
+        raise VolumeError(f"{path}: not a readable NIfTI file ({exc})") from exc
+    shape = tuple(int(s) for s in img.shape)
+    # Drop trailing singleton dims (X, Y, Z, 1) that some writers add; keep real 4D for the error.
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    check_shape(shape, path)
+    try:
+        arr = np.asanyarray(img.dataobj).reshape(shape)
+    except _READ_ERRORS as exc:
+        raise VolumeError(
+            f"{path}: truncated or corrupt NIfTI data ({type(exc).__name__}: {exc}); expected "
+            f"{'x'.join(map(str, shape))} voxels of {img.get_data_dtype()}"
+        ) from exc
+    if arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    hdr = img.header
+    qform, qcode = hdr.get_qform(coded=True)
+    sform, scode = hdr.get_sform(coded=True)
+    zooms = [float(z) for z in hdr.get_zooms()[:3]]
+    meta = {
+        "format": "nifti",
+        "nifti": {
+            "qform": np.asarray(hdr.get_qform(), float).tolist(),
+            "qform_code": int(qcode),
+            "sform": np.asarray(hdr.get_sform(), float).tolist(),
+            "sform_code": int(scode),
+            "zooms": zooms,
+            "xyzt_units": list(hdr.get_xyzt_units()),
+        },
+    }
+    return Volume(
+        data=np.ascontiguousarray(arr.transpose(2, 1, 0)),
+        spacing=(zooms[2], zooms[1], zooms[0]),
+        affine=np.asarray(img.affine, dtype=float),
+        source=str(path),
+        meta=meta,
+    )
+
+
+def write_nifti(path: Path, labels_zyx: np.ndarray, like: Volume) -> Path:
+    """Write a (Z, Y, X) label array as NIfTI on ``like``'s grid (same affine, q/sform codes, zooms)."""
+    import nibabel as nib
+
+    img = nib.Nifti1Image(labels_zyx.transpose(2, 1, 0), affine=None)
+    hdr = img.header
+    info = like.meta.get("nifti") if like.meta.get("format") == "nifti" else None
+    if info is not None:
+        img.set_qform(np.array(info["qform"]), code=int(info["qform_code"]))
+        img.set_sform(np.array(info["sform"]), code=int(info["sform_code"]))
+        hdr.set_zooms(tuple(info["zooms"]))
+        hdr.set_xyzt_units(*info["xyzt_units"])
+    else:
+        # Other sources (DICOM, NRRD, TIFF ...): their affine is already (i, j, k) -> RAS mm.
+        img.set_qform(np.asarray(like.affine, float), code=1)
+        img.set_sform(np.asarray(like.affine, float), code=1)
+        hdr.set_xyzt_units("mm")
+    nib.save(img, str(path))
+    return Path(path)

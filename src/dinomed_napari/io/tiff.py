@@ -1,0 +1,76 @@
+"""TIFF stacks with tifffile: spacing from ImageJ, OME or tifffile's JSON metadata, else 1.0."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dinomed_napari.errors import VolumeError
+from dinomed_napari.io.plain_grid import affine_from_spacing
+from dinomed_napari.io.validate import check_shape
+from dinomed_napari.io.volume import Volume
+
+
+def _spacing(tif) -> tuple[tuple[float, float, float], str, str]:
+    """(spacing (z, y, x), unit, where it came from)."""
+    import tifffile
+
+    if tif.is_ome and tif.ome_metadata:
+        pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+        pixels = (pixels[0] if isinstance(pixels, list) else pixels)["Pixels"]
+        if any(f"PhysicalSize{a}" in pixels for a in "XYZ"):
+            sp = tuple(float(pixels.get(f"PhysicalSize{a}", 1.0)) for a in "ZYX")
+            return sp, str(pixels.get("PhysicalSizeXUnit", "µm")), "ome"
+    ij = tif.imagej_metadata
+    page = tif.pages[0]
+    if ij is not None:
+        def inv(tag):
+            num, den = page.tags[tag].value if tag in page.tags else (1, 1)
+            return float(den) / float(num) if num else 1.0
+
+        return (float(ij.get("spacing", 1.0)), inv("YResolution"), inv("XResolution")), \
+            str(ij.get("unit", "pixel")), "imagej"
+    shaped = tif.shaped_metadata
+    if shaped and isinstance(shaped[0], dict) and "spacing" in shaped[0]:
+        return tuple(float(s) for s in shaped[0]["spacing"]), str(shaped[0].get("spacing_unit", "mm")), "json"
+    return (1.0, 1.0, 1.0), "pixel", "none"
+
+
+def read_tiff(path: Path) -> Volume:
+    """Read the first series of a TIFF file as a (Z, Y, X) `Volume` (axis order as stored)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(str(path)) as tif:
+            arr = tif.series[0].asarray()
+            spacing, unit, origin = _spacing(tif)
+    except Exception as exc:  # tifffile raises TiffFileError, ValueError, struct.error ... on bad files
+        raise VolumeError(f"{path}: not a readable TIFF file or truncated data "
+                          f"({type(exc).__name__}: {exc})") from exc
+    check_shape(tuple(arr.shape), path)
+    return Volume(
+        data=arr,
+        spacing=spacing,
+        affine=affine_from_spacing(spacing),
+        source=str(path),
+        meta={"format": "tiff", "spacing_unit": unit, "spacing_from": origin},
+    )
+
+
+def write_tiff(path: Path, labels_zyx: np.ndarray, like: Volume) -> Path:
+    """Write labels as an ImageJ hyperstack carrying ``like``'s spacing (TIFF has no orientation)."""
+    import tifffile
+
+    arr = labels_zyx
+    if arr.dtype not in (np.uint8, np.uint16, np.float32):  # the dtypes ImageJ files allow
+        if arr.dtype.kind in "iu" and arr.min() >= 0 and arr.max() <= np.iinfo(np.uint16).max:
+            arr = arr.astype(np.uint16)
+        else:
+            raise VolumeError(f"{path}: labels of dtype {arr.dtype} with range [{arr.min()}, {arr.max()}] "
+                              "do not fit a TIFF label image; expected non-negative labels <= 65535")
+    z, y, x = (float(s) for s in like.spacing)
+    unit = like.meta.get("spacing_unit", "mm")
+    tifffile.imwrite(str(path), arr, imagej=True, resolution=(1.0 / x, 1.0 / y),
+                     metadata={"spacing": z, "unit": unit, "axes": "ZYX"})
+    return Path(path)

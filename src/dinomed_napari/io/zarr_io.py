@@ -1,0 +1,67 @@
+"""zarr (v2/v3) arrays and groups, including OME-Zarr multiscales (the full-resolution level is read)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dinomed_napari.errors import VolumeError
+from dinomed_napari.io.plain_grid import grid_from_record, grid_record
+from dinomed_napari.io.validate import check_shape
+from dinomed_napari.io.volume import Volume
+
+
+def _pick_array(group, path: Path):
+    """The array to read from a group, and the grid record its metadata gives."""
+    attrs = dict(group.attrs)
+    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    if multiscales:
+        level = multiscales[0]["datasets"][0]
+        record = {}
+        for t in level.get("coordinateTransformations", []):
+            if t.get("type") == "scale" and len(t.get("scale", [])) >= 3:
+                record = {"spacing": [float(s) for s in t["scale"][-3:]]}
+        return group[level["path"]], record
+    keys = sorted(group.array_keys())
+    if len(keys) != 1:
+        raise VolumeError(f"{path}: zarr group holds {len(keys)} arrays {keys}; expected exactly one array "
+                          "or OME-Zarr 'multiscales' metadata. Give the path of the array itself.")
+    return group[keys[0]], attrs
+
+
+def read_zarr(path: Path) -> Volume:
+    """Read a zarr array (or the single/OME array of a group) as a (Z, Y, X) `Volume`.
+
+    Spacing comes from the attribute ``"spacing"`` ([z, y, x]) and ``"affine"`` when present (both are
+    written by `write_zarr`), or from OME-Zarr scale transforms; else 1.0.
+    """
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+        if isinstance(node, zarr.Group):
+            arr, record = _pick_array(node, path)
+        else:
+            arr, record = node, dict(node.attrs)
+        record = {**record, **{k: v for k, v in dict(arr.attrs).items() if k in ("spacing", "affine")}}
+        check_shape(tuple(arr.shape), path)
+        data = np.asarray(arr[...])
+    except VolumeError:
+        raise
+    except Exception as exc:  # missing/corrupt metadata or chunks
+        raise VolumeError(f"{path}: not a readable zarr store ({type(exc).__name__}: {exc})") from exc
+    spacing, affine, unit = grid_from_record(record, path)
+    return Volume(data=data, spacing=spacing, affine=affine, source=str(path),
+                  meta={"format": "zarr", "spacing_unit": unit})
+
+
+def write_zarr(path: Path, labels_zyx: np.ndarray, like: Volume) -> Path:
+    """Write labels as a zarr array whose attributes hold ``like``'s spacing and affine."""
+    import zarr
+
+    arr = zarr.create_array(str(path), shape=labels_zyx.shape, dtype=labels_zyx.dtype,
+                            chunks=(1, *labels_zyx.shape[1:]), overwrite=True)
+    arr[...] = labels_zyx
+    arr.attrs.update(grid_record(like))
+    return Path(path)
