@@ -1,0 +1,114 @@
+"""Features at scribbled / clicked voxels: bilinear on the patch grid, plus optional pixel filters."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ScribbleError
+from ..features.grid import sample_bilinear, slice_of
+from ..features.volume import PLANE_AXES, FeatureVolume
+
+#: Gaussian scales (pixels) of the optional filter features; few, so they stay cheap at pixel level.
+FILTER_SIGMAS = (1.0, 4.0)
+
+
+def check_points(points_zyx, volume_shape) -> np.ndarray:
+    """(N, 3) integer voxel coordinates inside ``volume_shape``, or a ScribbleError saying which are not."""
+    pts = np.asarray(points_zyx, dtype=float).reshape(-1, 3) if np.size(points_zyx) else np.zeros((0, 3))
+    shape = np.asarray(volume_shape)
+    bad = np.any((pts < 0) | (pts > shape - 1), axis=1)
+    if bad.any():
+        raise ScribbleError(f"{int(bad.sum())} point(s) outside the volume of shape {tuple(volume_shape)}, "
+                            f"e.g. (z, y, x) = {tuple(pts[bad][0])}")
+    return pts
+
+
+def sample_features(fv: FeatureVolume, points_zyx) -> np.ndarray:
+    """Patch features at voxel positions, bilinear on each slice's patch grid.
+
+    Parameters
+    ----------
+    fv : FeatureVolume
+    points_zyx : array (N, 3)
+        Voxel coordinates in (Z, Y, X) order; the coordinate along ``fv.axis`` must be integral.
+
+    Returns
+    -------
+    np.ndarray, float32, shape (N, C)
+        Reads each touched slice once.
+    """
+    pts = check_points(points_zyx, fv.volume_shape)
+    a, b = PLANE_AXES[fv.axis]
+    out = np.empty((len(pts), fv.dim), np.float32)
+    slices = np.rint(pts[:, fv.axis]).astype(int)
+    for s in np.unique(slices):
+        sel = slices == s
+        out[sel] = sample_bilinear(fv.slice(int(s)), pts[sel][:, [a, b]], fv.plane_shape)
+    return out
+
+
+def normalise_image(image: np.ndarray, low: float | None = None, high: float | None = None):
+    """Scale an image to about [0, 1] by its 0.5/99.5 percentiles (or given ones) -> (img, low, high)."""
+    img = np.asarray(image, dtype=np.float32)
+    if low is None or high is None:
+        low, high = (float(v) for v in np.percentile(img[:: max(1, img.shape[0] // 16)], (0.5, 99.5)))
+    return (img - low) / max(high - low, 1e-6), low, high
+
+
+def filter_plane(plane: np.ndarray, mode: str) -> np.ndarray:
+    """Pixel features of one normalised 2D plane: (H, W, F). ``mode`` "raw" = intensity only, "filters"
+    = skimage multiscale_basic_features (intensity, edges, texture) at :data:`FILTER_SIGMAS`."""
+    if mode == "raw":
+        return plane[..., None].astype(np.float32)
+    if mode == "filters":
+        from skimage.feature import multiscale_basic_features
+
+        return multiscale_basic_features(plane, sigma_min=FILTER_SIGMAS[0], sigma_max=FILTER_SIGMAS[-1],
+                                         num_sigma=len(FILTER_SIGMAS), workers=1).astype(np.float32)
+    raise ValueError(f"intensity features must be None, 'raw' or 'filters', got {mode!r}")
+
+
+def sample_pixel_features(image: np.ndarray, points_zyx, axis: int, mode: str,
+                          cache: dict | None = None) -> np.ndarray:
+    """Pixel features (see :func:`filter_plane`) of the planes along ``axis`` at voxel positions: (N, F).
+
+    ``cache`` (slice index -> (H, W, F)) avoids recomputing a plane's filters on every retrain.
+    """
+    pts = np.rint(np.asarray(points_zyx)).astype(int).reshape(-1, 3)
+    a, b = PLANE_AXES[axis]
+    cache = {} if cache is None else cache
+    rows = None
+    for s in (int(v) for v in np.unique(pts[:, axis])):
+        if s not in cache:
+            cache[s] = filter_plane(slice_of(image, axis, int(s)), mode)
+        feats = cache[s]
+        if rows is None:
+            rows = np.empty((len(pts), feats.shape[-1]), np.float32)
+        sel = pts[:, axis] == s
+        rows[sel] = feats[pts[sel, a], pts[sel, b]]
+    return rows if rows is not None else np.zeros((0, 1), np.float32)
+
+
+class SampleCache:
+    """Features of scribbled voxels, kept between fits so that one more stroke only samples its new voxels.
+
+    Keyed by the flat voxel index in the (Z, Y, X) volume; voxels no longer scribbled (erased) drop out.
+    """
+
+    def __init__(self):
+        self.index = np.zeros(0, np.int64)
+        self.rows = None
+
+    def get(self, flat_index: np.ndarray, fetch) -> np.ndarray:
+        """Rows for sorted unique ``flat_index``; ``fetch(new_flat_index) -> (n, D)`` fills the misses."""
+        pos = np.searchsorted(self.index, flat_index)
+        hit = np.zeros(len(flat_index), bool)
+        if len(self.index):
+            hit = self.index[np.minimum(pos, len(self.index) - 1)] == flat_index
+        new = fetch(flat_index[~hit])
+        rows = np.empty((len(flat_index), new.shape[1]), np.float32)
+        rows[~hit] = new
+        if hit.any():
+            rows[hit] = self.rows[pos[hit]]
+        self.index, self.rows = flat_index, rows
+        return rows

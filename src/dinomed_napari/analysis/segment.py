@@ -1,0 +1,234 @@
+"""Few-click segmentation: a class-balanced linear classifier on DINOv3 patch features from scribbles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import FeatureMismatchError, ScribbleError, VolumeError
+from ..features.grid import slice_of
+from ..features.volume import FeatureVolume
+from .classifiers import make_classifier, softmax
+from .cleanup import clean_labels
+from .fusion import PixelTerm, axis_scores, fuse
+from .sampling import SampleCache, check_points, normalise_image, sample_features, sample_pixel_features
+
+
+@dataclass
+class Segmentation:
+    """``labels`` (the scribbles' class values), ``probabilities`` (..., K) in ``classes`` order."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    classes: np.ndarray
+
+
+def feature_signature(fv: FeatureVolume) -> dict:
+    """What features must share to be used with the same classifier."""
+    return {"model": fv.model, "weights": fv.weights, "dim": fv.dim,
+            "layers": list(fv.layers) if fv.layers is not None else None}
+
+
+def as_feature_dict(features) -> dict[int, FeatureVolume]:
+    """A FeatureVolume or a dict axis -> FeatureVolume (tri-planar), checked to describe one volume."""
+    fvs = {features.axis: features} if isinstance(features, FeatureVolume) else dict(features)
+    if not fvs:
+        raise FeatureMismatchError("no feature volumes given")
+    shapes = {tuple(fv.volume_shape) for fv in fvs.values()}
+    sigs = [feature_signature(fv) for fv in fvs.values()]
+    if len(shapes) > 1 or any(s != sigs[0] for s in sigs):
+        raise FeatureMismatchError(f"tri-planar passes disagree: volume shapes {sorted(shapes)}, "
+                                   f"features {sigs}")
+    return dict(sorted(fvs.items()))
+
+
+def scribble_points(scribbles, volume_shape) -> tuple[np.ndarray, np.ndarray]:
+    """(flat voxel index sorted, class values) from a label volume or a ``(points_zyx, values)`` pair."""
+    if isinstance(scribbles, tuple):
+        pts = np.rint(check_points(scribbles[0], volume_shape)).astype(np.int64)
+        values = np.asarray(scribbles[1]).reshape(-1)
+        if len(values) != len(pts):
+            raise ScribbleError(f"{len(pts)} scribble points but {len(values)} values")
+        flat = np.ravel_multi_index(pts.T, volume_shape)
+        flat, first = np.unique(flat, return_index=True)
+        values = values[first]
+        keep = values > 0
+        return flat[keep], values[keep].astype(np.int64)
+    arr = np.asarray(scribbles)
+    if arr.shape != tuple(volume_shape):
+        raise ScribbleError(f"scribbles have shape {arr.shape} but the image/features are "
+                            f"{tuple(volume_shape)} "
+                            "(Z, Y, X): paint them on the same grid as the image")
+    if arr.size and arr.min() < 0:
+        raise ScribbleError(f"scribble values must be >= 0 (0 = unlabelled), found {arr.min()}")
+    flat = np.flatnonzero(arr)
+    return flat, arr.ravel()[flat].astype(np.int64)
+
+
+class ScribbleSegmenter:
+    """Train on scribbles, predict a slice or the whole volume.
+
+    Parameters
+    ----------
+    classifier : {"linear", "rf"}
+        Class-balanced logistic regression (fast, predicted on the patch grid) or random forest
+        (predicted on upsampled pixel features, slower).
+    intensity : {None, "raw", "filters"}
+        Also use pixel-level image features at the scribbled voxels: the normalised intensity, or
+        skimage multiscale filters. Needs ``image`` in :meth:`fit`.
+    cleanup : bool
+        On whole-volume predictions, keep per class only the 3D components touching one of its scribbles.
+    fill_holes, min_size
+        Further clean-up (see :func:`clean_labels`).
+    seed : int
+    **options
+        Passed to the classifier (``C`` for linear; ``n_estimators``, ``max_depth`` for rf).
+    """
+
+    def __init__(self, classifier: str = "linear", intensity: str | None = None, cleanup: bool = False,
+                 fill_holes: bool = False, min_size: int = 0, seed: int = 0, **options):
+        self.kind, self.intensity, self.cleanup = classifier, intensity, cleanup
+        self.fill_holes, self.min_size, self.seed, self.options = fill_holes, min_size, seed, options
+        self.models: dict[int, object] = {}
+        self.features: dict[int, FeatureVolume] = {}
+        self.signature: dict = {}
+        self.settings: dict = {}
+        self.image = None
+        self.image_range: tuple[float, float] | None = None
+        self._raw_image = None
+        self.n_dino = 0
+        self.scribbles = None
+        self.samples: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._caches: dict[int, SampleCache] = {}
+        self._pixel: dict[int, PixelTerm] = {}
+        self._volume_scores: dict[int, np.ndarray] = {}
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return next(iter(self.models.values())).classes_ if self.models else np.zeros(0, int)
+
+    def fit(self, features, scribbles, image: np.ndarray | None = None) -> ScribbleSegmenter:
+        """Fit one classifier per pass from the scribbled voxels.
+
+        Parameters
+        ----------
+        features : FeatureVolume or dict axis -> FeatureVolume
+            A dict with several axes enables tri-planar fusion.
+        scribbles : (Z, Y, X) int array or (points_zyx (N, 3), values (N,))
+            0 = unlabelled, 1..K = classes; at least two classes.
+        image : (Z, Y, X) array, optional
+            Raw image, needed when ``intensity`` is set.
+        """
+        fvs = as_feature_dict(features)
+        first = next(iter(fvs.values()))
+        if self.features and feature_signature(first) != self.signature:
+            self._caches.clear()  # other features: the cached samples are stale
+        shape = tuple(first.volume_shape)
+        flat, values = scribble_points(scribbles, shape)
+        classes, counts = np.unique(values, return_counts=True)
+        if len(classes) == 0:
+            raise ScribbleError("no scribbles: paint at least two classes (e.g. structure and background)")
+        if len(classes) < 2:
+            raise ScribbleError(f"scribbles contain only class {classes[0]} ({counts[0]} voxels): paint at "
+                                "least one other class, e.g. the background")
+        self._set_image(image, shape)
+        self.features, self.signature = fvs, feature_signature(first)
+        self.settings = {"resolution": first.resolution, "prep": first.extra.get("prep"), "key": first.key}
+        self.scribbles = scribbles if not isinstance(scribbles, tuple) else None
+        self._volume_scores.clear()
+        pts = np.stack(np.unravel_index(flat, shape), axis=1)
+        for axis, fv in fvs.items():
+            cache = self._caches.setdefault(axis, SampleCache())
+            X = cache.get(flat, lambda new, fv=fv: sample_features(
+                fv, np.stack(np.unravel_index(new, shape), 1)))
+            self.n_dino = X.shape[1]
+            if self.intensity:
+                pix = sample_pixel_features(self.image, pts, axis, self.intensity,
+                                            self._pixel_term(axis).cache)
+                X = np.concatenate([X, pix], axis=1)
+            model = self.models.get(axis)
+            if model is None or model.linear != (self.kind == "linear"):
+                model = make_classifier(self.kind, seed=self.seed, **self.options)
+            self.models[axis] = model.fit(X, values)
+            self.samples[axis] = (X, values)
+        return self
+
+    def _set_image(self, image, shape) -> None:
+        if not self.intensity:
+            return
+        if image is None:
+            raise VolumeError(f"intensity={self.intensity!r} needs the image: pass image= to fit()")
+        if tuple(np.shape(image)) != shape:
+            raise VolumeError(f"image has shape {np.shape(image)} but the features describe {shape} "
+                              "(Z, Y, X)")
+        if image is not self._raw_image:  # new image: normalise once, drop cached pixel features
+            self._raw_image = image
+            self.image, lo, hi = normalise_image(image)
+            self.image_range = (lo, hi)
+            self._pixel.clear()
+
+    def _pixel_term(self, axis: int) -> PixelTerm | None:
+        if not self.intensity:
+            return None
+        if axis not in self._pixel:
+            self._pixel[axis] = PixelTerm(self.image, axis, self.intensity)
+        return self._pixel[axis]
+
+    def check_features(self, features) -> dict[int, FeatureVolume]:
+        """Features usable with this trained segmenter, else FeatureMismatchError naming both."""
+        fvs = as_feature_dict(features)
+        for axis, fv in fvs.items():
+            if feature_signature(fv) != self.signature:
+                raise FeatureMismatchError(f"segmenter trained on {self.signature} cannot use features "
+                                           f"{feature_signature(fv)} (axis {axis}): extract with the same "
+                                           "model, weights and layers")
+        missing = set(self.models) - set(fvs)
+        if missing:
+            raise FeatureMismatchError(f"segmenter has tri-planar passes {sorted(self.models)}, "
+                                       f"features only {sorted(fvs)}")
+        return fvs
+
+    def logits(self, index: int | None = None, axis: int | None = None, features=None,
+               image: np.ndarray | None = None) -> np.ndarray:
+        """Fused class scores: (H, W, K) of slice ``index`` along ``axis``, or (Z, Y, X, K)."""
+        if not self.models:
+            raise ScribbleError("segmenter is not trained: call fit() with scribbles first")
+        if features is not None:
+            fvs = self.check_features(features)
+            if fvs is not self.features:
+                self.features, self._volume_scores = fvs, {}
+        if image is not None and self.intensity:
+            self.image = normalise_image(image, *self.image_range)[0]
+            self._pixel.clear()
+        if not self.features:
+            raise FeatureMismatchError("no features: pass features= (this segmenter was loaded from a file)")
+        axis = next(iter(self.features)) if axis is None else axis
+        scores = []
+        for a, fv in self.features.items():
+            if index is not None and a == axis:
+                scores.append(axis_scores(fv, self.models[a], self.n_dino, self._pixel_term(a), index))
+                continue
+            if a not in self._volume_scores:  # other passes of a tri-planar slice: reuse until the next fit
+                self._volume_scores[a] = axis_scores(fv, self.models[a], self.n_dino, self._pixel_term(a),
+                                                     None)
+            vol = self._volume_scores[a]
+            scores.append(vol if index is None else slice_of(vol, axis, index))
+        if index is None:
+            self._volume_scores.clear()  # a whole volume is not kept: memory
+        return fuse(scores)
+
+    def predict(self, index: int | None = None, axis: int | None = None, features=None,
+                image: np.ndarray | None = None) -> Segmentation:
+        """Labels and per-class probabilities of slice ``index`` (along ``axis``) or of the whole volume.
+
+        Clean-up (if enabled) runs on whole-volume predictions only (it is 3D).
+        """
+        proba = softmax(self.logits(index, axis, features, image))
+        classes = self.classes_
+        dtype = np.uint8 if classes.max() < 256 else np.int32
+        labels = classes[np.argmax(proba, axis=-1)].astype(dtype)
+        if index is None and (self.cleanup or self.fill_holes or self.min_size):
+            labels = clean_labels(labels, self.scribbles if self.cleanup else None,
+                                  fill_holes=self.fill_holes, min_size=self.min_size)
+        return Segmentation(labels=labels, probabilities=proba, classes=classes)

@@ -1,0 +1,46 @@
+"""Similarity map: cosine similarity of every patch to the mean feature at clicked points."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..features.grid import upsample_patches
+from ..features.volume import FeatureVolume
+from .assemble import assemble
+from .sampling import sample_features
+
+
+def query_feature(fv: FeatureVolume, points_zyx) -> np.ndarray:
+    """Unit-norm mean feature at one or more (z, y, x) voxel positions (bilinear on the patch grid)."""
+    feats = sample_features(fv, points_zyx)
+    if len(feats) == 0:
+        raise ValueError("similarity_map needs at least one (z, y, x) point")
+    q = feats.mean(axis=0)
+    return q / max(float(np.linalg.norm(q)), 1e-8)
+
+
+def _cosine(fv: FeatureVolume, s: int, q: np.ndarray) -> np.ndarray:
+    f = fv.slice(s)
+    return ((f @ q) / np.maximum(np.linalg.norm(f, axis=-1), 1e-8))[..., None]
+
+
+def similarity_map(fv: FeatureVolume, points_zyx, slice_only: int | None = None) -> np.ndarray:
+    """Cosine similarity of every patch to the mean feature at the clicked points, on the pixel grid.
+
+    Parameters
+    ----------
+    fv : FeatureVolume
+    points_zyx : array (N, 3)
+        Clicked voxels in (Z, Y, X) order (napari points layer data).
+    slice_only : int, optional
+        Only this slice along ``fv.axis``: returns (H, W) instead of (Z, Y, X).
+
+    Returns
+    -------
+    np.ndarray, float32 in [-1, 1]
+        Computed per patch, then bilinearly upsampled (cosine of patches, not of upsampled features).
+    """
+    q = query_feature(fv, points_zyx)
+    if slice_only is not None:
+        return upsample_patches(_cosine(fv, slice_only, q), fv.plane_shape)[..., 0]
+    return assemble(fv, lambda s: _cosine(fv, s, q), 1)[..., 0]
