@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from dinomed_napari.models.registry import BackboneSpec
+from dinomed_napari.models.registry import IMAGENET_MEAN_STD, BackboneSpec
 
 
 class Backbone:
@@ -30,10 +30,14 @@ class Backbone:
         Compute precision: float32 (CPU) or bfloat16 autocast (GPU).
     layers : sequence of int, optional
         Block indices whose (layer-normed) patch tokens are concatenated along C. None: final output.
+    mean_std : ((float, float, float), (float, float, float))
+        Input normalisation the weights expect; pass ``backbone.mean``/``backbone.std`` to
+        ``preprocess.to_network_batch`` (ImageNet for lvd1689m, its own for sat493m).
     """
 
     def __init__(self, model: torch.nn.Module, spec: BackboneSpec, weights_label: str,
-                 device: torch.device, dtype: torch.dtype, layers: Sequence[int] | None = None):
+                 device: torch.device, dtype: torch.dtype, layers: Sequence[int] | None = None,
+                 mean_std: tuple[tuple[float, ...], tuple[float, ...]] = IMAGENET_MEAN_STD):
         self.model = model.eval().to(device)
         self.spec = spec
         self.weights_label = weights_label
@@ -42,6 +46,7 @@ class Backbone:
         self.layers = _check_layers(layers, spec.depth)
         self.patch_size = int(spec.patch_size)
         self.num_prefix_tokens = int(getattr(model, "num_prefix_tokens", 5))
+        self.mean, self.std = (tuple(float(v) for v in t) for t in mean_std)
 
     @property
     def dim(self) -> int:

@@ -53,6 +53,10 @@ class BackboneSpec:
         return self.hub_tags[0]
 
 
+# Input normalisation each pretraining set expects (satellite weights use their own statistics).
+IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+SAT_MEAN_STD = ((0.430, 0.411, 0.296), (0.213, 0.156, 0.143))
+
 _S = "lvd1689m"
 _SAT = "sat493m"
 _EUPE = "eupe_lvd1689m"
@@ -76,6 +80,11 @@ REGISTRY: dict[str, BackboneSpec] = {
 }
 
 _BY_TIMM = {s.timm_name: s for s in REGISTRY.values()}
+
+
+def norm_stats(tag_or_name: str | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) the weights of a hub tag or file name expect: satellite (sat493m) or ImageNet."""
+    return SAT_MEAN_STD if tag_or_name and "sat493m" in tag_or_name else IMAGENET_MEAN_STD
 
 
 def split_tag(name: str) -> tuple[str, str | None]:

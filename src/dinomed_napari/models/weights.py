@@ -10,10 +10,11 @@ from pathlib import Path
 import torch
 
 from dinomed_napari.errors import WeightsError
+from dinomed_napari.models.availability import hub_cached, hub_offline, local_files, weights_dir
 from dinomed_napari.models.backbone import Backbone
 from dinomed_napari.models.device import compute_dtype, pick_device
 from dinomed_napari.models.hashing import file_sha256
-from dinomed_napari.models.registry import REGISTRY, BackboneSpec, resolve_spec, split_tag
+from dinomed_napari.models.registry import REGISTRY, BackboneSpec, norm_stats, resolve_spec, split_tag
 
 # Wrappers found around the backbone state dict in Meta / MedDINOv3 training checkpoints, best first.
 _WRAPPERS = ("teacher", "model_ema", "model", "state_dict", "student", "module")
@@ -21,8 +22,11 @@ _PREFIXES = ("backbone.", "module.", "_orig_mod.")
 
 
 def how_to_get_weights(spec: BackboneSpec) -> str:
-    """The advice every "no weights" error ends with."""
-    return (f"To get weights for {spec.timm_name}: on a machine with internet run "
+    """The advice every "no weights" error ends with (naming matching files already on this machine)."""
+    found = local_files(spec)
+    here = (f"Found {', '.join(str(f) for f in found)} in {weights_dir()}: pass it as --weights PATH. "
+            if found else "")
+    return here + (f"To get weights for {spec.timm_name}: on a machine with internet run "
             f"`python -c \"import timm; timm.create_model('{spec.timm_name}.{spec.default_tag}', "
             f"pretrained=True)\"` and copy the Hugging Face cache (~/.cache/huggingface) here, or download "
             f"Meta's DINOv3 checkpoint (.pth, https://github.com/facebookresearch/dinov3) or a timm "
@@ -76,12 +80,16 @@ def load_backbone(model: str | BackboneSpec = "S", weights: str | Path = "hub", 
         net, label = _from_hub(spec, w[4:] or split_tag(str(model))[1] or spec.default_tag)
     else:
         net, spec, label = _from_file(spec, Path(w).expanduser())
-    return Backbone(net, spec, label, dev, compute_dtype(dev), layers)
+    return Backbone(net, spec, label, dev, compute_dtype(dev), layers, mean_std=norm_stats(label))
 
 
 def _from_hub(spec: BackboneSpec, tag: str) -> tuple[torch.nn.Module, str]:
     if tag not in spec.hub_tags:
         raise WeightsError(f"{spec.timm_name} has no hub tag {tag!r}; timm has {', '.join(spec.hub_tags)}")
+    if hub_offline() and hub_cached(spec, tag) is None:
+        # Fail fast (no timm import, no network attempts) when offline with nothing cached.
+        raise WeightsError(f"hub weights {spec.timm_name}.{tag} are not in the Hugging Face cache and "
+                           f"HF_HUB_OFFLINE is set. {how_to_get_weights(spec)}")
     try:
         net = _create(f"{spec.timm_name}.{tag}", pretrained=True)
     except Exception as exc:  # network, offline cache miss, auth: all mean "no weights here"
