@@ -1,0 +1,83 @@
+"""What every dinomed widget shares: the viewer, an image-layer chooser, the session, error reporting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, Label
+
+from dinomed_napari.errors import VolumeError
+
+from .notify import report_error
+from .session import SESSIONS, ImageSession
+
+
+def layers_of(viewer: Any, kind: str) -> list:
+    """Layers of one napari type ("image", "labels", "points") in the viewer, in layer-list order."""
+    return [lyr for lyr in viewer.layers if type(lyr).__name__.lower() == kind]
+
+
+class LayerChooser(ComboBox):
+    """A combo box of the viewer's layers of one kind that follows layers being added/removed/renamed."""
+
+    def __init__(self, viewer: Any, kind: str, label: str, *, image_only_3d: bool = False, **kwargs):
+        self._viewer = viewer
+        self._kind = kind
+        self._only_3d = image_only_3d
+        super().__init__(label=label, choices=self._choices, nullable=True, **kwargs)
+        viewer.layers.events.inserted.connect(self._refresh)
+        viewer.layers.events.removed.connect(self._refresh)
+        viewer.layers.events.reordered.connect(self._refresh)
+
+    def _choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        out = []
+        for layer in layers_of(self._viewer, self._kind):
+            if self._only_3d and (getattr(layer, "rgb", False) or layer.ndim != 3):
+                continue
+            out.append((layer.name, layer))
+        return out
+
+    def _refresh(self, *_: Any) -> None:
+        self.reset_choices()
+        if self.value is None and self.choices:
+            self.value = self.choices[-1]
+
+
+class DinomedWidget(Container):
+    """Base container: ``self.viewer``, an image chooser and helpers to get the image's session."""
+
+    title = "dinomed"
+
+    def __init__(self, napari_viewer: Any):
+        super().__init__(labels=True)
+        # npe2 hands widgets a PublicOnlyProxy; the real viewer avoids proxied layers in comparisons.
+        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
+        self.image = LayerChooser(self.viewer, "image", "image", image_only_3d=True)
+        self.status = Label(value="")
+        self.append(self.image)
+        self.image._refresh()
+        self.last_error: str | None = None
+
+    def image_layer(self) -> Any:
+        """The chosen image layer, or a VolumeError that says why there is none usable."""
+        layer = self.image.value
+        if layer is None or layer not in self.viewer.layers:
+            raise VolumeError("no image layer: open a 3D volume (File > Open or File > Open Sample) first")
+        if layer.ndim != 3 or getattr(layer, "rgb", False):
+            raise VolumeError(f"layer {layer.name!r} has shape {layer.data.shape}; expected a 3D (Z, Y, X) "
+                              "single-channel volume")
+        return layer
+
+    def session(self) -> ImageSession:
+        return SESSIONS.get(self.image_layer())
+
+    def current_index(self, layer: Any, axis: int) -> int:
+        """Index of the viewer's current slice along ``axis``, in the layer's voxel coordinates."""
+        point = layer.world_to_data(self.viewer.dims.point[-layer.ndim:])
+        return int(np.clip(round(float(point[axis])), 0, layer.data.shape[axis] - 1))
+
+    def fail(self, exc: BaseException, action: str = "") -> None:
+        """Show ``exc`` as a notification and in the status line; the widget stays usable."""
+        self.last_error = report_error(exc, action)
+        self.status.value = self.last_error[:120]

@@ -1,0 +1,105 @@
+"""Off-GUI-thread plumbing: napari thread workers, progress relays, cancel flags and debouncing.
+
+Core calls run in ``napari.qt.threading`` workers; results come back to the GUI thread through the
+worker's ``returned`` signal, errors through ``errored`` (shown as notifications by the caller).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from napari.qt.threading import create_worker
+from qtpy.QtCore import QObject, QTimer, Signal
+
+
+class Relay(QObject):
+    """Signals emitted from a worker thread and delivered on the GUI thread (queued connection)."""
+
+    progress = Signal(int, int)
+    partial = Signal(object)
+
+
+def start_worker(func: Callable, *args: Any, on_returned: Callable | None = None,
+                 on_error: Callable | None = None, on_finished: Callable | None = None, **kwargs: Any):
+    """Run ``func(*args, **kwargs)`` in a napari thread worker and wire its signals; returns the worker."""
+    worker = create_worker(func, *args, _start_thread=False, **kwargs)
+    if on_returned is not None:
+        worker.returned.connect(on_returned)
+    if on_error is not None:
+        worker.errored.connect(on_error)
+    if on_finished is not None:
+        worker.finished.connect(on_finished)
+    worker.start()
+    return worker
+
+
+class CancelFlag:
+    """A thread-safe cancel request, passed to the core as ``cancel=flag`` (a callable -> bool)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    def __call__(self) -> bool:
+        return self._event.is_set()
+
+
+class LatestJob:
+    """Run jobs off the GUI thread one at a time; requests made meanwhile collapse into the latest one.
+
+    Used for live updates (retrain after each stroke, preview after each slider move): the GUI thread
+    never waits, and a burst of requests costs at most one extra run with the newest inputs.
+    """
+
+    def __init__(self, on_returned: Callable, on_error: Callable, on_idle: Callable | None = None):
+        self._on_returned = on_returned
+        self._on_error = on_error
+        self._on_idle = on_idle
+        self._pending: Callable | None = None
+        self.worker = None
+
+    @property
+    def busy(self) -> bool:
+        return self.worker is not None
+
+    def submit(self, job: Callable[[], Any]) -> None:
+        """Run ``job()`` now, or after the running one (replacing any job already waiting)."""
+        if self.busy:
+            self._pending = job
+            return
+        self.worker = start_worker(job, on_returned=self._on_returned, on_error=self._on_error,
+                                   on_finished=self._finished)
+
+    def _finished(self) -> None:
+        self.worker = None
+        job, self._pending = self._pending, None
+        if job is not None:
+            self.submit(job)
+        elif self._on_idle is not None:
+            self._on_idle()
+
+
+class Debouncer:
+    """Call ``callback`` once, ``delay_ms`` after the last :meth:`trigger` (a burst of events -> one call)."""
+
+    def __init__(self, callback: Callable[[], Any], delay_ms: int = 250):
+        self._timer = QTimer()
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(int(delay_ms))
+        self._timer.timeout.connect(callback)
+
+    def trigger(self, *_: Any) -> None:
+        self._timer.start()
+
+    def flush(self) -> None:
+        """Fire now if a call is pending (e.g. before an explicit 'Predict volume')."""
+        if self._timer.isActive():
+            self._timer.stop()
+            self._timer.timeout.emit()

@@ -1,0 +1,100 @@
+"""napari readers, writer and sample data, through napari's own open/save paths (needs Xvfb)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dinomed_napari.io import load_volume
+from dinomed_napari.samples import sample_path
+
+pytestmark = pytest.mark.gui
+PLUGIN = "dinomed-napari"
+
+
+def test_manifest_is_valid():
+    from npe2 import PluginManifest
+
+    pm = PluginManifest.from_distribution(PLUGIN)
+    pm.validate_imports()
+    assert {w.display_name for w in pm.contributions.widgets} == {
+        "DINOv3 features", "Feature similarity", "Tumour isolation", "Scribble segmenter"}
+    assert any("SYNTHETIC" in s.display_name for s in pm.contributions.sample_data)
+
+
+def test_nifti_reader_gives_spacing_and_grid(make_napari_viewer):
+    viewer = make_napari_viewer()
+    path = sample_path("lung_ct")
+    (layer,) = viewer.open(str(path), plugin=PLUGIN)
+    vol = load_volume(path)
+    assert type(layer).__name__ == "Image"
+    assert layer.data.shape == vol.shape == (48, 160, 160)
+    np.testing.assert_allclose(layer.scale, [5.0, 0.5703125, 0.5703125])
+    np.testing.assert_allclose(layer.metadata["dinomed"]["affine"], vol.affine)
+
+
+def test_mask_files_open_as_labels(make_napari_viewer):
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(sample_path("lung_mask")), plugin=PLUGIN)
+    assert type(layer).__name__ == "Labels"
+    assert int(np.asarray(layer.data).sum()) == 837  # the manual nodule mask, unchanged
+
+
+def test_nrrd_reader_keeps_anisotropic_spacing(make_napari_viewer, tmp_path):
+    import nrrd
+
+    crop = np.asarray(load_volume(sample_path("ct_organs")).data)[10:18, 20:60, 30:90]
+    # NRRD stores (x, y, z); spacing 0.8 x 0.7 mm in-plane, 2.5 mm slices.
+    header = {"space": "left-posterior-superior",
+              "space directions": np.diag([0.8, 0.7, 2.5]), "space origin": np.zeros(3)}
+    path = tmp_path / "crop.nrrd"
+    nrrd.write(str(path), np.ascontiguousarray(crop.transpose(2, 1, 0)), header)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path), plugin=PLUGIN)
+    assert layer.data.shape == crop.shape
+    np.testing.assert_array_equal(np.asarray(layer.data), crop)
+    np.testing.assert_allclose(layer.scale, [2.5, 0.7, 0.8])
+
+
+def test_reader_declines_other_files(tmp_path):
+    from dinomed_napari._napari.readers import get_reader
+
+    (tmp_path / "notes.txt").write_text("hello")
+    assert get_reader(str(tmp_path / "notes.txt")) is None
+    assert get_reader(str(tmp_path)) is None  # a folder without DICOM files
+    assert get_reader(str(sample_path("em"))) is not None
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".tif", ".nrrd"])
+def test_writer_output_reloads_on_the_image_grid(make_napari_viewer, tmp_path, suffix):
+    import napari
+
+    from dinomed_napari._napari.layers import aligned_kwargs
+
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(str(sample_path("ct_organs")), plugin=PLUGIN)
+    mask = (np.asarray(image.data) > 150).astype(np.uint8)
+    labels = viewer.add_labels(mask, **aligned_kwargs(image, "bone"))
+    (out,) = napari.save_layers(str(tmp_path / f"bone{suffix}"), [labels], plugin=PLUGIN)
+    back = load_volume(out)
+    src = load_volume(sample_path("ct_organs"))
+    assert back.shape == src.shape
+    np.testing.assert_allclose(back.spacing, src.spacing)
+    if suffix != ".tif":  # TIFF has no orientation, only spacing
+        np.testing.assert_allclose(back.affine, src.affine)
+    np.testing.assert_array_equal(np.asarray(back.data), mask)
+
+
+def test_sample_data_opens_real_and_synthetic(make_napari_viewer):
+    viewer = make_napari_viewer()
+    ct = viewer.open_sample(PLUGIN, "ct_organs")
+    assert [type(lyr).__name__ for lyr in ct] == ["Image", "Labels"]
+    assert ct[0].data.shape == ct[1].data.shape == (30, 101, 122)
+    np.testing.assert_allclose(ct[0].scale, ct[1].scale)
+    em = viewer.open_sample(PLUGIN, "em")
+    assert em[0].data.shape == (20, 352, 352)
+    # membranes are label 1 (the file stores them as 0)
+    assert 0.1 < float(np.mean(np.asarray(em[1].data) == 1)) < 0.5
+    phantom = viewer.open_sample(PLUGIN, "pet_ct_phantom")
+    assert len(phantom) >= 2
+    assert all("SYNTHETIC" in lyr.name for lyr in phantom)
