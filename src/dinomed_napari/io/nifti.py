@@ -31,7 +31,7 @@ def read_nifti(path: Path) -> Volume:
     # Drop trailing singleton dims (X, Y, Z, 1) that some writers add; keep real 4D for the error.
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
-    check_shape(shape, path)
+    check_shape(shape[::-1], path)  # in (Z, Y, X) order, like every other reader
     try:
         arr = np.asanyarray(img.dataobj).reshape(shape)
     except _READ_ERRORS as exc:

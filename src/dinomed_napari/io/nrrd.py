@@ -34,7 +34,7 @@ def read_nrrd(path: Path) -> Volume:
     except Exception as exc:  # pynrrd raises NRRDError, ValueError, EOFError, zlib.error ... on bad files
         raise VolumeError(f"{path}: not a readable NRRD file or truncated data "
                           f"({type(exc).__name__}: {exc})") from exc
-    check_shape(tuple(arr.shape), path)
+    check_shape(tuple(arr.shape)[::-1], path)  # in (Z, Y, X) order, like every other reader
     space = _space(header)
     flip = np.diag(_TO_RAS.get(space, (1.0, 1.0, 1.0)))
     if "space directions" in header:
