@@ -1,0 +1,209 @@
+"""Slice-by-slice DINOv3 patch features of a volume, batched, cached on disk and resumable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dinomed_napari.errors import ExtractionCancelled, VolumeError, WeightsError
+from dinomed_napari.io.volume import Volume
+
+from .cache import (
+    FeatureStore,
+    cache_key,
+    default_cache_dir,
+    key_model_name,
+    store_lock,
+    volume_digest,
+    weights_label,
+)
+from .volume import PLANE_AXES, FeatureVolume
+
+
+def as_volume(volume: Volume | np.ndarray) -> Volume:
+    """Wrap a bare (Z, Y, X) array as a :class:`Volume` with unit spacing; a Volume passes through."""
+    return volume if isinstance(volume, Volume) else Volume(np.asarray(volume))
+
+
+def batch_order(todo: np.ndarray, batch_size: int, first: int | None = None) -> list[np.ndarray]:
+    """Split the slice indices still to compute into batches; the batch holding ``first`` goes first.
+
+    Batches are runs of ``batch_size`` consecutive entries of ``todo`` (sorted), so each one writes
+    neighbouring chunks. If ``first`` is already done the order is unchanged.
+    """
+    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    if first is not None:
+        hit = [i for i, b in enumerate(batches) if int(first) in b]
+        if hit:
+            batches.insert(0, batches.pop(hit[0]))
+    return batches
+
+
+def extract_features(
+    volume: Volume | np.ndarray,
+    *,
+    model: str = "S",
+    weights: str | None = None,
+    backbone: Any = None,
+    axis: int = 0,
+    prep: Any = None,
+    layers: tuple[int, ...] | list[int] | None = None,
+    batch_size: int = 4,
+    cache_dir: str | os.PathLike | bool | None = None,
+    progress: Callable[[int, int], Any] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    first: int | None = None,
+    device: str | None = None,
+) -> FeatureVolume:
+    """DINOv3 patch features of every slice of ``volume`` along ``axis``.
+
+    Parameters
+    ----------
+    volume : Volume or np.ndarray
+        (Z, Y, X) image; a bare array gets unit spacing and no modality.
+    model : str
+        Backbone name ("S", "S+", "B", "L", "H+" or a timm name); ignored when ``backbone`` is given.
+    weights : str
+        "hub", "hub:<tag>", "random" or a weights file. Required unless ``backbone`` is given: there is
+        no default, so features never come from weights nobody chose.
+    backbone : Backbone, optional
+        An already loaded backbone (from :func:`dinomed_napari.models.load_backbone`); reused as is.
+    axis : {0, 1, 2}
+        Slicing axis: 0 axial (Y, X planes), 1 coronal (Z, X), 2 sagittal (Z, Y).
+    prep : Preprocess, optional
+        Intensity window, resolution, isotropic resampling; default ``Preprocess()``.
+    layers : sequence of int, optional
+        Blocks whose patch tokens are concatenated; None for the final normalised output.
+    batch_size : int
+        Slices per forward pass; peak memory grows with it, not with the volume.
+    cache_dir : path, None or False
+        Folder holding one ``<key>.zarr`` store per request; None uses ``$DINOMED_CACHE`` or
+        ``~/.cache/dinomed-napari``. False computes in memory (a NumPy result, nothing kept).
+    progress : callable(done, total), optional
+        Called once before the first batch and after every batch with slices done so far (cached ones
+        included) and the slice count.
+    cancel : callable() -> bool, optional
+        Checked before every batch; when it returns True the finished slices are already stored and
+        :class:`~dinomed_napari.errors.ExtractionCancelled` is raised. A rerun computes only the rest.
+    first : int, optional
+        Slice computed first (the viewer's current slice): its batch runs before the others.
+    device : str, optional
+        "cpu", "cuda", "mps" or "auto"/None; used when the backbone is loaded here.
+
+    Returns
+    -------
+    FeatureVolume
+        ``data`` (S, h, w, C) float16: the zarr array of the cache store (read lazily, slice by slice),
+        or a NumPy array when ``cache_dir=False``.
+
+    Raises
+    ------
+    WeightsError
+        No weights chosen, or weights that cannot be loaded.
+    VolumeError
+        Not a usable 3D image (see :func:`dinomed_napari.io.check_image_volume`), or a bad ``axis``.
+    ExtractionCancelled
+        ``cancel()`` returned True.
+    """
+    from dinomed_napari.io.validate import check_image_volume
+    from dinomed_napari.models.backbone import _check_layers
+    from dinomed_napari.models.registry import norm_stats, resolve_spec
+    from dinomed_napari.preprocess import Preprocess, input_size
+
+    vol = as_volume(volume)
+    check_image_volume(vol)
+    if axis not in PLANE_AXES:
+        raise VolumeError(f"axis must be 0, 1 or 2 for a (Z, Y, X) volume of shape {vol.shape}; got {axis!r}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if backbone is None and weights is None:
+        raise WeightsError(
+            "no weights chosen: pass weights='hub' (or 'hub:<tag>') for the pretrained DINOv3 weights, "
+            "a path to a .pth/.safetensors file, or 'random' to test the pipeline without pretrained weights"
+        )
+    prep = Preprocess() if prep is None else prep
+    if backbone is not None:
+        spec, label, layers = backbone.spec, backbone.weights_label, backbone.layers
+        patch, dim, norm = int(backbone.patch_size), int(backbone.dim), (backbone.mean, backbone.std)
+    else:
+        spec, label = resolve_spec(model), weights_label(model, weights)
+        norm = norm_stats(label)
+        layers = _check_layers(layers or None, spec.depth)  # the normalisation Backbone applies
+        patch, dim = spec.patch_size, spec.embed_dim * (len(layers) if layers else 1)
+
+    a, b = PLANE_AXES[axis]
+    size = input_size((vol.shape[a], vol.shape[b]), (vol.spacing[a], vol.spacing[b]), prep.resolution,
+                      patch=patch, isotropic=prep.isotropic)
+    size = (int(size[0]), int(size[1]))
+    shape = (vol.shape[axis], size[0] // patch, size[1] // patch, dim)
+    parts = {
+        "volume": volume_digest(vol.data, vol.spacing),
+        "model": key_model_name(spec.timm_name, label),
+        "weights": label,
+        "resolution": int(prep.resolution),
+        "axis": int(axis),
+        "prep": prep.key(vol),
+        "norm": [list(norm[0]), list(norm[1])],
+        "layers": list(layers) if layers else None,
+        "input_size": list(size),
+    }
+    key = cache_key(parts)
+    path = None if cache_dir is False else Path(cache_dir or default_cache_dir()) / f"{key}.zarr"
+    attrs = {**parts, "key": key, "volume_shape": list(vol.shape), "source": vol.source}
+
+    with store_lock(path):
+        store = FeatureStore(path, shape, attrs)
+        if not store.complete:
+            if backbone is None:
+                from dinomed_napari.models import load_backbone
+
+                backbone = load_backbone(model, weights, device=device, layers=layers)
+            if int(backbone.dim) != dim or backbone.weights_label != label:
+                raise WeightsError(f"backbone {backbone!r} does not match the request "
+                                   f"({spec.timm_name} [{label}], {dim} features)")
+            store.update_attrs(backbone=backbone.spec.timm_name, device=str(backbone.device),
+                               dtype=str(backbone.dtype).removeprefix("torch."))
+            _fill(store, vol, prep, backbone, axis, size, int(batch_size), progress, cancel, first)
+        elif progress is not None:
+            progress(shape[0], shape[0])
+
+    extra = {"prep": prep.key(vol), "input_size": size, "path": None if path is None else str(path),
+             "device": store.attrs.get("device"), "dtype": store.attrs.get("dtype")}
+    return FeatureVolume(
+        data=store.features, axis=int(axis), volume_shape=vol.shape,
+        model=store.attrs.get("backbone", spec.timm_name), weights=label,
+        resolution=int(prep.resolution), layers=layers, key=key, extra=extra,
+    )
+
+
+def _fill(store: FeatureStore, vol: Volume, prep, backbone, axis: int, size: tuple[int, int],
+          batch_size: int, progress, cancel, first) -> None:
+    """Compute the slices of ``store`` not yet done, batch by batch, writing each batch before the next."""
+    import torch
+
+    from dinomed_napari.preprocess import intensity_to_unit, to_network_batch
+
+    total = store.shape[0]
+    todo = np.flatnonzero(~store.done)
+    # Window / normalise once for the whole volume (percentile windows need all of it), then slice.
+    unit = intensity_to_unit(vol, prep)
+    if progress is not None:
+        progress(total - len(todo), total)
+    with torch.inference_mode():
+        for idx in batch_order(todo, batch_size, first):
+            if cancel is not None and cancel():
+                n = int(store.done.sum())
+                where = f"kept in {store.path}; rerun to resume" if store.path else "in memory, not kept"
+                raise ExtractionCancelled(f"extraction cancelled after {n} of {total} slices ({where})")
+            slices = np.moveaxis(np.take(unit, idx, axis=axis), axis, 0)
+            x = to_network_batch(np.ascontiguousarray(slices), size, backbone.mean, backbone.std)
+            x = x.to(backbone.device, non_blocking=True)
+            feats = backbone.patch_features(x)
+            # Halve the bytes before leaving the device; the store holds float16 anyway.
+            store.write(idx, feats.to(torch.float16).cpu().numpy())
+            if progress is not None:
+                progress(int(store.done.sum()), total)

@@ -1,0 +1,103 @@
+"""The on-disk feature cache: content hashes, keys, weights labels, store persistence, repair and locking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+from dinomed_napari.errors import WeightsError
+from dinomed_napari.features import cache as C
+
+
+def test_volume_digest_sees_content_shape_dtype_and_spacing():
+    rng = np.random.default_rng(0)
+    a = rng.integers(-1000, 1000, size=(4, 5, 6), dtype=np.int16)
+    d = C.volume_digest(a, (1, 1, 1))
+    assert d == C.volume_digest(a.copy(), (1.0, 1.0, 1.0))
+    b = a.copy()
+    b[3, 4, 5] += 1
+    others = [C.volume_digest(b, (1, 1, 1)), C.volume_digest(a, (1, 1, 2)),
+              C.volume_digest(a.astype(np.int32), (1, 1, 1)), C.volume_digest(a.reshape(4, 6, 5), (1, 1, 1))]
+    assert len({d, *others}) == 5
+    # A non-contiguous view hashes like its contiguous copy (no whole-volume copy needed).
+    t = np.transpose(rng.random((6, 5, 4)), (2, 1, 0))
+    assert C.volume_digest(t, (1, 1, 1)) == C.volume_digest(np.ascontiguousarray(t), (1, 1, 1))
+
+
+def test_cache_key_is_canonical():
+    assert C.cache_key({"a": 1, "b": [1, 2]}) == C.cache_key({"b": [1, 2], "a": 1})
+    assert C.cache_key({"a": 1}) != C.cache_key({"a": 2})
+    assert len(C.cache_key({})) == 64
+
+
+def test_default_cache_dir_follows_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("DINOMED_CACHE", str(tmp_path / "x"))
+    assert C.default_cache_dir() == tmp_path / "x"
+    monkeypatch.delenv("DINOMED_CACHE")
+    assert C.default_cache_dir().parts[-2:] == (".cache", "dinomed-napari")
+
+
+def test_weights_labels_match_load_backbone_without_loading(tmp_path):
+    from dinomed_napari.models import load_backbone
+
+    assert C.weights_label("S", "random") == "random"
+    assert C.weights_label("S", "hub") == "hub:lvd1689m"
+    assert C.weights_label("L", "hub:sat493m") == "hub:sat493m"
+    assert C.weights_label("vit_small_patch16_dinov3.lvd1689m", "hub") == "hub:lvd1689m"
+    bb = load_backbone("S", "random", device="cpu")
+    path = tmp_path / "w.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in bb.model.state_dict().items()}, str(path))
+    label = C.weights_label("S", path)
+    assert label.startswith("file:w.safetensors#") and label == load_backbone("S", path).weights_label
+    with pytest.raises(WeightsError, match="nope.pth not found"):
+        C.weights_label("S", tmp_path / "nope.pth")
+    assert C.key_model_name("vit_small_patch16_dinov3_qkvb", label) == "vit_small_patch16_dinov3"
+    assert C.key_model_name("vit_small_patch16_dinov3_qkvb", "random") == "vit_small_patch16_dinov3_qkvb"
+
+
+def test_store_persists_slices_and_done_mask(tmp_path):
+    path = tmp_path / "k.zarr"
+    store = C.FeatureStore(path, (5, 2, 3, 4), {"model": "m"})
+    assert not store.complete and store.done.tolist() == [False] * 5
+    feats = np.arange(3 * 24, dtype=np.float32).reshape(3, 2, 3, 4) / 7
+    store.write(np.array([0, 1, 3]), feats)
+    again = C.FeatureStore(path, (5, 2, 3, 4), {"model": "m"})
+    assert again.done.tolist() == [True, True, False, True, False]
+    np.testing.assert_array_equal(again.features[3], feats[2].astype(np.float16))
+    assert again.attrs["model"] == "m" and again.attrs["format"] == C.FORMAT_VERSION
+    g = zarr.open_group(path)
+    assert g["features"].chunks == (1, 2, 3, 4) and g["features"].dtype == np.float16
+
+
+def test_store_of_another_shape_or_a_broken_one_is_rebuilt(tmp_path):
+    path = tmp_path / "k.zarr"
+    C.FeatureStore(path, (5, 2, 3, 4), {}).write(np.array([0]), np.ones((1, 2, 3, 4)))
+    other = C.FeatureStore(path, (6, 2, 3, 4), {})
+    assert other.features.shape == (6, 2, 3, 4) and not other.done.any()
+    # A half-written store (crash while creating it) is replaced, not trusted.
+    (path / "done").mkdir(exist_ok=True)
+    (path / "zarr.json").write_text("{ broken")
+    fixed = C.FeatureStore(path, (6, 2, 3, 4), {})
+    assert fixed.features.shape == (6, 2, 3, 4) and not fixed.done.any()
+
+
+def test_in_memory_store():
+    store = C.FeatureStore(None, (2, 1, 1, 3), {})
+    store.write(np.array([1]), np.full((1, 1, 1, 3), 0.5))
+    assert isinstance(store.features, np.ndarray) and store.done.tolist() == [False, True]
+    assert store.features[1, 0, 0].tolist() == [0.5, 0.5, 0.5]
+
+
+def test_store_lock_is_exclusive(tmp_path):
+    from filelock import Timeout
+
+    path = tmp_path / "k.zarr"
+    with C.store_lock(path):
+        other = C.store_lock(path)
+        with pytest.raises(Timeout):
+            other.acquire(timeout=0)
+    with C.store_lock(path):  # released after the block
+        pass
