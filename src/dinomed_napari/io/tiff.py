@@ -37,6 +37,17 @@ def _spacing(tif) -> tuple[tuple[float, float, float], str, str]:
     return (1.0, 1.0, 1.0), "pixel", "none"
 
 
+def _declared_shape(tif) -> tuple[int, ...] | None:
+    """Shape the writer recorded (tifffile JSON or ImageJ image count), to detect missing pages."""
+    shaped = tif.shaped_metadata
+    if shaped and isinstance(shaped[0], dict) and "shape" in shaped[0]:
+        return tuple(int(s) for s in shaped[0]["shape"])
+    ij = tif.imagej_metadata
+    if ij and int(ij.get("images", 1)) > len(tif.pages):
+        return (int(ij["images"]), *tif.pages[0].shape)
+    return None
+
+
 def read_tiff(path: Path) -> Volume:
     """Read the first series of a TIFF file as a (Z, Y, X) `Volume` (axis order as stored)."""
     import tifffile
@@ -45,9 +56,13 @@ def read_tiff(path: Path) -> Volume:
         with tifffile.TiffFile(str(path)) as tif:
             arr = tif.series[0].asarray()
             spacing, unit, origin = _spacing(tif)
+            expected = _declared_shape(tif)
     except Exception as exc:  # tifffile raises TiffFileError, ValueError, struct.error ... on bad files
         raise VolumeError(f"{path}: not a readable TIFF file or truncated data "
                           f"({type(exc).__name__}: {exc})") from exc
+    if expected is not None and tuple(arr.shape) != expected:
+        raise VolumeError(f"{path}: truncated TIFF file: its metadata declares shape {expected} but only "
+                          f"{tuple(arr.shape)} could be read")
     check_shape(tuple(arr.shape), path)
     return Volume(
         data=arr,
