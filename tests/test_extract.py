@@ -174,3 +174,75 @@ def test_bad_requests_give_clear_errors(ct, vits, tmp_path):
         extract_features(ct.data[0], backbone=vits, cache_dir=tmp_path)
     with pytest.raises(WeightsError, match="not found"):
         extract_features(ct, weights=str(tmp_path / "nope.pth"), cache_dir=tmp_path)
+
+
+def test_triplanar_builds_the_backbone_once_and_reports_total_progress(ct, tmp_path, monkeypatch):
+    import dinomed_napari.models as models
+    from dinomed_napari.features.extract import shared_backbone
+    from dinomed_napari.features.triplanar import extract_triplanar
+
+    shared_backbone.cache_clear()
+    built = []
+    real = models.load_backbone
+    monkeypatch.setattr(models, "load_backbone", lambda *a, **k: built.append(a) or real(*a, **k))
+    seen = []
+    out = extract_triplanar(ct, weights="random", prep=PREP, cache_dir=tmp_path, batch_size=16, device="cpu",
+                            progress=lambda d, t: seen.append((d, t)), first=(1, 2, 3))
+    assert len(built) == 1 and sorted(out) == [0, 1, 2]
+    for axis, fv in out.items():
+        assert fv.axis == axis and fv.n_slices == ct.shape[axis] and fv.weights == "random"
+    total = sum(ct.shape)
+    assert seen[-1] == (total, total) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def _cli(argv, capsys):
+    from dinomed_napari.cli.main import main
+
+    rc = main(["extract", *map(str, argv)])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def test_cli_writes_a_store_and_names_the_weights(ct, tmp_path, capsys):
+    import zarr
+
+    np.save(tmp_path / "ct.npy", ct.data)
+    out = tmp_path / "features.zarr"
+    args = [tmp_path / "ct.npy", "--model", "S", "--weights", "random", "--axis", "2", "--resolution", "32",
+            "--window", "soft_tissue", "--layers", "3,11", "--cache-dir", tmp_path / "c", "--device", "cpu"]
+    rc, stdout, _ = _cli([*args, "--out", out], capsys)
+    assert rc == 0 and "[weights: random]" in stdout and "cache key" in stdout
+    g = zarr.open_group(out, mode="r")
+    assert g["features"].shape == (48, 1, 2, 768) and g["done"][:].all()
+    assert g.attrs["weights"] == "random" and g.attrs["layers"] == [3, 11]
+    rc, _, err = _cli([*args, "--out", out], capsys)
+    assert rc == 2 and "--overwrite" in err
+
+
+def test_cli_without_weights_says_how_to_choose(tmp_path, capsys):
+    rc, _, err = _cli([tmp_path / "missing.nii.gz"], capsys)
+    assert rc == 2 and "no weights chosen" in err and "--weights hub|hub:TAG|PATH|random" in err
+
+
+def test_cli_ctrl_c_cancels_cleanly_and_the_rerun_resumes(ct, tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+
+    from dinomed_napari.features import progress
+
+    np.save(tmp_path / "ct.npy", ct.data)
+    args = [tmp_path / "ct.npy", "--weights", "random", "--resolution", "32", "--batch-size", "2",
+            "--cache-dir", tmp_path / "cache", "--device", "cpu"]
+    real = progress.TqdmProgress.__call__
+
+    def interrupt_after_first_batch(self, done, total):
+        real(self, done, total)
+        if done == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C, mid-volume
+
+    monkeypatch.setattr(progress.TqdmProgress, "__call__", interrupt_after_first_batch)
+    rc, _, err = _cli(args, capsys)
+    assert rc == 130 and "after 2 of 6 slices" in err and "rerun to resume" in err
+    monkeypatch.setattr(progress.TqdmProgress, "__call__", real)
+    rc, stdout, _ = _cli(args, capsys)
+    assert rc == 0 and "(6, 2, 2, 384)" in stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,16 @@ def as_volume(volume: Volume | np.ndarray) -> Volume:
     return volume if isinstance(volume, Volume) else Volume(np.asarray(volume))
 
 
+def require_weights(weights: str | os.PathLike | None) -> None:
+    """Raise :class:`WeightsError` when no weights were chosen (there is deliberately no default)."""
+    if weights is None or str(weights).strip() == "":
+        raise WeightsError(
+            "no weights chosen: pass weights='hub' (or 'hub:<tag>') for the pretrained DINOv3 weights, "
+            "a path to a .pth/.safetensors file, or 'random' to test the pipeline without pretrained weights "
+            "(on the command line: --weights hub|hub:TAG|PATH|random)"
+        )
+
+
 def batch_order(todo: np.ndarray, batch_size: int, first: int | None = None) -> list[np.ndarray]:
     """Split the slice indices still to compute into batches; the batch holding ``first`` goes first.
 
@@ -41,6 +52,20 @@ def batch_order(todo: np.ndarray, batch_size: int, first: int | None = None) -> 
         if hit:
             batches.insert(0, batches.pop(hit[0]))
     return batches
+
+
+@functools.lru_cache(maxsize=1)
+def shared_backbone(model: str, weights: str, device: str | None, layers: tuple[int, ...] | None,
+                    label: str):
+    """:func:`~dinomed_napari.models.load_backbone`, keeping the last backbone built.
+
+    Re-extracting with another window, axis or resolution (the viewer, :func:`extract_triplanar`) then
+    reuses the network instead of rebuilding it. ``label`` (content hash for files) is part of the
+    memo key so a changed weights file is reloaded.
+    """
+    from dinomed_napari.models import load_backbone
+
+    return load_backbone(model, weights, device=device, layers=layers)
 
 
 def extract_features(
@@ -110,21 +135,17 @@ def extract_features(
         ``cancel()`` returned True.
     """
     from dinomed_napari.io.validate import check_image_volume
-    from dinomed_napari.models.backbone import _check_layers
     from dinomed_napari.models.registry import norm_stats, resolve_spec
     from dinomed_napari.preprocess import Preprocess, input_size
 
+    if backbone is None:
+        require_weights(weights)
     vol = as_volume(volume)
     check_image_volume(vol)
     if axis not in PLANE_AXES:
         raise VolumeError(f"axis must be 0, 1 or 2 for a (Z, Y, X) volume of shape {vol.shape}; got {axis!r}")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if backbone is None and weights is None:
-        raise WeightsError(
-            "no weights chosen: pass weights='hub' (or 'hub:<tag>') for the pretrained DINOv3 weights, "
-            "a path to a .pth/.safetensors file, or 'random' to test the pipeline without pretrained weights"
-        )
     prep = Preprocess() if prep is None else prep
     if backbone is not None:
         spec, label, layers = backbone.spec, backbone.weights_label, backbone.layers
@@ -132,7 +153,11 @@ def extract_features(
     else:
         spec, label = resolve_spec(model), weights_label(model, weights)
         norm = norm_stats(label)
-        layers = _check_layers(layers or None, spec.depth)  # the normalisation Backbone applies
+        if layers:
+            from dinomed_napari.models.backbone import _check_layers  # imports torch: only when needed
+
+            layers = _check_layers(layers, spec.depth)  # the normalisation Backbone applies
+        layers = layers or None
         patch, dim = spec.patch_size, spec.embed_dim * (len(layers) if layers else 1)
 
     a, b = PLANE_AXES[axis]
@@ -159,9 +184,7 @@ def extract_features(
         store = FeatureStore(path, shape, attrs)
         if not store.complete:
             if backbone is None:
-                from dinomed_napari.models import load_backbone
-
-                backbone = load_backbone(model, weights, device=device, layers=layers)
+                backbone = shared_backbone(model, str(weights), device, layers, label)
             if int(backbone.dim) != dim or backbone.weights_label != label:
                 raise WeightsError(f"backbone {backbone!r} does not match the request "
                                    f"({spec.timm_name} [{label}], {dim} features)")

@@ -1,0 +1,105 @@
+"""`dinomed-napari extract`: compute (or reuse cached) DINOv3 patch features of a volume."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from dinomed_napari.errors import DinomedError, ExtractionCancelled
+
+
+def _layers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated block indices, got {text!r}") from exc
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from dinomed_napari.preprocess import WINDOWS
+
+    parser.add_argument("image", help="volume file or folder (NIfTI, NRRD, DICOM folder, TIFF, zarr, .npy)")
+    parser.add_argument("--model", default="S", help="backbone: S, S+, B, L, H+ or a timm name (default S)")
+    parser.add_argument("--weights", default=None,
+                        help="REQUIRED: 'hub' or 'hub:TAG' (pretrained from the Hugging Face hub/cache), a "
+                             ".pth/.safetensors PATH, or 'random' (pipeline test only)")
+    parser.add_argument("--axis", default="0", choices=["0", "1", "2", "all"],
+                        help="slicing axis of the (Z, Y, X) volume: 0 axial, 1 coronal, 2 sagittal; all")
+    parser.add_argument("--resolution", type=int, default=512, help="long side fed to the network (x16)")
+    parser.add_argument("--window", default="auto", choices=WINDOWS,
+                        help="intensity window (auto: by modality; CT presets; custom needs --level/--width)")
+    parser.add_argument("--level", type=float, help="custom window level (volume units, e.g. HU)")
+    parser.add_argument("--width", type=float, help="custom window width")
+    parser.add_argument("--isotropic", action="store_true", help="resize slices to their physical aspect")
+    parser.add_argument("--modality", choices=["CT", "MR", "PT", "EM"],
+                        help="modality of non-DICOM files (picks the 'auto' window)")
+    parser.add_argument("--layers", type=_layers, help="blocks to concatenate, e.g. 3,6,9,11 (default final)")
+    parser.add_argument("--batch-size", type=int, default=4, help="slices per forward pass (default 4)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--cache-dir", type=Path,
+                        help="feature cache folder (default $DINOMED_CACHE or ~/.cache/dinomed-napari)")
+    parser.add_argument("--out", type=Path,
+                        help="also copy the feature store here (FEATURES.zarr; with --axis all a folder "
+                             "receiving axis0.zarr, axis1.zarr, axis2.zarr)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dinomed_napari.features.extract import extract_features, require_weights
+    from dinomed_napari.features.progress import TqdmProgress, sigint_cancels
+    from dinomed_napari.io import load_volume
+    from dinomed_napari.preprocess import Preprocess
+
+    require_weights(args.weights)  # fail before the slow volume loading
+    try:
+        prep = Preprocess(window="custom" if args.level is not None else args.window, level=args.level,
+                          width=args.width, resolution=args.resolution, isotropic=args.isotropic)
+    except ValueError as exc:  # bad window / resolution combination: a usage error, not a crash
+        raise DinomedError(str(exc)) from exc
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    vol = load_volume(args.image, modality=args.modality)
+    axes = [0, 1, 2] if args.axis == "all" else [int(args.axis)]
+    if args.out is not None and args.out.exists() and not args.overwrite:
+        raise DinomedError(f"--out {args.out} exists; pass --overwrite to replace it")
+    print(f"{args.image}: shape (Z, Y, X) {vol.shape}, spacing {tuple(round(s, 3) for s in vol.spacing)}, "
+          f"window {prep.resolve(vol).window}", flush=True)
+
+    results = {}
+    with sigint_cancels() as cancel:
+        for axis in axes:
+            t0 = time.perf_counter()
+            try:
+                with TqdmProgress(desc=f"axis {axis}", file=sys.stderr) as bar:
+                    fv = extract_features(vol, model=args.model, weights=args.weights, axis=axis, prep=prep,
+                                          layers=args.layers, batch_size=args.batch_size,
+                                          cache_dir=args.cache_dir, progress=bar, cancel=cancel,
+                                          device=args.device)
+            except ExtractionCancelled as exc:
+                print(f"cancelled: {exc}", file=sys.stderr)
+                return 130
+            results[axis] = fv
+            print(f"axis {axis}: features {tuple(fv.data.shape)} float16 from {fv.model} "
+                  f"[weights: {fv.weights}] @{fv.resolution} in {time.perf_counter() - t0:.1f} s\n"
+                  f"  cache key {fv.key}\n  store {fv.extra['path']}", flush=True)
+    if args.out is not None:
+        _copy_out(results, args.out, several=len(axes) > 1)
+    return 0
+
+
+def _copy_out(results: dict, out: Path, several: bool) -> None:
+    """Copy the cache stores to ``out`` (a copy, so clearing the cache never breaks it)."""
+    if out.is_dir():
+        shutil.rmtree(out)
+    elif out.exists():
+        out.unlink()
+    for axis, fv in results.items():
+        target = out / f"axis{axis}.zarr" if several else out
+        shutil.copytree(fv.extra["path"], target)
+        print(f"wrote {target}")
