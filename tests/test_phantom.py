@@ -98,3 +98,7 @@ def test_lesion_mask_saves_on_the_phantom_grid(tmp_path, case):
     back = load_volume(save_labels(tmp_path / "lesions.nii.gz", case.lesion_mask, case.pet), check=False)
     np.testing.assert_array_equal(back.data, case.lesion_mask)
     np.testing.assert_allclose(back.affine, case.pet.affine)
+    labels = case.lesion_volume
+    assert labels.shape == case.pet.shape and labels.spacing == case.pet.spacing
+    assert labels.meta["synthetic"] is True and labels.meta["name"] == "synthetic_lesion_mask"
+    np.testing.assert_array_equal(labels.affine, case.pet.affine)

@@ -55,6 +55,13 @@ class PhantomCase:
     lesions: list[dict] = field(default_factory=list)
     name: str = "synthetic_pet_ct_phantom"
 
+    @property
+    def lesion_volume(self) -> Volume:
+        """``lesion_mask`` as a label `Volume` on the PET/CT grid (for writers and napari layers)."""
+        meta = {**self.pet.meta, "name": "synthetic_lesion_mask"}
+        return Volume(self.lesion_mask, self.pet.spacing, self.pet.affine.copy(), None, "label",
+                      self.pet.source, meta)
+
 
 def _norm_grid(shape):
     """Open (z, y, x) grids of normalised voxel-centre coordinates."""
