@@ -21,13 +21,21 @@ CT3_WINDOWS: tuple[str, str, str] = ("soft_tissue", "lung", "bone")
 _PERCENTILE_SAMPLES = 4_000_000
 
 
+def apply_range(data: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Linear map ``low`` -> 0, ``high`` -> 1, clipped to [0, 1]; float32 output."""
+    if not high > low:
+        raise ValueError(f"intensity range must have high > low, got ({low}, {high})")
+    lo = np.float32(low)
+    out = np.asarray(data, dtype=np.float32) - lo
+    out /= np.float32(high) - lo  # same float32 operations as for data == high: exactly 1 there
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
 def apply_window(data: np.ndarray, level: float, width: float) -> np.ndarray:
-    """Linear window: ``level - width/2`` -> 0, ``level + width/2`` -> 1, clipped; float32 output."""
+    """Radiology window: ``level - width/2`` -> 0, ``level + width/2`` -> 1, clipped; float32 output."""
     if not width > 0:
         raise ValueError(f"window width must be > 0, got {width}")
-    lo = level - width / 2.0
-    out = (np.asarray(data, dtype=np.float32) - np.float32(lo)) * np.float32(1.0 / width)
-    return np.clip(out, 0.0, 1.0, out=out)
+    return apply_range(data, level - width / 2.0, level + width / 2.0)
 
 
 def ct3(data: np.ndarray, windows: tuple[str, str, str] = CT3_WINDOWS) -> np.ndarray:
@@ -37,8 +45,7 @@ def ct3(data: np.ndarray, windows: tuple[str, str, str] = CT3_WINDOWS) -> np.nda
 
 def suv_window(data: np.ndarray, suv_range: tuple[float, float]) -> np.ndarray:
     """PET: clip SUV to ``suv_range`` and scale to [0, 1]."""
-    lo, hi = map(float, suv_range)
-    return apply_window(data, (lo + hi) / 2.0, hi - lo)
+    return apply_range(data, *map(float, suv_range))
 
 
 def volume_percentiles(data: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
@@ -63,5 +70,4 @@ def volume_percentiles(data: np.ndarray, percentiles: tuple[float, float]) -> tu
 
 def percentile_window(data: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
     """Clip to the volume's intensity percentiles and scale to [0, 1] (MR, EM, PET without SUV)."""
-    lo, hi = volume_percentiles(data, percentiles)
-    return apply_window(data, (lo + hi) / 2.0, hi - lo)
+    return apply_range(data, *volume_percentiles(data, percentiles))
