@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import tifffile
+from dicom_series import write_series
 
 from dinomed_napari.errors import VolumeError
 from dinomed_napari.io import Volume, check_image_volume, load_volume
@@ -156,3 +157,12 @@ def test_check_names_the_volume_source_and_rejects_non_numeric():
     with pytest.raises(VolumeError, match=r"image: data type bool is not a numeric image type"):
         check_image_volume(np.zeros((2, 20, 20), bool))
     check_image_volume(Volume(_ok()))  # a good volume passes silently
+
+
+def test_truncated_dicom_slice_is_named(tmp_path):
+    raw = np.random.default_rng(1).integers(0, 1000, (3, 16, 16)).astype(np.int16)
+    paths = write_series(tmp_path / "ct", raw)
+    blob = paths[1].read_bytes()
+    paths[1].write_bytes(blob[:-200])  # header intact, pixel data cut short
+    with pytest.raises(VolumeError, match=r"IM0001.dcm: cannot decode DICOM pixel data"):
+        load_volume(tmp_path / "ct")
