@@ -165,3 +165,25 @@ def test_hub_error_points_at_local_file(tmp_path, monkeypatch):
 def test_unknown_weights_spelling_is_a_missing_file(tmp_path):
     with pytest.raises(WeightsError, match="weights file rand not found"):
         load_backbone("S", "rand", device="cpu")
+
+
+def test_hub_weights_from_the_local_hugging_face_cache(small, tmp_path, monkeypatch):
+    # The "hub" path end to end without network: timm reads model.safetensors from the HF cache layout.
+    import huggingface_hub.constants
+    from safetensors.torch import save_file
+
+    bb, ref = small
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # never try the network
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    snap = tmp_path / "models--timm--vit_small_patch16_dinov3.lvd1689m"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (snap / "refs").mkdir(parents=True)
+    (snap / "refs" / "main").write_text(commit)
+    (snap / "snapshots" / commit).mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in bb.model.state_dict().items()},
+              snap / "snapshots" / commit / "model.safetensors")
+    for model, weights in (("S", "hub"), ("vit_small_patch16_dinov3.lvd1689m", "hub"), ("S", "hub:lvd1689m")):
+        loaded = load_backbone(model, weights, device="cpu")
+        assert loaded.weights_label == "hub:lvd1689m" and loaded.mean == (0.485, 0.456, 0.406)
+        assert torch.equal(loaded.patch_features(X), ref)

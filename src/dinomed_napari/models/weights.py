@@ -10,7 +10,13 @@ from pathlib import Path
 import torch
 
 from dinomed_napari.errors import WeightsError
-from dinomed_napari.models.availability import hub_cached, hub_offline, local_files, weights_dir
+from dinomed_napari.models.availability import (
+    hub_cache_dir,
+    hub_cached,
+    hub_offline,
+    local_files,
+    weights_dir,
+)
 from dinomed_napari.models.backbone import Backbone
 from dinomed_napari.models.device import compute_dtype, pick_device
 from dinomed_napari.models.hashing import file_sha256
@@ -37,7 +43,9 @@ def how_to_get_weights(spec: BackboneSpec) -> str:
 def _create(timm_name: str, pretrained: bool = False) -> torch.nn.Module:
     import timm  # slow import (~8 s): only when a model is really built
 
-    return timm.create_model(timm_name, pretrained=pretrained, num_classes=0, dynamic_img_size=True)
+    # cache_dir: the same folder `dinomed-napari models` reports (HF_HUB_CACHE / HF_HOME as set now).
+    extra = {"cache_dir": hub_cache_dir()} if pretrained else {}
+    return timm.create_model(timm_name, pretrained=pretrained, num_classes=0, dynamic_img_size=True, **extra)
 
 
 def load_backbone(model: str | BackboneSpec = "S", weights: str | Path = "hub", *,
