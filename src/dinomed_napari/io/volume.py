@@ -17,7 +17,7 @@ class Volume:
         Array of shape (Z, Y, X). For NIfTI/NRRD this is the file's stored (i, j, k) grid reversed, so
         writing labels back is an exact transpose onto the same grid (no resampling, no reorientation).
     spacing : tuple of float
-        Voxel size along (Z, Y, X), in ``spacing_unit``.
+        Voxel size along (Z, Y, X), in millimetres unless ``meta["spacing_unit"]`` says otherwise.
     affine : np.ndarray
         4x4 matrix mapping the file's voxel index (i, j, k) = (x, y, z) to world RAS millimetres, the
         NIfTI convention. Identity-scaled for formats without orientation (TIFF, npy, zarr).
