@@ -83,6 +83,7 @@ def extract_features(
     cancel: Callable[[], bool] | None = None,
     first: int | None = None,
     device: str | None = None,
+    on_batch: Callable[[np.ndarray, np.ndarray], Any] | None = None,
 ) -> FeatureVolume:
     """DINOv3 patch features of every slice of ``volume`` along ``axis``.
 
@@ -118,6 +119,9 @@ def extract_features(
         Slice computed first (the viewer's current slice): its batch runs before the others.
     device : str, optional
         "cpu", "cuda", "mps" or "auto"/None; used when the backbone is loaded here.
+    on_batch : callable(indices, features), optional
+        Called after each computed batch with its slice indices and float16 features (B, h, w, C), so a
+        viewer can show the first slice before the volume is done. Not called for cached slices.
 
     Returns
     -------
@@ -190,7 +194,8 @@ def extract_features(
                                    f"({spec.timm_name} [{label}], {dim} features)")
             store.update_attrs(backbone=backbone.spec.timm_name, device=str(backbone.device),
                                dtype=str(backbone.dtype).removeprefix("torch."))
-            _fill(store, vol, prep, backbone, axis, size, int(batch_size), progress, cancel, first)
+            _fill(store, vol, prep, backbone, axis, size, int(batch_size), progress, cancel, first,
+                  on_batch)
         elif progress is not None:
             progress(shape[0], shape[0])
 
@@ -204,7 +209,7 @@ def extract_features(
 
 
 def _fill(store: FeatureStore, vol: Volume, prep, backbone, axis: int, size: tuple[int, int],
-          batch_size: int, progress, cancel, first) -> None:
+          batch_size: int, progress, cancel, first, on_batch=None) -> None:
     """Compute the slices of ``store`` not yet done, batch by batch, writing each batch before the next."""
     import torch
 
@@ -227,6 +232,9 @@ def _fill(store: FeatureStore, vol: Volume, prep, backbone, axis: int, size: tup
             x = x.to(backbone.device, non_blocking=True)
             feats = backbone.patch_features(x)
             # Halve the bytes before leaving the device; the store holds float16 anyway.
-            store.write(idx, feats.to(torch.float16).cpu().numpy())
+            feats16 = feats.to(torch.float16).cpu().numpy()
+            store.write(idx, feats16)
+            if on_batch is not None:
+                on_batch(idx, feats16)
             if progress is not None:
                 progress(int(store.done.sum()), total)
