@@ -84,7 +84,7 @@ def load_case(case: Case) -> LoadedCase:
     from dinomed_napari.io import load_volume
 
     image = load_volume(case.image, modality=case.modality)
-    mask = load_volume(case.mask)
+    mask = load_volume(case.mask, check=False)  # a mask may be all zeros (a case without the structure)
     if image.shape != mask.shape:
         raise VolumeError(f"case {case.name!r}: mask {case.mask} has shape {mask.shape} but image "
                           f"{case.image} has {image.shape}; the mask must be on the image's voxel grid")
