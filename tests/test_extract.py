@@ -125,7 +125,10 @@ def test_model_and_weights_change_the_key(ct, vits, tmp_path):
     assert not np.array_equal(np.asarray(filed.data), np.asarray(base.data))
 
 
-def test_cancel_then_resume_equals_uninterrupted(ct, vits, tmp_path, monkeypatch):
+@pytest.mark.parametrize("pipelined", [False, True], ids=["cpu-order", "gpu-pipeline"])
+def test_cancel_then_resume_equals_uninterrupted(ct, vits, tmp_path, monkeypatch, pipelined):
+    # The GPU code path (batch k+1 launched before k is stored) runs here on the CPU too.
+    monkeypatch.setattr("dinomed_napari.features.extract.pipelined", lambda device: pipelined)
     full = extract_features(ct, backbone=vits, prep=PREP, cache_dir=tmp_path / "a", batch_size=2)
     count = Counter(vits, monkeypatch)
     seen = []
