@@ -15,6 +15,7 @@ from dinomed_napari.preprocess import (
     IMAGENET_STD,
     Preprocess,
     input_size,
+    intensity_mapper,
     intensity_to_unit,
     to_network_batch,
 )
@@ -92,6 +93,23 @@ def test_percentiles_are_per_volume_not_per_slice():
     assert wide.min() == 0 and wide.max() == 1
 
 
+@pytest.mark.parametrize("window", ["percentile", "ct3", "lung"])
+def test_mapper_on_slices_equals_whole_volume(window):
+    rng = np.random.default_rng(1)
+    data = (rng.normal(0, 400, (4, 16, 16)) + np.arange(4)[:, None, None] * 300).astype(np.float32)
+    vol = Volume(data, modality="CT")
+    prep = Preprocess(window=window)
+    whole = intensity_to_unit(vol, prep)
+    to_unit = intensity_mapper(vol, prep)
+    batches = np.concatenate([to_unit(data[0:1]), to_unit(data[1:3]), to_unit(data[3:])])
+    np.testing.assert_array_equal(batches, whole)
+    assert whole.shape == data.shape + ((3,) if window == "ct3" else ())
+    bad = data[:1].copy()
+    bad[0, 0, 0] = np.inf
+    with pytest.raises(VolumeError, match="contains NaN or inf voxels"):
+        to_unit(bad)
+
+
 def test_percentile_falls_back_to_min_max_for_sparse_volumes():
     data = np.zeros((2, 20, 20), np.float32)
     data[0, 0, 0] = 5.0  # 0.5/99.5 percentiles both 0: fall back to min/max
@@ -127,7 +145,7 @@ def test_key_is_json_and_tracks_what_matters():
     ct = _ct()
     key = Preprocess(window="soft_tissue").key()
     assert json.loads(json.dumps(key)) == key
-    assert key == {"window": "soft_tissue", "resolution": 512, "isotropic": False, "norm": "imagenet"}
+    assert key == {"window": "soft_tissue", "resolution": 512, "isotropic": False}
     # Settings the window ignores do not split the cache; the ones it uses do.
     assert Preprocess(window="soft_tissue", percentiles=(1, 99)).key() == key
     assert Preprocess(window="percentile", percentiles=(1, 99)).key() != Preprocess(window="percentile").key()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -91,8 +92,7 @@ class Preprocess:
         With ``volume``, "auto" is resolved first (so auto and its explicit equivalent share a key).
         """
         p = self.resolve(volume) if volume is not None else self
-        out: dict = {"window": p.window, "resolution": p.resolution, "isotropic": p.isotropic,
-                     "norm": "imagenet"}
+        out: dict = {"window": p.window, "resolution": p.resolution, "isotropic": p.isotropic}
         if p.window in ("custom", "auto"):
             out.update(level=p.level, width=p.width)
         if p.window in ("percentile", "auto"):
@@ -102,8 +102,45 @@ class Preprocess:
         return out
 
 
+def intensity_mapper(volume: Volume, prep: Preprocess) -> Callable[[np.ndarray], np.ndarray]:
+    """A function mapping any block of ``volume`` (one slice, a batch of slices, all of it) to [0, 1].
+
+    Volume-wide statistics (percentiles) are computed here, once, so every slice gets the same mapping
+    and extraction can window batch by batch (memory bounded by the batch, not the volume).
+
+    Returns
+    -------
+    callable
+        ``f(block) -> float32 array`` of the block's shape, plus a trailing axis of 3 for "ct3".
+        Raises VolumeError on NaN/inf voxels in the block.
+    """
+    p = prep.resolve(volume)
+    if p.window == "ct3":
+        return _checked(W.ct3, volume)
+    if p.window in W.CT_PRESETS:
+        level, width = W.CT_PRESETS[p.window]
+        lo, hi = level - width / 2.0, level + width / 2.0
+    elif p.window == "custom":
+        lo, hi = float(p.level) - float(p.width) / 2.0, float(p.level) + float(p.width) / 2.0
+    elif p.window == "pet_suv":
+        lo, hi = p.suv_range
+    else:
+        lo, hi = W.volume_percentiles(_finite(np.asarray(volume.data), volume), p.percentiles)
+    return _checked(lambda block: W.apply_range(block, lo, hi), volume)
+
+
+def _finite(data: np.ndarray, volume: Volume) -> np.ndarray:
+    if not np.isfinite(data).all():
+        raise VolumeError(f"volume {volume.source or ''} contains NaN or inf voxels; fix or mask them first")
+    return data
+
+
+def _checked(fn: Callable[[np.ndarray], np.ndarray], volume: Volume) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda block: fn(_finite(np.asarray(block), volume))
+
+
 def intensity_to_unit(volume: Volume, prep: Preprocess) -> np.ndarray:
-    """Map a volume's intensities to [0, 1] with ``prep``'s window.
+    """Map a whole volume's intensities to [0, 1] with ``prep``'s window.
 
     Returns
     -------
@@ -115,19 +152,7 @@ def intensity_to_unit(volume: Volume, prep: Preprocess) -> np.ndarray:
     VolumeError
         NaN/inf voxels, or a constant volume with a percentile window.
     """
-    data = np.asarray(volume.data)
-    if not np.isfinite(data).all():
-        raise VolumeError(f"volume {volume.source or ''} contains NaN or inf voxels; fix or mask them first")
-    p = prep.resolve(volume)
-    if p.window in W.CT_PRESETS:
-        return W.apply_window(data, *W.CT_PRESETS[p.window])
-    if p.window == "custom":
-        return W.apply_window(data, float(p.level), float(p.width))
-    if p.window == "ct3":
-        return W.ct3(data)
-    if p.window == "pet_suv":
-        return W.suv_window(data, p.suv_range)
-    return W.percentile_window(data, p.percentiles)
+    return intensity_mapper(volume, prep)(volume.data)
 
 
 def input_size(plane_shape: tuple[int, int], plane_spacing: tuple[float, float] = (1.0, 1.0),

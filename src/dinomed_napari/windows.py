@@ -43,11 +43,6 @@ def ct3(data: np.ndarray, windows: tuple[str, str, str] = CT3_WINDOWS) -> np.nda
     return np.stack([apply_window(data, *CT_PRESETS[w]) for w in windows], axis=-1)
 
 
-def suv_window(data: np.ndarray, suv_range: tuple[float, float]) -> np.ndarray:
-    """PET: clip SUV to ``suv_range`` and scale to [0, 1]."""
-    return apply_range(data, *map(float, suv_range))
-
-
 def volume_percentiles(data: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
     """Intensity percentiles of a whole volume (computed once, so every slice shares one mapping).
 
@@ -66,8 +61,3 @@ def volume_percentiles(data: np.ndarray, percentiles: tuple[float, float]) -> tu
     if hi <= lo:
         raise VolumeError(f"volume is constant (every voxel = {lo}); there is nothing to normalise")
     return lo, hi
-
-
-def percentile_window(data: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
-    """Clip to the volume's intensity percentiles and scale to [0, 1] (MR, EM, PET without SUV)."""
-    return apply_range(data, *volume_percentiles(data, percentiles))
