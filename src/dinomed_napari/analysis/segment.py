@@ -198,9 +198,11 @@ class ScribbleSegmenter:
             fvs = self.check_features(features)
             if fvs is not self.features:
                 self.features, self._volume_scores = fvs, {}
-        if image is not None and self.intensity:
-            self.image = normalise_image(image, *self.image_range)[0]
+        if image is not None and self.intensity and image is not self._raw_image:
+            self._raw_image, self.image = image, normalise_image(image, *self.image_range)[0]
             self._pixel.clear()
+        if self.intensity and self.image is None:
+            raise VolumeError(f"intensity={self.intensity!r}: pass the image (image=) to predict")
         if not self.features:
             raise FeatureMismatchError("no features: pass features= (this segmenter was loaded from a file)")
         axis = next(iter(self.features)) if axis is None else axis
