@@ -153,6 +153,20 @@ def test_hub_offline_says_how_to_get_weights(tmp_path, monkeypatch):
         load_backbone("S", "hub:sat493m", device="cpu")
 
 
+def test_hub_without_network_fails_fast(tmp_path, monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf"))
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    with pytest.raises(WeightsError, match=r"not in the Hugging Face cache .*empty-hf\) and the hub "
+                       r"cannot be reached \(no network\).*--weights random"):
+        load_backbone("S", "hub", device="cpu")
+
+
 def test_hub_error_points_at_local_file(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf"))

@@ -14,6 +14,7 @@ from dinomed_napari.models.availability import (
     hub_cache_dir,
     hub_cached,
     hub_offline,
+    hub_reachable,
     local_files,
     weights_dir,
 )
@@ -94,10 +95,13 @@ def load_backbone(model: str | BackboneSpec = "S", weights: str | Path = "hub", 
 def _from_hub(spec: BackboneSpec, tag: str) -> tuple[torch.nn.Module, str]:
     if tag not in spec.hub_tags:
         raise WeightsError(f"{spec.timm_name} has no hub tag {tag!r}; timm has {', '.join(spec.hub_tags)}")
-    if hub_offline() and hub_cached(spec, tag) is None:
-        # Fail fast (no timm import, no network attempts) when offline with nothing cached.
-        raise WeightsError(f"hub weights {spec.timm_name}.{tag} are not in the Hugging Face cache and "
-                           f"HF_HUB_OFFLINE is set. {how_to_get_weights(spec)}")
+    if hub_cached(spec, tag) is None:
+        # Fail fast (no timm import, no minute of download retries) when there is no way to get them.
+        why = "HF_HUB_OFFLINE is set" if hub_offline() else None
+        why = why or (None if hub_reachable() else "the hub cannot be reached (no network)")
+        if why:
+            raise WeightsError(f"hub weights {spec.timm_name}.{tag} are not in the Hugging Face cache "
+                               f"({hub_cache_dir()}) and {why}. {how_to_get_weights(spec)}")
     try:
         net = _create(f"{spec.timm_name}.{tag}", pretrained=True)
     except Exception as exc:  # network, offline cache miss, auth: all mean "no weights here"
