@@ -175,3 +175,40 @@ def test_crop_keeps_world_position():
     np.testing.assert_array_equal(lc.truth, full.truth[140:158, 40:104, 32:80])
     world = lc.volume.affine @ np.array([0, 0, 0, 1.0])
     np.testing.assert_allclose(world, full.volume.affine @ np.array([32, 40, 140, 1.0]))
+
+
+def test_volume_level_probe_over_cases(tmp_path):
+    # Four crops of the real CTA (each holding aorta), two per case-level target.
+    crops = [((130, 148), (40, 104), (32, 80)), ((134, 152), (40, 104), (32, 80)),
+             ((100, 118), (40, 104), (32, 80)), ((104, 122), (40, 104), (32, 80))]
+    cases = [replace(tiny_case(f"c{i}"), crop=c, target=int(i >= 2)) for i, c in enumerate(crops)]
+    writer = run_bench(cases, settings(tmp_path, protocols=("probe",)), tmp_path / "out", progress=False)
+    emb = [r for r in writer.rows if r["protocol"] == "embedding"]
+    assert len(emb) == 4 and all(len(r["embedding"]) == 384 for r in emb)
+    (vol,) = [r for r in writer.rows if r["protocol"] == "probe" and r["method"] == "volume"]
+    assert vol["status"] == "ok" and vol["folds"] == 2 and (vol["n_pos"], vol["n_neg"]) == (2, 2)
+    assert 0.0 <= vol["auc"] <= 1.0 and 0.0 <= vol["accuracy"] <= 1.0
+
+
+def test_volume_probe_rows_on_known_embeddings():
+    from dinomed_napari.bench.protocols.probe import volume_probe_rows
+
+    rng = np.random.default_rng(0)
+    rows = [{"protocol": "embedding", "status": "ok", "case": f"c{i}", "model": "S", "resolution": 64,
+             "weights": "random", "target": i % 2, "embedding": list(rng.normal(size=8) + 3 * (i % 2))}
+            for i in range(10)]
+    (row,) = volume_probe_rows(rows, folds=5, seed=0)
+    assert row["status"] == "ok" and row["auc"] == 1.0 and row["accuracy"] == 1.0
+    (few,) = volume_probe_rows(rows[:3], folds=5, seed=0)
+    assert few["status"] == "skipped" and "found 1 positive and 2 negative" in few["error"]
+
+
+def test_every_segmenter_variant_runs_and_is_wired(tmp_path):
+    s = settings(tmp_path, protocols=("fewclick",), slices=(2,),
+                 variants=("linear", "rf", "fusion", "triplanar"))
+    writer = run_bench([tiny_case()], s, tmp_path / "out", progress=False)
+    dice = {r["method"]: r["dice"] for r in writer.rows}
+    assert set(dice) == {"linear", "rf", "fusion", "triplanar"}
+    assert all(r["status"] == "ok" and 0 <= r["dice"] <= 1 for r in writer.rows)
+    # Each option changes the classifier's input or model: identical numbers would mean it was ignored.
+    assert len({round(v, 9) for v in dice.values()}) == 4, dice

@@ -32,6 +32,8 @@ class Case:
         Preprocessing window preset (see :class:`dinomed_napari.preprocess.Preprocess`).
     crop : ((z0, z1), (y0, y1), (x0, x1)) or None
         Sub-volume to keep (voxel indices, end exclusive) so large cases stay cheap.
+    target : int or None
+        Case-level class (e.g. 1 = lesion present, 0 = healthy) for the volume-level linear probe.
     """
 
     name: str
@@ -41,6 +43,7 @@ class Case:
     modality: str | None = None
     window: str = "auto"
     crop: Crop | None = None
+    target: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,6 +141,7 @@ def case_from_dict(d: dict[str, Any], base: Path | None = None, index: int = 0) 
         image=_path(d["image"]), mask=_path(d["mask"]), labels=parse_labels(d.get("labels")),
         modality=d.get("modality"), window=str(d.get("window", "auto")),
         crop=None if crop is None else tuple((int(a), int(b)) for a, b in crop),  # type: ignore[arg-type]
+        target=None if d.get("target") is None else int(d["target"]),
     )
 
 

@@ -91,9 +91,10 @@ def write_report(out_dir: str | Path, meta: dict[str, Any], rows: list[dict[str,
                           tuple(r.get("seed_zyx") or ()), r["dice"], r.get("hd95_mm")] for r in iso]) + [""]
     probe = [r for r in rows if r.get("protocol") == "probe" and r.get("status") in ("ok", "skipped")]
     if probe:
-        lines += ["## Linear probe (slice contains label; logistic regression, stratified k-fold)", ""]
-        lines += _table(["case", "label", "model@res", "AUC", "accuracy", "folds", "note"],
-                        [[r["case"], r["label"], f"{r['model']}@{r['resolution']}", r.get("auc"),
+        lines += ["## Linear probe (logistic regression on mean-pooled embeddings, stratified k-fold)", "",
+                  "slice: does the slice contain the label; volume: the cases' `target` from the config.", ""]
+        lines += _table(["case", "level", "label", "model@res", "AUC", "accuracy", "folds", "note"],
+                        [[r["case"], r["method"], r["label"], f"{r['model']}@{r['resolution']}", r.get("auc"),
                           r.get("accuracy"), r.get("folds", ""), r.get("error") or ""] for r in probe]) + [""]
     errors = [r for r in rows if r.get("status") == "error"]
     if errors:

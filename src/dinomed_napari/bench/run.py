@@ -15,7 +15,13 @@ from .report import RANDOM_NOTE, random_weights_used, write_report
 
 
 def finalize(writer: ResultsWriter, status: str) -> Path:
-    """Close the run: timings in the JSON, plots and report from every row written so far."""
+    """Close the run: the volume-level probe over the cases' embeddings, timings in the JSON, plots and
+    report from every row written so far."""
+    from .protocols.probe import volume_probe_rows
+
+    s = writer.meta["settings"]
+    for row in volume_probe_rows(writer.rows, folds=s["folds"], seed=s["seed"]):
+        writer.add(row)
     writer.finish(status)
     note = "random weights: measures the pipeline, not DINOv3" if random_weights_used(
         writer.meta, writer.rows) else ""

@@ -104,6 +104,8 @@ def iter_unit(unit: Unit, settings: BenchSettings) -> Iterator[Record]:
     if "probe" in settings.protocols:
         steps.append(("probe", lambda: ((r, None) for r in probe.probe_rows(
             fv, lc.truth, lc.labels, folds=settings.folds, seed=settings.seed))))
+        if unit.case.target is not None:
+            steps.append(("embedding", lambda: iter([(probe.embedding_row(fv, unit.case.target), None)])))
     for name, step in steps:
         t0 = time.perf_counter()
         seed_everything(settings.seed)

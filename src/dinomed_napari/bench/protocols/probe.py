@@ -90,3 +90,33 @@ def probe_rows(fv: FeatureVolume, truth: np.ndarray, labels: tuple[int, ...], *,
             row.update(status="skipped", error=f"label {lab}: {exc}")
         rows.append(row)
     return rows
+
+
+def embedding_row(fv: FeatureVolume, target: int) -> dict[str, Any]:
+    """A case's mean-pooled volume embedding and its target, kept for the volume-level probe."""
+    return {"protocol": "embedding", "method": "mean-pooled", "target": int(target),
+            "embedding": [float(v) for v in volume_embedding(fv)], "status": "ok"}
+
+
+def volume_probe_rows(rows: list[dict[str, Any]], *, folds: int, seed: int) -> list[dict[str, Any]]:
+    """Volume-level probe per (model, resolution) over the cases' embedding rows (targets from the config).
+
+    Returns one row per setting (``status`` skipped with the reason when a target class has < 2 cases).
+    """
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("protocol") == "embedding" and r.get("status") == "ok":
+            groups.setdefault((r["model"], r["resolution"], r["weights"]), []).append(r)
+    out = []
+    for (model, res, weights), group in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        group = sorted(group, key=lambda r: r["case"])  # order-independent (dask returns in any order)
+        row: dict[str, Any] = {"case": f"{len(group)} cases", "protocol": "probe", "method": "volume",
+                               "model": model, "resolution": res, "weights": weights, "label": "target"}
+        try:
+            x = np.array([r["embedding"] for r in group], dtype=np.float32)
+            y = np.array([r["target"] for r in group])
+            row.update(linear_probe(x, y, folds=folds, seed=seed), status="ok")
+        except ProbeNotApplicable as exc:
+            row.update(status="skipped", error=f"volume-level probe: {exc}")
+        out.append(row)
+    return out
