@@ -183,12 +183,15 @@ def test_unknown_weights_spelling_is_a_missing_file(tmp_path):
 
 def test_hub_weights_from_the_local_hugging_face_cache(small, tmp_path, monkeypatch):
     # The "hub" path end to end without network: timm reads model.safetensors from the HF cache layout.
-    import huggingface_hub.constants
+    import timm.models._hub
     from safetensors.torch import save_file
 
+    def no_download(*args, **kwargs):
+        raise AssertionError("a cached hub file must load without contacting the hub")
+
     bb, ref = small
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # never try the network
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(timm.models._hub, "hf_hub_download", no_download)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     snap = tmp_path / "models--timm--vit_small_patch16_dinov3.lvd1689m"
     commit = "0123456789abcdef0123456789abcdef01234567"

@@ -41,11 +41,14 @@ def how_to_get_weights(spec: BackboneSpec) -> str:
             f"use --weights random (features are then meaningless).")
 
 
-def _create(timm_name: str, pretrained: bool = False) -> torch.nn.Module:
+def _create(timm_name: str, pretrained: bool = False, file: Path | None = None) -> torch.nn.Module:
     import timm  # slow import (~8 s): only when a model is really built
 
-    # cache_dir: the same folder `dinomed-napari models` reports (HF_HUB_CACHE / HF_HOME as set now).
-    extra = {"cache_dir": hub_cache_dir()} if pretrained else {}
+    extra: dict = {}
+    if file is not None:  # a cached hub file: load it directly, no network round trip
+        extra["pretrained_cfg_overlay"] = {"file": str(file)}
+    elif pretrained:  # same cache folder `dinomed-napari models` reports (HF_HUB_CACHE / HF_HOME now)
+        extra["cache_dir"] = hub_cache_dir()
     return timm.create_model(timm_name, pretrained=pretrained, num_classes=0, dynamic_img_size=True, **extra)
 
 
@@ -95,7 +98,8 @@ def load_backbone(model: str | BackboneSpec = "S", weights: str | Path = "hub", 
 def _from_hub(spec: BackboneSpec, tag: str) -> tuple[torch.nn.Module, str]:
     if tag not in spec.hub_tags:
         raise WeightsError(f"{spec.timm_name} has no hub tag {tag!r}; timm has {', '.join(spec.hub_tags)}")
-    if hub_cached(spec, tag) is None:
+    cached = hub_cached(spec, tag)
+    if cached is None:
         # Fail fast (no timm import, no minute of download retries) when there is no way to get them.
         why = "HF_HUB_OFFLINE is set" if hub_offline() else None
         why = why or (None if hub_reachable() else "the hub cannot be reached (no network)")
@@ -103,7 +107,7 @@ def _from_hub(spec: BackboneSpec, tag: str) -> tuple[torch.nn.Module, str]:
             raise WeightsError(f"hub weights {spec.timm_name}.{tag} are not in the Hugging Face cache "
                                f"({hub_cache_dir()}) and {why}. {how_to_get_weights(spec)}")
     try:
-        net = _create(f"{spec.timm_name}.{tag}", pretrained=True)
+        net = _create(f"{spec.timm_name}.{tag}", pretrained=True, file=cached)
     except Exception as exc:  # network, offline cache miss, auth: all mean "no weights here"
         raise WeightsError(f"could not get hub weights {spec.timm_name}.{tag} "
                            f"({_first_line(exc)}). "
