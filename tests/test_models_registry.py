@@ -165,3 +165,16 @@ def test_models_command_table_and_json(tmp_path, monkeypatch, capsys):
     assert set(rows) == set(REGISTRY)
     assert rows["H+"]["dim"] == 1280 and rows["H+"]["params_m"] == 840.51
     assert rows["L"]["hub_cached"] == ["sat493m"] and rows["S"]["hub_cached"] == []
+
+
+def test_compiled_forward_matches_eager(small):
+    # The "eager" backend runs the torch.compile (Dynamo) capture without code generation: it checks the
+    # compiled path's plumbing cheaply; the inductor speed-up is measured in benchmarks/.
+    x = torch.randn(1, 3, 32, 48, generator=torch.Generator().manual_seed(2))
+    for layers in (None, (5, 11)):
+        ref = load_backbone("S", "random", device="cpu", layers=layers)
+        ref.model.load_state_dict(small.model.state_dict())
+        comp = load_backbone("S", "random", device="cpu", layers=layers, compile="eager")
+        comp.model.load_state_dict(small.model.state_dict())
+        assert comp.compiled == "eager" and "compiled=eager" in repr(comp)
+        torch.testing.assert_close(comp.patch_features(x), ref.patch_features(x), rtol=1e-5, atol=1e-5)

@@ -33,11 +33,16 @@ class Backbone:
     mean_std : ((float, float, float), (float, float, float))
         Input normalisation the weights expect; pass ``backbone.mean``/``backbone.std`` to
         ``preprocess.to_network_batch`` (ImageNet for lvd1689m, its own for sat493m).
+    compile : bool or str
+        ``torch.compile`` the forward pass (True: inductor; a string: that backend). Opt-in: the first
+        batch of each new input size pays a compile (a minute or more on a laptop CPU), later batches
+        run faster because RoPE and other element-wise steps are fused.
     """
 
     def __init__(self, model: torch.nn.Module, spec: BackboneSpec, weights_label: str,
                  device: torch.device, dtype: torch.dtype, layers: Sequence[int] | None = None,
-                 mean_std: tuple[tuple[float, ...], tuple[float, ...]] = IMAGENET_MEAN_STD):
+                 mean_std: tuple[tuple[float, ...], tuple[float, ...]] = IMAGENET_MEAN_STD,
+                 compile: bool | str = False):
         self.model = model.eval().to(device)
         self.spec = spec
         self.weights_label = weights_label
@@ -47,6 +52,10 @@ class Backbone:
         self.patch_size = int(spec.patch_size)
         self.num_prefix_tokens = int(getattr(model, "num_prefix_tokens", 5))
         self.mean, self.std = (tuple(float(v) for v in t) for t in mean_std)
+        self.compiled = "inductor" if compile is True else (compile or None)
+        self._forward = self._tokens
+        if self.compiled:
+            self._forward = torch.compile(self._tokens, backend=self.compiled)
 
     @property
     def dim(self) -> int:
@@ -83,26 +92,29 @@ class Backbone:
         """
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"patch_features expects a (B, 3, H, W) tensor, got shape {tuple(x.shape)}")
-        b, _, height, width = x.shape
+        height, width = x.shape[-2:]
         p = self.patch_size
         if height % p or width % p or height < p or width < p:
             raise ValueError(f"input size {height}x{width} is not a positive multiple of the patch size {p}")
-        h, w = self.grid(height, width)
         x = x.to(self.device, dtype=torch.float32, non_blocking=True)
         with torch.inference_mode(), self._autocast():
-            if self.layers is None:
-                tokens = self.model.forward_features(x)[:, self.num_prefix_tokens:]
-                out = tokens.reshape(b, h, w, -1)
-            else:
-                # norm=True: each layer on the same scale as the final output, so concatenation is balanced.
-                maps = self.model.forward_intermediates(
-                    x, indices=list(self.layers), norm=True, stop_early=True,
-                    output_fmt="NCHW", intermediates_only=True)
-                out = torch.cat(maps, dim=1).permute(0, 2, 3, 1)
+            out = self._forward(x)
         return out.float()
+
+    def _tokens(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, height, width = x.shape
+        h, w = self.grid(height, width)
+        if self.layers is None:
+            tokens = self.model.forward_features(x)[:, self.num_prefix_tokens:]
+            return tokens.reshape(b, h, w, -1)
+        # norm=True: each layer on the same scale as the final output, so concatenation is balanced.
+        maps = self.model.forward_intermediates(x, indices=list(self.layers), norm=True, stop_early=True,
+                                                output_fmt="NCHW", intermediates_only=True)
+        return torch.cat(maps, dim=1).permute(0, 2, 3, 1)
 
     def __repr__(self) -> str:
         layers = "" if self.layers is None else f", layers={self.layers}"
+        layers += f", compiled={self.compiled}" if self.compiled else ""
         return (f"Backbone({self.spec.timm_name} [{self.weights_label}], dim={self.dim}, "
                 f"device={self.device}, dtype={str(self.dtype).removeprefix('torch.')}{layers})")
 

@@ -54,7 +54,7 @@ def _create(timm_name: str, pretrained: bool = False, file: Path | None = None) 
 
 def load_backbone(model: str | BackboneSpec = "S", weights: str | Path = "hub", *,
                   device: str | torch.device | None = None,
-                  layers: Sequence[int] | None = None) -> Backbone:
+                  layers: Sequence[int] | None = None, compile: bool | str = False) -> Backbone:
     """Build a DINOv3 ViT backbone with explicit weights.
 
     Parameters
@@ -69,6 +69,8 @@ def load_backbone(model: str | BackboneSpec = "S", weights: str | Path = "hub", 
         Defaults to CUDA, then MPS, then CPU.
     layers : sequence of int, optional
         Blocks whose normed patch tokens are concatenated; None for the final output.
+    compile : bool or str
+        Opt-in ``torch.compile`` of the forward pass (see :class:`Backbone`).
 
     Returns
     -------
@@ -92,7 +94,8 @@ def load_backbone(model: str | BackboneSpec = "S", weights: str | Path = "hub", 
         net, label = _from_hub(spec, w[4:] or split_tag(str(model))[1] or spec.default_tag)
     else:
         net, spec, label = _from_file(spec, Path(w).expanduser())
-    return Backbone(net, spec, label, dev, compute_dtype(dev), layers, mean_std=norm_stats(label))
+    return Backbone(net, spec, label, dev, compute_dtype(dev), layers, mean_std=norm_stats(label),
+                    compile=compile)
 
 
 def _from_hub(spec: BackboneSpec, tag: str) -> tuple[torch.nn.Module, str]:
