@@ -133,6 +133,19 @@ def upsert_layer(viewer: Any, data: Any, kind: str, kwargs: dict) -> Any:
     kwargs = {**kwargs, "metadata": {**kwargs.get("metadata", {}), "dinomed_result": True}}
     active = viewer.layers.selection.active
     layer = getattr(viewer, f"add_{kind}")(data, **kwargs)
+    if kind == "labels":
+        # Once the user paints on a result it is theirs: the next result goes to a new layer.
+        layer.events.paint.connect(lambda *_: layer.metadata.update(dinomed_result=False))
     if active is not None:  # keep the user's tool (painting, adding points) on the layer they were using
         viewer.layers.selection.active = active
+    return layer
+
+
+def add_aligned_points(viewer: Any, image_layer: Any, name: str, color: str = "yellow") -> Any:
+    """An empty 3D points layer on ``image_layer``'s grid, in add mode, so that clicks add points."""
+    kwargs = aligned_kwargs(image_layer, name)
+    kwargs.pop("metadata")
+    layer = viewer.add_points(np.empty((0, 3)), ndim=3, size=max(image_layer.scale[-2:]) * 3,
+                              face_color=color, **kwargs)
+    layer.mode = "add"
     return layer

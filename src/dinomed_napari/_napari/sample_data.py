@@ -37,9 +37,9 @@ def pet_ct_phantom() -> list[tuple]:
     """A generated PET/CT phantom: every layer name says SYNTHETIC (no real PET volume is bundled)."""
     from dinomed_napari.phantom import make_pet_ct_phantom
 
-    phantom = make_pet_ct_phantom()
+    phantom = make_pet_ct_phantom()  # SYNTHETIC: see dinomed_napari.phantom
     out = [volume_layer_data(phantom.ct, "SYNTHETIC CT (phantom)", "image"),
            volume_layer_data(phantom.pet, "SYNTHETIC PET SUV (phantom)", "image")]
     out[1][1].update(blending="additive", opacity=0.6)
-    out.append(volume_layer_data(phantom.lesions, "SYNTHETIC lesions (phantom)", "labels"))
+    out.append(volume_layer_data(phantom.lesion_volume, "SYNTHETIC lesions (phantom)", "labels"))
     return out

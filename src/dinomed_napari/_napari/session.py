@@ -26,6 +26,8 @@ class ImageSession:
     ----------
     volume : Volume
         The image as the core sees it (spacing, affine, modality).
+    name : str
+        Layer name (for messages).
     features : dict of int -> FeatureVolume
         One entry (the chosen axis) or three (tri-planar: 0, 1, 2).
     axis : int
@@ -33,14 +35,18 @@ class ImageSession:
     pca : PCAMaps or None
         PCA maps of the main-axis features, computed once.
     segmenter : ScribbleSegmenter or None
-        The last trained scribble segmenter for this image.
+        The last trained (or loaded) scribble segmenter for this image.
+    segmenter_settings : tuple or None
+        (classifier, intensity fusion, tri-planar) it was made with; other settings start a new one.
     """
 
     volume: Volume
+    name: str = ""
     features: dict[int, FeatureVolume] = field(default_factory=dict)
     axis: int = 0
     pca: Any = None
     segmenter: Any = None
+    segmenter_settings: tuple | None = None
 
     @property
     def ready(self) -> bool:
@@ -54,8 +60,8 @@ class ImageSession:
     def primary(self) -> FeatureVolume:
         """Main-axis features; raises :class:`NoFeaturesError` naming the image if there are none."""
         if not self.ready:
-            name = self.volume.source or "this image"
-            raise NoFeaturesError(f"no DINOv3 features for {name} yet: run 'Compute features' in the "
+            name = self.name or self.volume.source or "this image"
+            raise NoFeaturesError(f"no DINOv3 features for {name!r} yet: run 'Compute features' in the "
                                   "DINOv3 features widget first")
         return self.features[self.axis]
 
@@ -70,7 +76,7 @@ class ImageSession:
         self.features = dict(features)
         self.axis = int(axis)
         self.pca = pca
-        self.segmenter = None
+        self.segmenter = self.segmenter_settings = None
 
     def pca_maps(self) -> Any:
         """PCA maps of the main-axis features (fitted once per session)."""
@@ -97,7 +103,7 @@ class SessionStore:
                 from .layers import layer_volume
 
                 volume = layer_volume(layer)
-            session = self._sessions[key] = ImageSession(volume)
+            session = self._sessions[key] = ImageSession(volume, name=layer.name)
         return session
 
     def drop(self, layer: Any) -> None:

@@ -21,10 +21,10 @@ def layers_of(viewer: Any, kind: str) -> list:
 class LayerChooser(ComboBox):
     """A combo box of the viewer's layers of one kind that follows layers being added/removed/renamed."""
 
-    def __init__(self, viewer: Any, kind: str, label: str, *, image_only_3d: bool = False, **kwargs):
+    def __init__(self, viewer: Any, kind: str, label: str, *, inputs_only: bool = False, **kwargs):
         self._viewer = viewer
         self._kind = kind
-        self._only_3d = image_only_3d
+        self._inputs_only = inputs_only
         super().__init__(label=label, choices=self._choices, nullable=True, **kwargs)
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
@@ -33,15 +33,17 @@ class LayerChooser(ComboBox):
     def _choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         out = []
         for layer in layers_of(self._viewer, self._kind):
-            if self._only_3d and (getattr(layer, "rgb", False) or layer.ndim != 3):
+            # Inputs only: our RGB result layers (PCA, affinity, similarity ...) are no images to analyse.
+            if self._inputs_only and (getattr(layer, "rgb", False) or layer.metadata.get("dinomed_result")):
                 continue
             out.append((layer.name, layer))
         return out
 
     def _refresh(self, *_: Any) -> None:
         self.reset_choices()
-        if self.value is None and self.choices:
-            self.value = self.choices[-1]
+        layers = [c for c in self.choices if c is not None]
+        if self.value is None and layers:
+            self.value = layers[0 if self._inputs_only else -1]
 
 
 class DinomedWidget(Container):
@@ -53,7 +55,7 @@ class DinomedWidget(Container):
         super().__init__(labels=True)
         # npe2 hands widgets a PublicOnlyProxy; the real viewer avoids proxied layers in comparisons.
         self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
-        self.image = LayerChooser(self.viewer, "image", "image", image_only_3d=True)
+        self.image = LayerChooser(self.viewer, "image", "image", inputs_only=True)
         self.status = Label(value="")
         self.append(self.image)
         self.image._refresh()
@@ -81,3 +83,23 @@ class DinomedWidget(Container):
         """Show ``exc`` as a notification and in the status line; the widget stays usable."""
         self.last_error = report_error(exc, action)
         self.status.value = self.last_error[:120]
+
+
+class LayerWatch:
+    """Call ``callback`` on events (e.g. "data", "paint") of whichever layer ``chooser`` selects."""
+
+    def __init__(self, chooser: LayerChooser, events: tuple[str, ...], callback: Any):
+        self._chooser, self._events, self._callback = chooser, events, callback
+        self.layer = None
+        chooser.changed.connect(self.rewire)
+        self.rewire()
+
+    def rewire(self, *_: Any) -> None:
+        layer = self._chooser.value
+        if layer is self.layer:
+            return
+        for name in self._events if self.layer is not None else ():
+            getattr(self.layer.events, name).disconnect(self._callback)
+        self.layer = layer
+        for name in self._events if layer is not None else ():
+            getattr(layer.events, name).connect(self._callback)

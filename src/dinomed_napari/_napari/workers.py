@@ -24,15 +24,11 @@ class Relay(QObject):
 def start_worker(func: Callable, *args: Any, on_returned: Callable | None = None,
                  on_error: Callable | None = None, on_finished: Callable | None = None, **kwargs: Any):
     """Run ``func(*args, **kwargs)`` in a napari thread worker and wire its signals; returns the worker."""
-    worker = create_worker(func, *args, _start_thread=False, **kwargs)
-    if on_returned is not None:
-        worker.returned.connect(on_returned)
-    if on_error is not None:
-        worker.errored.connect(on_error)
-    if on_finished is not None:
-        worker.finished.connect(on_finished)
-    worker.start()
-    return worker
+    # Connections go through ``_connect``: only then does the worker skip re-raising errors that
+    # ``on_error`` already handles.
+    connect = {"returned": on_returned, "errored": on_error, "finished": on_finished}
+    return create_worker(func, *args, _start_thread=True,
+                         _connect={k: v for k, v in connect.items() if v is not None}, **kwargs)
 
 
 class CancelFlag:

@@ -1,0 +1,179 @@
+"""Dock widget "Tumour isolation": seed points + two thresholds, live preview on the current slice.
+
+Calls :func:`dinomed_napari.analysis.isolate.isolate` on the session's PCA maps: with ``index=`` for
+the preview (one plane, fast) and on the whole volume for "Apply to volume" (a new labels layer).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, FloatSlider, PushButton
+
+from .layers import add_aligned_points, aligned_kwargs, upsert_layer
+from .session import SESSIONS
+from .widget_base import DinomedWidget, LayerChooser, LayerWatch
+from .widget_similarity import points_to_voxels
+from .workers import Debouncer, LatestJob, start_worker
+
+CHANNELS = (("PC1", "pc1"), ("PC2", "pc2"), ("PC3", "pc3"), ("similarity to seeds", "similarity"),
+            ("image intensity (e.g. PET SUV)", "image"))
+INNER_RULES = (("Otsu", "otsu"), ("slider value", "value"), ("41% of seed max", "41%"),
+               ("50% of seed max", "50%"))
+PREVIEW = "isolation preview"
+
+
+class IsolateWidget(DinomedWidget):
+    """Isolate the structure under the seeds: PC1 foreground, then a channel threshold, 3D connectivity."""
+
+    def __init__(self, napari_viewer: Any):
+        super().__init__(napari_viewer)
+        self.seeds = LayerChooser(self.viewer, "points", "seeds")
+        self.new_seeds = PushButton(text="New seed layer")
+        self.fg_auto = CheckBox(text="PC1 threshold: Otsu", value=True)
+        self.fg_threshold = FloatSlider(label="PC1 threshold", min=-1.0, max=1.0, value=0.0, step=0.01)
+        self.channel = ComboBox(label="inner channel", choices=CHANNELS, value="pc1")
+        self.inner_rule = ComboBox(label="inner rule", choices=INNER_RULES, value="otsu")
+        self.inner_threshold = FloatSlider(label="inner threshold", min=-1.0, max=1.0, value=0.0,
+                                           step=0.01)
+        self.live = CheckBox(text="live preview on the current slice", value=True)
+        self.apply_button = PushButton(text="Apply to volume")
+        self.extend([self.seeds, self.new_seeds, self.fg_auto, self.fg_threshold, self.channel,
+                     self.inner_rule, self.inner_threshold, self.live, self.apply_button, self.status])
+        self.new_seeds.clicked.connect(self.add_seed_layer)
+        self.apply_button.clicked.connect(self.apply)
+        self._debounce = Debouncer(self.preview, 120)
+        for w in (self.fg_auto, self.fg_threshold, self.channel, self.inner_rule, self.inner_threshold,
+                  self.live):
+            w.changed.connect(self._debounce.trigger)
+        self.channel.changed.connect(self.fit_slider_ranges)
+        self.viewer.dims.events.current_step.connect(self._debounce.trigger)
+        self._job = LatestJob(self._show_preview, lambda exc: self.fail(exc, "isolation preview"))
+        self.seeds._refresh()
+        self._watch = LayerWatch(self.seeds, ("data",), self._debounce.trigger)
+        self.preview_layer = None
+        self.result_layer = None
+        self.worker = None
+        self._ranges_for = None
+
+    def add_seed_layer(self) -> Any:
+        try:
+            image = self.image_layer()
+        except Exception as exc:  # shown as a notification; the widget stays usable
+            self.fail(exc, "isolation")
+            return None
+        layer = add_aligned_points(self.viewer, image, f"seeds [{image.name}]", color="red")
+        self.seeds.value = layer
+        return layer
+
+    def fit_slider_ranges(self, *_: Any) -> None:
+        """Put the sliders' ranges on the 1st-99th percentiles of PC1 and of the inner channel."""
+        try:
+            image = self.image_layer()
+            session = SESSIONS.get(image)
+            pca = session.pca_maps()
+        except Exception:  # no features yet: the sliders keep their ranges until there are
+            return
+        self._ranges_for = (session.primary.key, self.channel.value)
+        self._set_range(self.fg_threshold, pca.components[..., 0])
+        ch = self.channel.value
+        if ch.startswith("pc") and int(ch[2:]) <= pca.components.shape[-1]:
+            self._set_range(self.inner_threshold, pca.components[..., int(ch[2:]) - 1])
+        elif ch == "image":
+            self._set_range(self.inner_threshold, np.asarray(image.data))
+        else:
+            self.inner_threshold.min, self.inner_threshold.max = -1.0, 1.0
+
+    @staticmethod
+    def _set_range(slider: FloatSlider, values: np.ndarray) -> None:
+        lo, hi = (float(v) for v in np.percentile(values[::2, ::2, ::2], [1, 99]))
+        hi = hi if hi > lo else lo + 1.0
+        value = min(max(slider.value, lo), hi)
+        slider.min, slider.max = lo, hi
+        slider.step = (hi - lo) / 200
+        slider.value = value
+
+    def _request(self, index: int | None) -> tuple:
+        """Everything one isolate() call needs, read on the GUI thread (raises on bad input)."""
+        image = self.image_layer()
+        session = SESSIONS.get(image)
+        fv = session.primary
+        pca = session.pca_maps()
+        seeds_layer = self.seeds.value
+        seeds = points_to_voxels(seeds_layer, image) if seeds_layer is not None else np.empty((0, 3))
+        seeds = seeds if len(seeds) else None
+        ch = self.channel.value
+        channel = np.asarray(image.data, dtype=np.float32) if ch == "image" else ch
+        source = fv if ch == "similarity" else pca
+        rule = self.inner_rule.value
+        inner = float(self.inner_threshold.value) if rule == "value" else rule
+        fg = None if self.fg_auto.value else float(self.fg_threshold.value)
+        kwargs = dict(channel=channel, seeds=seeds, fg_threshold=fg, inner_threshold=inner,
+                      index=index, axis=session.axis, return_thresholds=True)
+        return image, session, source, kwargs
+
+    def preview(self, *_: Any) -> None:
+        """Isolate on the current slice only (off the GUI thread) and show it in the preview layer."""
+        if not self.live.value:
+            return
+        try:
+            image = self.image_layer()
+            session = SESSIONS.get(image)
+            if not session.ready:
+                return  # nothing to preview before features exist (Apply reports the error)
+            if self._ranges_for != (session.primary.key, self.channel.value):
+                self.fit_slider_ranges()
+            index = self.current_index(image, session.axis)
+            image, session, source, kwargs = self._request(index)
+        except Exception as exc:  # bad input: notification, widget stays usable
+            self.fail(exc, "isolation preview")
+            return
+        from dinomed_napari.analysis.isolate import isolate
+
+        self._job.submit(lambda: (image, session.axis, index, *isolate(source, **kwargs)))
+
+    def _show_preview(self, result: tuple) -> None:
+        image, axis, index, plane, thresholds = result
+        full = np.zeros(image.data.shape, np.uint8)
+        sl = [slice(None)] * 3
+        sl[axis] = index
+        full[tuple(sl)] = plane
+        self.preview_layer = upsert_layer(self.viewer, full, "labels",
+                                          aligned_kwargs(image, PREVIEW, opacity=0.5))
+        self._show_thresholds(thresholds, f"preview slice {index}: {int(plane.sum())} px")
+
+    def _show_thresholds(self, t: dict, what: str) -> None:
+        fg = "off" if t["foreground"] is None else f"{t['foreground']:.3g}"
+        self.status.value = f"{what}; PC1 > {fg}, inner > {t['inner']:.3g}"
+
+    def apply(self) -> None:
+        """Isolate in the whole volume (worker thread) and add the result as a new labels layer."""
+        if self.worker is not None:
+            return
+        try:
+            image, session, source, kwargs = self._request(None)
+            label = session.label
+        except Exception as exc:  # no image / no features / bad seeds
+            self.fail(exc, "isolation")
+            return
+        from dinomed_napari.analysis.isolate import isolate
+
+        self.status.value = "isolating in the volume ..."
+        self.apply_button.enabled = False
+        self.worker = start_worker(lambda: (image, label, *isolate(source, **kwargs)),
+                                   on_returned=self._show_result,
+                                   on_error=lambda exc: self.fail(exc, "isolation"),
+                                   on_finished=self._finished)
+
+    def _show_result(self, result: tuple) -> None:
+        image, label, mask, thresholds = result
+        kwargs = aligned_kwargs(image, f"isolated {label}")
+        self.result_layer = upsert_layer(self.viewer, mask, "labels", kwargs)
+        voxels = int(mask.sum())
+        ml = voxels * float(np.prod(image.scale[-3:])) / 1000.0
+        self._show_thresholds(thresholds, f"{voxels} voxels ({ml:.3g} ml if mm)")
+
+    def _finished(self) -> None:
+        self.worker = None
+        self.apply_button.enabled = True

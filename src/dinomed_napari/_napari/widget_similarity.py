@@ -1,0 +1,77 @@
+"""Dock widget "Feature similarity": click points on the image, see where its features look alike.
+
+Every change of the points layer recomputes :func:`dinomed_napari.analysis.similarity.similarity_map`
+off the GUI thread (a burst of clicks collapses into one run) and refreshes the result layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import PushButton
+
+from .layers import add_aligned_points, aligned_kwargs, upsert_layer
+from .session import SESSIONS
+from .widget_base import DinomedWidget, LayerChooser, LayerWatch
+from .workers import LatestJob
+
+
+def points_to_voxels(points_layer: Any, image_layer: Any) -> np.ndarray:
+    """(N, 3) voxel (z, y, x) positions of a points layer in the image's data grid (via world coords)."""
+    data = np.asarray(points_layer.data, dtype=float).reshape(-1, points_layer.ndim)
+    out = [image_layer.world_to_data(points_layer.data_to_world(p))[-3:] for p in data]
+    return np.asarray(out, dtype=float).reshape(-1, 3)
+
+
+class SimilarityWidget(DinomedWidget):
+    """Similarity map of the chosen image's features to the mean feature at the clicked points."""
+
+    def __init__(self, napari_viewer: Any):
+        super().__init__(napari_viewer)
+        self.points = LayerChooser(self.viewer, "points", "points")
+        self.new_points = PushButton(text="New points layer")
+        self.extend([self.points, self.new_points, self.status])
+        self.new_points.clicked.connect(self.add_points_layer)
+        self._job = LatestJob(self._show, lambda exc: self.fail(exc, "similarity"))
+        self.result_layer = None
+        self.points._refresh()
+        self._watch = LayerWatch(self.points, ("data",), self.update)
+
+    def add_points_layer(self) -> Any:
+        """A points layer on the image's grid, selected in add mode so that clicks add query points."""
+        try:
+            image = self.image_layer()
+        except Exception as exc:  # shown as a notification; nothing else to do
+            self.fail(exc, "similarity")
+            return None
+        layer = add_aligned_points(self.viewer, image, f"similarity points [{image.name}]")
+        self.points.value = layer
+        return layer
+
+    def update(self, event: Any = None) -> None:
+        """Recompute the similarity map for the current points (off the GUI thread)."""
+        if str(getattr(event, "action", "")).endswith("ing"):
+            return  # napari announces "adding" before "added": act once, on the finished change
+        try:
+            image = self.image_layer()
+            session = SESSIONS.get(image)
+            fv = session.primary
+            label = session.label
+            if self.points.value is None or len(self.points.value.data) == 0:
+                return
+            pts = points_to_voxels(self.points.value, image)
+        except Exception as exc:  # no image / no features: tell the user, stay usable
+            self.fail(exc, "similarity")
+            return
+        from dinomed_napari.analysis.similarity import similarity_map
+
+        self.status.value = f"similarity to {len(pts)} point(s) ..."
+        self._job.submit(lambda: (image, label, len(pts), similarity_map(fv, pts)))
+
+    def _show(self, result: tuple) -> None:
+        image, label, n, sim = result
+        kwargs = aligned_kwargs(image, f"similarity {label}", colormap="turbo", contrast_limits=(0.0, 1.0),
+                                opacity=0.7, blending="additive")
+        self.result_layer = upsert_layer(self.viewer, sim.astype(np.float32), "image", kwargs)
+        self.status.value = f"similarity to {n} point(s): {label}"

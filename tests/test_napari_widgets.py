@@ -1,0 +1,278 @@
+"""The four dock widgets end to end in a real napari viewer (Xvfb) on a crop of the bundled CT.
+
+Features come from a random-weight ViT-S (no pretrained weights offline) at resolution 128, so the
+Dice thresholds below are what such features reach, not what DINOv3 reaches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dinomed_napari.io import Volume, load_volume
+from dinomed_napari.samples import sample_path
+
+pytestmark = pytest.mark.gui
+LIVER = 5
+WAIT = 60_000  # ms; generous for 2 shared CPU cores, never a timing assertion
+
+
+def dice(a, b) -> float:
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    return float(2 * np.count_nonzero(a & b) / max(1, a.sum() + b.sum()))
+
+
+@pytest.fixture(scope="module")
+def ct_crop():
+    """6 axial slices of the real abdominal CT (HU) through the liver, with the liver mask."""
+    ct = load_volume(sample_path("ct_organs"), modality="CT")
+    seg = np.asarray(load_volume(sample_path("ct_organs_seg")).data)
+    zs = slice(8, 14)
+    vol = Volume(np.ascontiguousarray(np.asarray(ct.data)[zs]), ct.spacing, ct.affine, "CT", "HU",
+                 str(sample_path("ct_organs")), {})
+    return vol, seg[zs] == LIVER
+
+
+@pytest.fixture
+def notes():
+    """Messages of the napari notifications shown during the test."""
+    from napari.utils.notifications import notification_manager
+
+    seen: list[str] = []
+
+    def keep(event):
+        seen.append(str(event.message))
+
+    notification_manager.notification_ready.connect(keep)
+    yield seen
+    notification_manager.notification_ready.disconnect(keep)
+
+
+def add_image(viewer, vol):
+    from dinomed_napari._napari.layers import volume_layer_data
+
+    data, kwargs, _ = volume_layer_data(vol, "CT crop", "image")
+    return viewer.add_image(data, **kwargs)
+
+
+def compute(viewer, qtbot, image, planes=0, resolution=128):
+    """Run the features widget with random weights and wait until it is done."""
+    from dinomed_napari._napari.widget_features import FeaturesWidget
+
+    w = FeaturesWidget(viewer)
+    w.image.value = image
+    w.weights.value = "random"
+    w.resolution.value = resolution
+    w.planes.value = planes
+    w.run()
+    qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
+    return w
+
+
+def test_features_widget_adds_aligned_pca_and_affinity(make_napari_viewer, qtbot, ct_crop):
+    viewer = make_napari_viewer()
+    image = add_image(viewer, ct_crop[0])
+    viewer.dims.set_point(0, 4 * image.scale[0])  # current slice 4 is computed (and shown) first
+    from dinomed_napari._napari.widget_features import PREVIEW_NAME, FeaturesWidget
+
+    w = FeaturesWidget(viewer)
+    partial = []
+    w._relay.partial.connect(partial.append)
+    w.weights.value, w.resolution.value = "random", 128
+    w.run()
+    qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
+    assert [p[1] for p in partial] == [4] and partial[0][2].shape == (101, 122, 3)
+    names = [lyr.name for lyr in viewer.layers]
+    pca = viewer.layers["PCA vit_small_patch16_dinov3 [random] @128"]
+    aff = viewer.layers["affinity vit_small_patch16_dinov3 [random] @128"]
+    assert PREVIEW_NAME not in names
+    for layer in (pca, aff):
+        assert layer.rgb and layer.data.shape == (6, 101, 122, 3)
+        np.testing.assert_allclose(layer.scale, image.scale)
+        np.testing.assert_allclose(layer.translate, image.translate)
+    assert pca.data.std() > 10  # real colours, not an empty layer
+    assert w.progress.value == w.progress.max == 6
+
+
+def test_cancel_stops_extraction_and_rerun_works(make_napari_viewer, qtbot, ct_crop, notes):
+    from dinomed_napari._napari.session import SESSIONS
+    from dinomed_napari._napari.widget_features import FeaturesWidget
+
+    viewer = make_napari_viewer()
+    ct = load_volume(sample_path("ct_organs"), modality="CT")  # all 30 slices: 8 batches of 4
+    image = add_image(viewer, ct)
+    w = FeaturesWidget(viewer)
+    w.weights.value, w.resolution.value = "random", 64
+    # Click Cancel as soon as the first batch reports progress; the worker stops before a later batch.
+    w._relay.progress.connect(lambda done, total: done > 0 and w.cancel_button.clicked.emit())
+    w.run()
+    qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
+    cancelled = [n for n in notes if "cancelled after" in n]
+    assert cancelled and int(cancelled[0].split("cancelled after ")[1].split()[0]) < 30, notes
+    assert w.status.value == "cancelled" and not SESSIONS.get(image).ready
+    assert not any(name.startswith("PCA") for name in [lyr.name for lyr in viewer.layers])
+    w._relay.progress.disconnect()
+    w._relay.progress.connect(w._on_progress)
+    w.run()  # the widget is usable again and resumes from the cached slices
+    qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
+    assert SESSIONS.get(image).ready and w.run_button.enabled and not w.cancel_button.enabled
+
+
+def test_similarity_updates_live_from_clicked_points(make_napari_viewer, qtbot, ct_crop):
+    from dinomed_napari._napari.widget_similarity import SimilarityWidget
+
+    viewer = make_napari_viewer()
+    image = add_image(viewer, ct_crop[0])
+    compute(viewer, qtbot, image)
+    w = SimilarityWidget(viewer)
+    points = w.add_points_layer()
+    np.testing.assert_allclose(points.scale, image.scale)
+    liver = np.argwhere(ct_crop[1][3])[len(np.argwhere(ct_crop[1][3])) // 2]
+    points.add([3, *liver])  # data coordinates = voxels (the layer shares the image's scale)
+    qtbot.waitUntil(lambda: w.result_layer is not None, timeout=WAIT)
+    sim = np.asarray(w.result_layer.data).copy()
+    assert sim.shape == (6, 101, 122) and w.result_layer.name.endswith("[random] @128")
+    np.testing.assert_allclose(w.result_layer.scale, image.scale)
+    assert sim[3, liver[0], liver[1]] > np.percentile(sim, 90)  # the clicked spot is among the most similar
+    points.add([3, 5, 5])  # a background corner: the map must change
+    qtbot.waitUntil(lambda: not np.allclose(w.result_layer.data, sim), timeout=WAIT)
+
+
+def test_isolation_preview_follows_sliders_and_applies_to_volume(make_napari_viewer, qtbot, ct_crop):
+    from dinomed_napari._napari.widget_isolate import IsolateWidget
+
+    viewer = make_napari_viewer()
+    image = add_image(viewer, ct_crop[0])
+    compute(viewer, qtbot, image)
+    viewer.dims.set_point(0, 3 * image.scale[0])
+    w = IsolateWidget(viewer)
+    seeds = w.add_seed_layer()
+    liver = np.argwhere(ct_crop[1][3])[len(np.argwhere(ct_crop[1][3])) // 2]
+    w.channel.value = "image"  # threshold the CT intensity inside the PC1 foreground
+    w.inner_rule.value = "value"
+    w.inner_threshold.value = float(np.percentile(np.asarray(image.data), 40))
+    seeds.add([3, *liver])
+    qtbot.waitUntil(lambda: w.preview_layer is not None and np.asarray(w.preview_layer.data).any(),
+                    timeout=WAIT)
+    prev = np.asarray(w.preview_layer.data).copy()
+    assert prev.shape == image.data.shape and prev[[0, 1, 2, 4, 5]].sum() == 0  # current slice only
+    assert prev[3, liver[0], liver[1]] == 1  # the seed's region is kept
+    n_before = int(prev.sum())
+    w.inner_threshold.value = float(np.asarray(image.data)[3, liver[0], liver[1]]) - 1  # stricter
+    qtbot.waitUntil(lambda: 0 < int(np.asarray(w.preview_layer.data).sum()) < n_before, timeout=WAIT)
+    w.apply()
+    qtbot.waitUntil(lambda: w.result_layer is not None, timeout=WAIT)
+    out = np.asarray(w.result_layer.data)
+    assert type(w.result_layer).__name__ == "Labels" and out.shape == image.data.shape
+    np.testing.assert_allclose(w.result_layer.scale, image.scale)
+    assert out[3, liver[0], liver[1]] == 1 and out.sum() > out[3].sum()  # 3D: grows past the seed slice
+
+
+def paint(layer, mask, value):
+    """Paint like a finished napari stroke: data_setitem records history and emits `events.paint`."""
+    layer.data_setitem(tuple(np.nonzero(mask)), value)
+
+
+def scribble_masks(gt_slice):
+    from scipy import ndimage
+
+    rows = np.zeros_like(gt_slice)
+    rows[::6, :] = True
+    core = ndimage.binary_erosion(gt_slice, iterations=4) & rows
+    far = ~ndimage.binary_dilation(gt_slice, iterations=6) & rows
+    far[:, 1::2] = False
+    return core, far
+
+
+def test_scribbles_retrain_live_and_predict_volume(make_napari_viewer, qtbot, ct_crop, tmp_path, notes):
+    from dinomed_napari._napari.widget_segment import SegmentWidget
+
+    vol, gt = ct_crop
+    viewer = make_napari_viewer()
+    image = add_image(viewer, vol)
+    compute(viewer, qtbot, image)
+    viewer.dims.set_point(0, 3 * image.scale[0])
+    w = SegmentWidget(viewer)
+    scribbles = w.add_scribble_layer()
+    core, far = scribble_masks(gt[3])
+    one = np.zeros(gt.shape, bool)
+    one[3] = core
+    paint(scribbles, one, 1)  # one class only: a notification, no crash
+    qtbot.waitUntil(lambda: any("only class 1" in n for n in notes), timeout=WAIT)
+    assert w.trainings == 0
+    two = np.zeros(gt.shape, bool)
+    two[3] = far
+    paint(scribbles, two, 2)
+    qtbot.waitUntil(lambda: w.trainings >= 1, timeout=WAIT)
+    pred = np.asarray(w.prediction_layer.data)
+    assert w.prediction_layer.name == "prediction vit_small_patch16_dinov3 [random] @128"
+    np.testing.assert_allclose(w.prediction_layer.scale, image.scale)
+    assert dice(pred[3] == 1, gt[3]) > 0.6  # measured 0.72 with random ViT-S features
+    assert pred[[0, 1, 2, 4, 5]].sum() == 0  # live mode predicts the shown slice only
+    before, n = pred[3].copy(), w.trainings
+    extra = np.zeros(gt.shape, bool)
+    extra[3] = scribble_masks(np.roll(gt[3], 3, axis=1))[1] & ~one[3] & ~two[3]
+    paint(scribbles, extra, 1)  # a (wrong) background stroke labelled liver: the prediction must change
+    qtbot.waitUntil(lambda: w.trainings > n, timeout=WAIT)
+    assert not np.array_equal(np.asarray(w.prediction_layer.data)[3], before)
+    scribbles.undo()
+    qtbot.waitUntil(lambda: w.trainings > n + 1, timeout=WAIT)  # undo is a data event -> retrain
+    w.probability.value = True
+    w.predict_volume()
+    qtbot.waitUntil(lambda: np.asarray(w.prediction_layer.data)[0].any(), timeout=WAIT)
+    pred = np.asarray(w.prediction_layer.data)
+    assert dice(pred == 1, gt) > 0.5  # whole 6-slice volume, from scribbles on one slice (0.65 measured)
+    assert w.probability_layer.data.shape == gt.shape
+    assert set(np.unique(scribbles.data)) == {0, 1, 2}  # the user's layer was never written
+    # export on the image grid, save / load the segmenter
+    w.export_file.value = tmp_path / "liver.nii.gz"
+    w.export()
+    back = load_volume(tmp_path / "liver.nii.gz")
+    np.testing.assert_array_equal(np.asarray(back.data), pred)
+    np.testing.assert_allclose(back.affine, vol.affine)
+    w.seg_file.value = tmp_path / "seg.npz"
+    w.save()
+    assert (tmp_path / "seg.npz").is_file()
+    w.prediction_layer.data = np.zeros_like(pred)
+    n = w.updates
+    w.load()
+    qtbot.waitUntil(lambda: w.updates > n, timeout=WAIT)
+    np.testing.assert_array_equal(np.asarray(w.prediction_layer.data)[3], pred[3])
+
+
+def test_errors_are_notifications_and_widgets_stay_usable(make_napari_viewer, qtbot, ct_crop, notes,
+                                                          tmp_path):
+    from dinomed_napari._napari.widget_features import FeaturesWidget
+    from dinomed_napari._napari.widget_segment import SegmentWidget
+    from dinomed_napari._napari.widget_similarity import SimilarityWidget
+
+    viewer = make_napari_viewer()
+    w = FeaturesWidget(viewer)
+    w.run()
+    assert "no image layer" in notes[-1]
+    viewer.add_image(np.zeros((40, 50), np.float32), name="flat 2D")
+    w.run()
+    assert "expected a 3D (Z, Y, X)" in notes[-1] and "flat 2D" in notes[-1]
+    image = add_image(viewer, ct_crop[0])
+    w.image.value = image
+    w.weights.value = "local file"
+    w.weights_file.value = tmp_path / "missing.pth"
+    w.run()
+    assert "missing.pth" in notes[-1] and "not found" in notes[-1]
+    w.weights.value = "hub"  # offline, nothing cached: the core's WeightsError says how to get weights
+    w.run()
+    qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
+    assert "HF_HUB_OFFLINE" in notes[-1] and "To get weights" in notes[-1]
+    s = SimilarityWidget(viewer)
+    s.image.value = image
+    s.add_points_layer().add([2, 50, 60])
+    assert "no DINOv3 features" in notes[-1]
+    seg = SegmentWidget(viewer)
+    seg.image.value = image
+    seg.retrain()
+    assert "no DINOv3 features" in notes[-1]
+    w.weights.value = "random"
+    w.resolution.value = 64
+    w.run()  # after all these errors the same widget still computes
+    qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
+    assert w.status.value.startswith("features ready")
