@@ -81,26 +81,81 @@ def test_meta_checkpoint_wrapped_in_teacher_with_heads(small, tmp_path):
     assert torch.equal(load_backbone("S", path, device="cpu").patch_features(X), ref)
 
 
-def test_meta_nonzero_qkv_bias_loads_the_bias_variant_losslessly(tmp_path):
-    src = _scramble(load_backbone("S-qkvb", "random", device="cpu").model, seed=1)
-    ref = load_backbone("S-qkvb", "random", device="cpu")
-    ref.model.load_state_dict(src.state_dict())
+def _meta_to_transformers(meta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Meta's names -> Hugging Face ``DINOv3ViTModel`` names (separate q/k/v, no key bias)."""
+    top = {"cls_token": "embeddings.cls_token", "storage_tokens": "embeddings.register_tokens",
+           "patch_embed.proj.weight": "embeddings.patch_embeddings.weight",
+           "patch_embed.proj.bias": "embeddings.patch_embeddings.bias", "norm.weight": "norm.weight",
+           "norm.bias": "norm.bias"}
+    out = {hf: meta[k] for k, hf in top.items()}
+    out["embeddings.mask_token"] = meta["mask_token"][None]
+    renames = {"attn.proj.": "attention.o_proj.", "ls1.gamma": "layer_scale1.lambda1",
+               "ls2.gamma": "layer_scale2.lambda1", "mlp.fc1.": "mlp.up_proj.", "mlp.fc2.": "mlp.down_proj.",
+               "mlp.w1.": "mlp.gate_proj.", "mlp.w2.": "mlp.up_proj.", "mlp.w3.": "mlp.down_proj."}
+    for k, v in meta.items():
+        if not k.startswith("blocks.") or k.endswith(("bias_mask",)):
+            continue
+        _, i, rest = k.split(".", 2)
+        pre = f"layer.{i}."
+        if rest == "attn.qkv.weight":
+            for name, part in zip("qkv", v.chunk(3), strict=True):
+                out[f"{pre}attention.{name}_proj.weight"] = part
+        elif rest == "attn.qkv.bias":
+            out[f"{pre}attention.q_proj.bias"], _, out[f"{pre}attention.v_proj.bias"] = v.chunk(3)
+        else:
+            for old, new in renames.items():
+                rest = rest.replace(old, new) if rest.startswith(old) else rest
+            out[pre + rest] = v
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_bias():
+    """A scrambled random ViT-S with non-zero query/value biases (like Meta's S checkpoint)."""
+    bb = load_backbone("S-qkvb", "random", device="cpu")
+    _scramble(bb.model, seed=1)
+    return bb, bb.patch_features(X)
+
+
+@pytest.fixture(scope="module")
+def small_plus():
+    """A scrambled random ViT-S+ (SwiGLU MLP)."""
+    bb = load_backbone("S+", "random", device="cpu")
+    _scramble(bb.model, seed=3)
+    return bb, bb.patch_features(X)
+
+
+@pytest.mark.parametrize("short", ["S", "S-qkvb", "S+"])
+def test_hugging_face_transformers_checkpoint(short, request, tmp_path):
+    from safetensors.torch import save_file
+
+    src, ref = request.getfixturevalue({"S": "small", "S-qkvb": "small_bias", "S+": "small_plus"}[short])
+    hf = _meta_to_transformers(_to_meta(src.model.state_dict()))
+    assert "layer.0.attention.k_proj.weight" in hf and "layer.0.layer_scale1.lambda1" in hf
+    save_file({k: v.contiguous() for k, v in hf.items()}, tmp_path / "model.safetensors")
+    loaded = load_backbone(short.removesuffix("-qkvb"), tmp_path / "model.safetensors", device="cpu")
+    assert loaded.spec.short == short  # non-zero q/v biases pick the "-qkvb" twin
+    assert torch.equal(loaded.patch_features(X), ref)
+
+
+def test_meta_nonzero_qkv_bias_loads_the_bias_variant_losslessly(small_bias, tmp_path):
+    bb, ref_out = small_bias
+    src = bb.model
     meta = _to_meta(src.state_dict())
     assert meta["blocks.0.attn.qkv.bias"].abs().sum() > 0
     torch.save(meta, tmp_path / "meta_s_bias.pth")
     loaded = load_backbone("S", tmp_path / "meta_s_bias.pth", device="cpu")
     assert loaded.spec.timm_name == "vit_small_patch16_dinov3_qkvb"
-    assert torch.equal(loaded.patch_features(X), ref.patch_features(X))
+    assert torch.equal(loaded.patch_features(X), ref_out)
 
 
-def test_meta_swiglu_small_plus(tmp_path):
-    bb = load_backbone("S+", "random", device="cpu")
-    _scramble(bb.model, seed=2)
+def test_meta_swiglu_small_plus(small_plus, tmp_path):
+    bb, ref = small_plus
     meta = _to_meta(bb.model.state_dict())
     assert "blocks.0.mlp.w3.weight" in meta
     torch.save(meta, tmp_path / "dinov3_vits16plus_pretrain.pth")
     loaded = load_backbone("S+", tmp_path / "dinov3_vits16plus_pretrain.pth", device="cpu")
-    assert torch.equal(loaded.patch_features(X), bb.patch_features(X))
+    assert torch.equal(loaded.patch_features(X), ref)
 
 
 def test_safetensors_and_timm_pth_round_trip(small, tmp_path):

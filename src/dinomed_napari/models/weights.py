@@ -21,6 +21,7 @@ from dinomed_napari.models.availability import (
 from dinomed_napari.models.backbone import Backbone
 from dinomed_napari.models.device import compute_dtype, pick_device
 from dinomed_napari.models.hashing import file_sha256
+from dinomed_napari.models.hf_format import is_transformers_format, transformers_to_meta
 from dinomed_napari.models.registry import REGISTRY, BackboneSpec, norm_stats, resolve_spec, split_tag
 
 # Wrappers found around the backbone state dict in Meta / MedDINOv3 training checkpoints, best first.
@@ -64,7 +65,8 @@ def load_backbone(model: str | BackboneSpec = "S", weights: str | Path = "hub", 
     weights : str or Path
         "hub" / "hub:<tag>" (timm pretrained from the Hugging Face hub or its local cache; respects
         ``HF_HUB_OFFLINE``), "random" (untrained, only for testing the pipeline), or a path to a Meta
-        DINOv3 / MedDINOv3 ``.pth``, a timm-format ``.pth`` or a ``.safetensors`` file.
+        DINOv3 / MedDINOv3 ``.pth``, a timm-format ``.pth`` / ``.safetensors``, or a Hugging Face
+        ``transformers`` DINOv3 ``model.safetensors`` (facebook/dinov3-* repositories).
     device : str or torch.device, optional
         Defaults to CUDA, then MPS, then CPU.
     layers : sequence of int, optional
@@ -174,6 +176,8 @@ def _describe(state: dict[str, torch.Tensor], meta: bool) -> str:
     dim = next((v.shape[-1] for k, v in state.items() if k in ("cls_token", "patch_embed.proj.bias")), None)
     blocks = {int(k.split(".")[1]) for k in state if k.startswith("blocks.") and k.split(".")[1].isdigit()}
     guess = [s.short for s in REGISTRY.values() if s.embed_dim == dim and s.depth == len(blocks)]
+    if dim is None:
+        return f"no DINOv3 ViT keys (first keys: {', '.join(list(state)[:4])})"
     what = f"embed dim {dim}, depth {len(blocks)}"
     if guess:
         what += f" (looks like {'/'.join(guess)})"
@@ -187,17 +191,19 @@ def _first_line(exc: BaseException) -> str:
 
 def _from_file(spec: BackboneSpec, path: Path) -> tuple[torch.nn.Module, BackboneSpec, str]:
     state = read_state_dict(path)
+    if is_transformers_format(state):  # facebook/dinov3-* on the Hugging Face hub
+        state = transformers_to_meta(state)
     meta = "storage_tokens" in state  # Meta's native naming (timm calls them reg_token)
     spec = _bias_variant(spec, state, meta)
     net = _create(spec.timm_name)
-    if meta:
-        from timm.models.eva import checkpoint_filter_fn
-
-        with contextlib.redirect_stdout(io.StringIO()):  # the filter prints when it drops an unused bias
-            state = checkpoint_filter_fn(state, net)
     try:
+        if meta:
+            from timm.models.eva import checkpoint_filter_fn
+
+            with contextlib.redirect_stdout(io.StringIO()):  # the filter prints when it drops a zero bias
+                state = checkpoint_filter_fn(state, net)
         net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
         expected = f"embed dim {spec.embed_dim}, depth {spec.depth}"
         raise WeightsError(f"weights file {path} does not fit {spec.timm_name} ({spec.short}): expected "
                            f"{expected}, found {_describe(state, meta)}. Pick the matching --model or "
