@@ -259,3 +259,11 @@ def test_hub_weights_from_the_local_hugging_face_cache(small, tmp_path, monkeypa
         loaded = load_backbone(model, weights, device="cpu")
         assert loaded.weights_label == "hub:lvd1689m" and loaded.mean == (0.485, 0.456, 0.406)
         assert torch.equal(loaded.patch_features(X), ref)
+
+
+def test_not_a_dinov3_checkpoint(tmp_path):
+    torch.save({"conv1.weight": torch.zeros(4, 3, 3, 3), "fc.bias": torch.zeros(10)}, tmp_path / "resnet.pth")
+    msg = (r"resnet\.pth does not fit vit_small_patch16_dinov3 \(S\): expected embed dim 384, depth 12, "
+           r"found no DINOv3 ViT keys \(first keys: conv1.weight, fc.bias\)")
+    with pytest.raises(WeightsError, match=msg):
+        load_backbone("S", tmp_path / "resnet.pth", device="cpu")
