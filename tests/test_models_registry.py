@@ -159,6 +159,7 @@ def test_models_command_table_and_json(tmp_path, monkeypatch, capsys):
     assert lines["L"][1:] == ["vit_large_patch16_dinov3", "1024", "24", "303.1", "lvd1689m,sat493m",
                               "hub:sat493m"]
     assert lines["B"][-1] == "-" and "vit_small_patch16_dinov3_qkvb" not in out
+    assert f"device: {pick_device()} ({str(compute_dtype(pick_device())).removeprefix('torch.')})" in out
 
     assert main(["models", "--json", "--all"]) == 0
     rows = {r["short"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}

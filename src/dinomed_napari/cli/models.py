@@ -43,7 +43,12 @@ def run(args: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    print(f"\nhub cache: {hub_cache_dir()}   local weights folder ($DINOMED_WEIGHTS): {weights_dir()}")
+    from dinomed_napari.models.device import compute_dtype, pick_device
+
+    dev = pick_device()
+    dtype = str(compute_dtype(dev)).removeprefix("torch.")
+    print(f"\ndevice: {dev} ({dtype})   hub cache: {hub_cache_dir()}   "
+          f"local weights folder ($DINOMED_WEIGHTS): {weights_dir()}")
     if any(r["huge"] for r in rows):
         print("* 7B: listed for completeness; needs ~27 GB of memory for fp32 weights alone.")
     print("Use: --model SHORT --weights {hub,hub:TAG,PATH,random}. 'random' only tests the pipeline.")
