@@ -154,6 +154,8 @@ def test_key_is_json_and_tracks_what_matters():
     assert Preprocess().key(ct) == key  # auto resolved with the volume
     assert Preprocess().key() != key  # unresolved auto keeps every parameter
     assert Preprocess(window="ct3").key()["window"] == "ct3"
+    assert Preprocess(level=100, width=200).key() == Preprocess(level=100.0, width=200.0).key()
+    assert Preprocess(percentiles=(1, 99)).key() == Preprocess(percentiles=(1.0, 99.0)).key()
 
 
 @pytest.mark.parametrize("shape, spacing, res, iso, expected", [

@@ -58,6 +58,8 @@ class Preprocess:
                 raise ValueError(f"a custom window needs level and width > 0, got level={self.level}, "
                                  f"width={self.width}")
             object.__setattr__(self, "window", "custom")
+            object.__setattr__(self, "level", float(self.level))  # 100 and 100.0: one cache key
+            object.__setattr__(self, "width", float(self.width))
         lo, hi = self.percentiles
         if not 0 <= lo < hi <= 100:
             raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
