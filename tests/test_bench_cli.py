@@ -81,3 +81,17 @@ def test_settings_and_grid():
     assert [(u.kind, u.model, u.resolution) for u in units] == [
         ("baseline", None, None), ("backbone", "S", 224), ("backbone", "S", 448), ("backbone", "B", 224),
         ("backbone", "B", 448)]
+
+
+def test_reduced_demo_defaults_to_random_weights_and_says_so(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code = main(["bench", "--demo", "--protocols", "probe", "--resolutions", "32", "--out", str(out),
+                 "--no-progress", "--cache", str(tmp_path / "cache")])
+    assert code == 0
+    data = read_results(out)
+    assert data["meta"]["demo"] is True and data["meta"]["settings"]["weights"] == "random"
+    assert "NOT DINOv3" in data["meta"]["weights_note"] and "NOT DINOv3" in capsys.readouterr().err
+    assert {r["case"] for r in data["rows"]} == {"cta_aorta", "ct_spleen_liver", "em_cells"}
+    aorta = [r for r in data["rows"] if r["case"] == "cta_aorta"]
+    assert aorta[0]["status"] == "ok" and 0 <= aorta[0]["auc"] <= 1
+    assert "measure the pipeline" in (out / "report.md").read_text()

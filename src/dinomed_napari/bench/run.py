@@ -67,6 +67,9 @@ def run_bench(cases: list[Case], settings: BenchSettings, out_dir: str | os.Path
     meta = {"settings": settings.to_dict(), "cases": [c.to_dict() for c in cases],
             "runner": ("dask " + (scheduler or "LocalCluster")) if use_dask else "in-process",
             "units": len(units), **(extra_meta or {})}
+    if random_weights_used(meta, []):
+        # The models' "random" weights are one fixed untrained net (seed 0), whatever --seed says.
+        meta["weights_note"] = RANDOM_NOTE.replace("**", "")
     writer = ResultsWriter(out_dir, meta)
     if random_weights_used(meta, []):
         print(f"WARNING: {RANDOM_NOTE.replace('**', '')}", file=sys.stderr)
