@@ -26,9 +26,16 @@ class LayerChooser(ComboBox):
         self._kind = kind
         self._inputs_only = inputs_only
         super().__init__(label=label, choices=self._choices, nullable=True, **kwargs)
-        viewer.layers.events.inserted.connect(self._refresh)
-        viewer.layers.events.removed.connect(self._refresh)
-        viewer.layers.events.reordered.connect(self._refresh)
+        for emitter in self._emitters():
+            emitter.connect(self._refresh)
+
+    def _emitters(self) -> tuple:
+        ev = self._viewer.layers.events
+        return ev.inserted, ev.removed, ev.reordered
+
+    def close_connections(self) -> None:
+        for emitter in self._emitters():
+            emitter.disconnect(self._refresh)
 
     def _choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         out = []
@@ -60,6 +67,23 @@ class DinomedWidget(Container):
         self.append(self.image)
         self.image._refresh()
         self.last_error: str | None = None
+        self._closers: list = [self.image.close_connections]
+        # Viewer events outlive a closed dock widget: drop our connections when its Qt side goes.
+        self.native.destroyed.connect(lambda *_: self.close_connections())
+
+    def on_close(self, func: Any) -> None:
+        """Register ``func()`` to run when the widget is destroyed (disconnect viewer/layer events)."""
+        self._closers.append(func)
+
+    def listen(self, emitter: Any, callback: Any) -> None:
+        """``emitter.connect(callback)``, disconnected again when the widget is destroyed."""
+        emitter.connect(callback)
+        self.on_close(lambda: emitter.disconnect(callback))
+
+    def close_connections(self) -> None:
+        closers, self._closers = self._closers, []
+        for func in closers:
+            func()
 
     def image_layer(self) -> Any:
         """The chosen image layer, or a VolumeError that says why there is none usable."""
@@ -94,7 +118,17 @@ class LayerWatch:
         chooser.changed.connect(self.rewire)
         self.rewire()
 
+    def close(self) -> None:
+        """Stop following (disconnect from the watched layer)."""
+        self._chooser.changed.disconnect(self.rewire)
+        self._chooser = None
+        for name in self._events if self.layer is not None else ():
+            getattr(self.layer.events, name).disconnect(self._callback)
+        self.layer = None
+
     def rewire(self, *_: Any) -> None:
+        if self._chooser is None:
+            return
         layer = self._chooser.value
         if layer is self.layer:
             return

@@ -48,10 +48,13 @@ class IsolateWidget(DinomedWidget):
                   self.live):
             w.changed.connect(self._debounce.trigger)
         self.channel.changed.connect(self.fit_slider_ranges)
-        self.viewer.dims.events.current_step.connect(self._debounce.trigger)
+        self.listen(self.viewer.dims.events.current_step, self._debounce.trigger)
         self._job = LatestJob(self._show_preview, lambda exc: self.fail(exc, "isolation preview"))
         self.seeds._refresh()
         self._watch = LayerWatch(self.seeds, ("data",), self._debounce.trigger)
+        self.on_close(self._watch.close)
+        self.on_close(self.seeds.close_connections)
+        self.on_close(self._debounce.stop)
         self.preview_layer = None
         self.result_layer = None
         self.worker = None

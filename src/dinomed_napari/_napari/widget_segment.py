@@ -60,7 +60,10 @@ class SegmentWidget(DinomedWidget):
         # "paint" ends a stroke; "set_data" also covers undo/redo and replaced data (and plain redraws,
         # which retrain() recognises as unchanged scribbles).
         self._watch = LayerWatch(self.scribbles, ("paint", "set_data"), self._stroke)
-        self.viewer.dims.events.current_step.connect(self._slice_changed)
+        self.listen(self.viewer.dims.events.current_step, self._slice_changed)
+        for func in (self._watch.close, self.scribbles.close_connections, self._debounce.stop,
+                     self._slice_debounce.stop):
+            self.on_close(func)
 
     # -- layers --------------------------------------------------------------------------------
     def add_scribble_layer(self) -> Any:

@@ -37,6 +37,8 @@ class SimilarityWidget(DinomedWidget):
         self.result_layer = None
         self.points._refresh()
         self._watch = LayerWatch(self.points, ("data",), self.update)
+        self.on_close(self._watch.close)
+        self.on_close(self.points.close_connections)
 
     def add_points_layer(self) -> Any:
         """A points layer on the image's grid, selected in add mode so that clicks add query points."""

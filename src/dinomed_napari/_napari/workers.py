@@ -94,6 +94,9 @@ class Debouncer:
     def trigger(self, *_: Any) -> None:
         self._timer.start()
 
+    def stop(self) -> None:
+        self._timer.stop()
+
     def flush(self) -> None:
         """Fire now if a call is pending (e.g. before an explicit 'Predict volume')."""
         if self._timer.isActive():
