@@ -121,6 +121,17 @@ def test_dask_path_equals_inprocess(run1, tmp_path):
     assert read_results(tmp_path / "dask")["meta"]["status"] == "complete"
 
 
+def test_existing_scheduler_address(run1, tmp_path):
+    from distributed import LocalCluster
+
+    with LocalCluster(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        writer = run_bench([tiny_case()], settings(tmp_path, protocols=("baseline", "probe")), tmp_path / "o",
+                           scheduler=cluster.scheduler_address, progress=False)
+    assert writer.meta["runner"] == f"dask {cluster.scheduler_address}"
+    expected = {k: v for k, v in numbers(run1[1].rows).items() if k[1] in ("baseline", "probe")}
+    assert numbers(writer.rows) == expected and len(expected) == 3
+
+
 def test_failing_cases_are_reported_and_others_survive(tmp_path):
     good = tiny_case("good")
     img = nib.load(sample_path("cta_aorta"))

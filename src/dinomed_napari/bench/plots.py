@@ -63,7 +63,9 @@ def plot_scaling(rows: list[dict[str, Any]], path: Path, title_note: str = "") -
                 title="few-click Dice vs resolution", ylim=(0, 1))
     axes[1].set(xlabel="input resolution (px, long side)", ylabel="s / slice (extraction)",
                 title="feature time vs resolution")
+    resolutions = sorted({res for d in table.values() for res in d})
     for ax in axes:
+        ax.set_xticks(resolutions)
         ax.legend(title="model", fontsize=8)
         ax.grid(alpha=0.3)
     if title_note:
@@ -88,7 +90,8 @@ def plot_dice_vs_slices(rows: list[dict[str, Any]], path: Path, title_note: str 
             pts = sorted((n, v) for (c, mm, n), v in md.items() if c == case and mm == m)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "s--" if m.startswith("baseline") else "o-",
                     label=m)
-        ax.set(title=case, xlabel="annotated slices", ylabel="Dice (unannotated slices)", ylim=(0, 1))
+        ax.set(title=case, xlabel="annotated slices", ylabel="Dice (unannotated slices)", ylim=(0, 1),
+               xticks=sorted({k[2] for k in md if k[0] == case}))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     if title_note:
