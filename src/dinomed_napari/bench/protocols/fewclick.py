@@ -39,6 +39,15 @@ def features(lc, backbone, resolution: int, settings, axis: int = 0):
                             batch_size=settings.batch_size, cache_dir=settings.cache_dir)
 
 
+def other_passes(lc, backbone, resolution: int, settings, axis: int) -> dict:
+    """The two other slicing passes for tri-planar fusion, with ``extract_triplanar`` as the widget does."""
+    from dinomed_napari.features.triplanar import extract_triplanar
+
+    return extract_triplanar(lc.volume, axes=[a for a in (0, 1, 2) if a != axis], backbone=backbone,
+                             prep=prep_for(lc.case, resolution), batch_size=settings.batch_size,
+                             cache_dir=settings.cache_dir)
+
+
 def scribbles_for(lc, n_slices: int, settings) -> Scribbles:
     """Seeded scribbles on ``n_slices`` slices: scribble value k + 1 is class k of ``lc.truth`` (0 = bg)."""
     return simulate_scribbles(lc.truth, n_slices=int(n_slices), strokes_per_class=settings.strokes,
@@ -75,8 +84,8 @@ def fewclick_records(lc, fv, backbone, resolution: int, settings) -> Iterator[tu
         for variant in settings.variants:
             if variant == "triplanar":
                 if "tri" not in feats:  # the other two passes, computed once per unit
-                    feats["tri"] = {settings.axis: fv, **{a: features(lc, backbone, resolution, settings, a)
-                                                          for a in (0, 1, 2) if a != settings.axis}}
+                    feats["tri"] = {settings.axis: fv,
+                                    **other_passes(lc, backbone, resolution, settings, settings.axis)}
                 f = feats["tri"]
             else:
                 f = fv

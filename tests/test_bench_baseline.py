@@ -1,0 +1,45 @@
+"""The filter-bank random-forest baseline (ilastik recipe), 3D and memory-bounded 2D, on a real crop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dinomed_napari.bench.cases import Case, load_case
+from dinomed_napari.bench.metrics import dice_iou, slice_region
+from dinomed_napari.bench.protocols.baseline import FilterBankRF
+from dinomed_napari.bench.scribbles import simulate_scribbles
+from dinomed_napari.errors import ScribbleError
+from dinomed_napari.preprocess import Preprocess, intensity_to_unit
+from dinomed_napari.samples import sample_path
+
+
+@pytest.fixture(scope="module")
+def aorta():
+    case = Case("aorta", str(sample_path("cta_aorta")), str(sample_path("cta_aorta_mask")), (1,), "CT",
+                "soft_tissue", ((100, 124), (40, 104), (32, 80)))
+    lc = load_case(case)
+    image = intensity_to_unit(lc.volume, Preprocess(window="soft_tissue"))
+    scr = simulate_scribbles(lc.truth, n_slices=2, strokes_per_class=3, seed=0, classes=[0, 1])
+    return lc, image, scr
+
+
+@pytest.mark.parametrize("max_voxels, mode", [(10**9, "3d"), (0, "2d")])
+def test_filter_bank_segments_the_aorta(aorta, max_voxels, mode):
+    lc, image, scr = aorta
+    bank = FilterBankRF(image, max_voxels_3d=max_voxels)
+    assert bank.mode == mode
+    pred = bank.segment(scr.labels, seed=0)
+    assert pred.shape == lc.truth.shape and set(np.unique(pred)) <= {1, 2}
+    dice, _ = dice_iou(pred == 2, lc.truth == 1, slice_region(pred.shape, scr.slices))
+    # Contrast-filled aorta is bright in the soft-tissue window, but so are other vessels and bone edges in
+    # this crop. Measured with scribble seeds 0-2: 0.50-0.62 (3D and 2D; seed 0: 0.59 3D, 0.50 2D). The
+    # aorta fills 22 % of the crop, so an all-foreground guess scores 0.36 and all-background 0.
+    assert dice > 0.45, dice
+    np.testing.assert_array_equal(pred, bank.segment(scr.labels, seed=0))  # seeded forest
+
+
+def test_filter_bank_refuses_mismatched_scribbles(aorta):
+    _, image, scr = aorta
+    with pytest.raises(ScribbleError, match=r"scribbles of shape \(24, 64, 47\) do not match"):
+        FilterBankRF(image).segment(scr.labels[:, :, :47])
