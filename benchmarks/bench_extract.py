@@ -139,9 +139,12 @@ def main(argv: list[str] | None = None) -> None:
     for nt in threads:
         if dev.type == "cpu":
             torch.set_num_threads(nt)
-        gemm = gemm_gflops(dev, torch.float32 if dev.type == "cpu" else backbone.dtype)
-        flops = None
+        gemm_dtype = torch.float32 if dev.type == "cpu" else backbone.dtype
+        gemm, flops = 0.0, None
         for bs in sizes:
+            # Re-measured before every row, best kept: on a shared machine a single GEMM sample taken
+            # during someone else's burst would flatter the model/GEMM ratio.
+            gemm = max(gemm, gemm_gflops(dev, gemm_dtype))
             if flops is None:  # warm-up once per thread count (allocator, MKL/oneDNN kernels)
                 run_config(vol, backbone, prep, bs, 1)
             r = run_config(vol, backbone, prep, bs, args.repeats)

@@ -177,6 +177,8 @@ def test_bad_requests_give_clear_errors(ct, vits, tmp_path):
         extract_features(ct.data[0], backbone=vits, cache_dir=tmp_path)
     with pytest.raises(WeightsError, match="not found"):
         extract_features(ct, weights=str(tmp_path / "nope.pth"), cache_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"layers=\(3,\), but the backbone given computes layers=None"):
+        extract_features(ct, backbone=vits, layers=[3], cache_dir=tmp_path)
 
 
 def test_triplanar_builds_the_backbone_once_and_reports_total_progress(ct, tmp_path, monkeypatch):

@@ -97,7 +97,8 @@ def extract_features(
         "hub", "hub:<tag>", "random" or a weights file. Required unless ``backbone`` is given: there is
         no default, so features never come from weights nobody chose.
     backbone : Backbone, optional
-        An already loaded backbone (from :func:`dinomed_napari.models.load_backbone`); reused as is.
+        An already loaded backbone (from :func:`dinomed_napari.models.load_backbone`); reused as is, and
+        then ``model``, ``weights`` and ``device`` are ignored and ``layers`` must match its layers.
     axis : {0, 1, 2}
         Slicing axis: 0 axial (Y, X planes), 1 coronal (Z, X), 2 sagittal (Z, Y).
     prep : Preprocess, optional
@@ -152,6 +153,11 @@ def extract_features(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     prep = Preprocess() if prep is None else prep
     if backbone is not None:
+        from dinomed_napari.models.backbone import _check_layers
+
+        if layers and _check_layers(layers, backbone.spec.depth) != backbone.layers:
+            raise ValueError(f"layers={tuple(layers)}, but the backbone given computes layers="
+                             f"{backbone.layers}; build the backbone with the layers you want")
         spec, label, layers = backbone.spec, backbone.weights_label, backbone.layers
         patch, dim, norm = int(backbone.patch_size), int(backbone.dim), (backbone.mean, backbone.std)
     else:
