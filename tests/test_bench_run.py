@@ -64,6 +64,9 @@ def test_files_written_and_metrics_in_range(run1):
     assert protocols == {"fewclick", "isolation", "probe", "baseline"}
     with open(out / "results.csv") as fh:
         assert len(list(csv.DictReader(fh))) == len(rows)
+    with open(out / "cases" / "aorta.csv") as fh:
+        per_case = list(csv.DictReader(fh))
+    assert len(per_case) == len(rows) and float(per_case[0]["dice"]) == pytest.approx(rows[0]["dice"], 1e-5)
     for r in rows:
         assert r["status"] == "ok", r
         if r["protocol"] in ("fewclick", "baseline", "isolation"):

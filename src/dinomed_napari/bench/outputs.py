@@ -98,7 +98,8 @@ class ResultsWriter:
     Parameters
     ----------
     out_dir : path
-        Created if needed; holds ``results.csv``, ``results.json`` and ``predictions/<case>/*.npy``.
+        Created if needed; holds ``results.csv`` (every row), ``cases/<case>.csv`` (that case's rows),
+        ``results.json`` and ``predictions/<case>/*.npy``.
     meta : dict
         Run description (settings, seeds, weights, cases); versions, machine and timings are added here.
     """
@@ -111,8 +112,7 @@ class ResultsWriter:
         self.meta = {**meta, "versions": package_versions(), "machine": machine_info(),
                      "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "status": "running"}
         self.csv_path, self.json_path = self.out / "results.csv", self.out / "results.json"
-        with open(self.csv_path, "w", newline="") as fh:
-            csv.DictWriter(fh, COLUMNS).writeheader()
+        self._new_csv(self.csv_path)
         self._write_json()
 
     def add(self, row: dict[str, Any], prediction: np.ndarray | None = None) -> dict[str, Any]:
@@ -127,11 +127,21 @@ class ResultsWriter:
             np.save(self.out / rel, np.asarray(prediction))
             row["prediction"] = str(rel)
         self.rows.append(row)
-        with open(self.csv_path, "a", newline="") as fh:
-            cells = {k: _cell(row.get(k)) for k in COLUMNS}
-            csv.DictWriter(fh, COLUMNS, extrasaction="ignore").writerow(cells)
+        per_case = self.out / "cases" / f"{safe_name(row.get('case', 'run'))}.csv"
+        if not per_case.exists():
+            self._new_csv(per_case)
+        cells = {k: _cell(row.get(k)) for k in COLUMNS}
+        for path in (self.csv_path, per_case):
+            with open(path, "a", newline="") as fh:
+                csv.DictWriter(fh, COLUMNS, extrasaction="ignore").writerow(cells)
         self._write_json()
         return row
+
+    @staticmethod
+    def _new_csv(path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as fh:
+            csv.DictWriter(fh, COLUMNS).writeheader()
 
     def finish(self, status: str = "complete") -> None:
         """Mark the run ``complete`` or ``interrupted`` and record the wall time and peak memory."""
