@@ -120,12 +120,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", default="", help="comma list of torch thread counts to try (CPU)")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--compile", action="store_true", help="torch.compile the forward (inductor; slow start)")
     args = p.parse_args(argv)
 
     from dinomed_napari.models import load_backbone
     from dinomed_napari.preprocess import Preprocess
 
-    backbone = load_backbone(args.model, "random", device=args.device)  # speed does not depend on weights
+    # Speed does not depend on the weights' values: random ones need no download.
+    backbone = load_backbone(args.model, "random", device=args.device, compile=args.compile)
     dev = backbone.device
     prep = Preprocess(window="soft_tissue", resolution=args.resolution)
     vol = load_crop(args.volume, args.slices)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from dinomed_napari.errors import ExtractionCancelled, VolumeError, WeightsError
-from dinomed_napari.features.extract import batch_order, extract_features
+from dinomed_napari.features.batches import batch_order
+from dinomed_napari.features.extract import extract_features
 from dinomed_napari.io.load import load_volume
 from dinomed_napari.io.volume import Volume
 from dinomed_napari.models import Backbone, load_backbone
@@ -128,7 +129,7 @@ def test_model_and_weights_change_the_key(ct, vits, tmp_path):
 @pytest.mark.parametrize("pipelined", [False, True], ids=["cpu-order", "gpu-pipeline"])
 def test_cancel_then_resume_equals_uninterrupted(ct, vits, tmp_path, monkeypatch, pipelined):
     # The GPU code path (batch k+1 launched before k is stored) runs here on the CPU too.
-    monkeypatch.setattr("dinomed_napari.features.extract.pipelined", lambda device: pipelined)
+    monkeypatch.setattr("dinomed_napari.features.batches.pipelined", lambda device: pipelined)
     full = extract_features(ct, backbone=vits, prep=PREP, cache_dir=tmp_path / "a", batch_size=2)
     count = Counter(vits, monkeypatch)
     seen = []
@@ -140,6 +141,29 @@ def test_cancel_then_resume_equals_uninterrupted(ct, vits, tmp_path, monkeypatch
     assert (count.calls, count.slices) == (3, 6), "the rerun must compute only the 4 missing slices"
     assert resumed.key == full.key
     np.testing.assert_array_equal(np.asarray(resumed.data), np.asarray(full.data))
+
+
+@pytest.mark.parametrize("pipelined", [False, True], ids=["cpu-order", "gpu-pipeline"])
+def test_a_crash_keeps_finished_slices(ct, vits, tmp_path, monkeypatch, pipelined):
+    monkeypatch.setattr("dinomed_napari.features.batches.pipelined", lambda device: pipelined)
+    count = Counter(vits, monkeypatch)
+    inner = vits.patch_features
+
+    def dies_on_third_batch(x):
+        if count.calls == 2:
+            raise RuntimeError("out of memory (simulated)")
+        return inner(x)
+
+    monkeypatch.setattr(vits, "patch_features", dies_on_third_batch)
+    with pytest.raises(RuntimeError, match="simulated"):
+        extract_features(ct, backbone=vits, prep=PREP, cache_dir=tmp_path, batch_size=2)
+    import zarr
+
+    (store,) = tmp_path.glob("*.zarr")
+    np.testing.assert_array_equal(zarr.open_group(store)["done"][:], [1, 1, 1, 1, 0, 0])
+    monkeypatch.setattr(vits, "patch_features", inner)
+    extract_features(ct, backbone=vits, prep=PREP, cache_dir=tmp_path, batch_size=2)
+    assert count.slices == 6, "the rerun must compute only the 2 slices the crash lost"
 
 
 def test_first_slice_is_computed_first(ct, vits, tmp_path, monkeypatch):

@@ -40,6 +40,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=4, help="slices per forward pass (default 4)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the backbone: ~1 min start-up, then ~1.5x faster on CPU "
+                             "(worth it from a few dozen slices at 512)")
     parser.add_argument("--cache-dir", type=Path,
                         help="feature cache folder (default $DINOMED_CACHE or ~/.cache/dinomed-napari)")
     parser.add_argument("--out", type=Path,
@@ -71,16 +74,22 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.image}: shape (Z, Y, X) {vol.shape}, spacing {tuple(round(s, 3) for s in vol.spacing)}, "
           f"window {prep.resolve(vol).window}", flush=True)
 
+    backbone = None
+    if args.compile:  # built here (compilation itself happens lazily, at the first batch)
+        from dinomed_napari.models import load_backbone
+
+        backbone = load_backbone(args.model, args.weights, device=args.device, layers=args.layers,
+                                 compile=True)
     results = {}
     with sigint_cancels() as cancel:
         for axis in axes:
             t0 = time.perf_counter()
             try:
                 with TqdmProgress(desc=f"axis {axis}", file=sys.stderr) as bar:
-                    fv = extract_features(vol, model=args.model, weights=args.weights, axis=axis, prep=prep,
-                                          layers=args.layers, batch_size=args.batch_size,
-                                          cache_dir=args.cache_dir, progress=bar, cancel=cancel,
-                                          device=args.device)
+                    fv = extract_features(vol, model=args.model, weights=args.weights, backbone=backbone,
+                                          axis=axis, prep=prep, layers=args.layers,
+                                          batch_size=args.batch_size, cache_dir=args.cache_dir,
+                                          progress=bar, cancel=cancel, device=args.device)
             except ExtractionCancelled as exc:
                 print(f"cancelled: {exc}", file=sys.stderr)
                 return 130

@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from dinomed_napari.errors import ExtractionCancelled, VolumeError, WeightsError
+from dinomed_napari.errors import VolumeError, WeightsError
 from dinomed_napari.io.volume import Volume
 
+from .batches import fill_store
 from .cache import (
     FeatureStore,
     cache_key,
@@ -38,20 +39,6 @@ def require_weights(weights: str | os.PathLike | None) -> None:
             "a path to a .pth/.safetensors file, or 'random' to test the pipeline without pretrained weights "
             "(on the command line: --weights hub|hub:TAG|PATH|random)"
         )
-
-
-def batch_order(todo: np.ndarray, batch_size: int, first: int | None = None) -> list[np.ndarray]:
-    """Split the slice indices still to compute into batches; the batch holding ``first`` goes first.
-
-    Batches are runs of ``batch_size`` consecutive entries of ``todo`` (sorted), so each one writes
-    neighbouring chunks. If ``first`` is already done the order is unchanged.
-    """
-    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-    if first is not None:
-        hit = [i for i, b in enumerate(batches) if int(first) in b]
-        if hit:
-            batches.insert(0, batches.pop(hit[0]))
-    return batches
 
 
 @functools.lru_cache(maxsize=1)
@@ -200,8 +187,8 @@ def extract_features(
                                    f"({spec.timm_name} [{label}], {dim} features)")
             store.update_attrs(backbone=backbone.spec.timm_name, device=str(backbone.device),
                                dtype=str(backbone.dtype).removeprefix("torch."))
-            _fill(store, vol, prep, backbone, axis, size, int(batch_size), progress, cancel, first,
-                  on_batch)
+            fill_store(store, vol, prep, backbone, axis, size, int(batch_size), progress, cancel, first,
+                       on_batch)
         elif progress is not None:
             progress(shape[0], shape[0])
 
@@ -212,58 +199,3 @@ def extract_features(
         model=store.attrs.get("backbone", spec.timm_name), weights=label,
         resolution=int(prep.resolution), layers=layers, key=key, extra=extra,
     )
-
-
-def pipelined(device) -> bool:
-    """Whether batches are pipelined (launch k+1 before storing k): on asynchronous devices (CUDA, MPS)."""
-    return str(device).split(":")[0] != "cpu"
-
-
-def _fill(store: FeatureStore, vol: Volume, prep, backbone, axis: int, size: tuple[int, int],
-          batch_size: int, progress, cancel, first, on_batch=None) -> None:
-    """Compute the slices of ``store`` not yet done, batch by batch, storing each batch as it finishes.
-
-    On a GPU the forward pass is asynchronous: batch k+1 is launched before batch k is written, so the
-    float16 copy, zarr compression and callbacks of k overlap the GPU work of k+1. On the CPU every batch
-    is stored right after its forward (same result, no lag in progress).
-    """
-    import torch
-
-    from dinomed_napari.preprocess import intensity_to_unit, to_network_batch
-
-    total = store.shape[0]
-    todo = np.flatnonzero(~store.done)
-    overlap = pipelined(backbone.device)
-    # Window / normalise once for the whole volume (percentile windows need all of it), then slice.
-    unit = intensity_to_unit(vol, prep)
-    if progress is not None:
-        progress(total - len(todo), total)
-
-    def save(idx: np.ndarray, feats16: np.ndarray) -> None:
-        store.write(idx, feats16)
-        if on_batch is not None:
-            on_batch(idx, feats16)
-        if progress is not None:
-            progress(int(store.done.sum()), total)
-
-    pending = None  # (indices, float16 features still on the device)
-    with torch.inference_mode():
-        for idx in batch_order(todo, batch_size, first):
-            if cancel is not None and cancel():
-                if pending is not None:
-                    save(pending[0], pending[1].cpu().numpy())
-                n = int(store.done.sum())
-                where = f"kept in {store.path}; rerun to resume" if store.path else "in memory, not kept"
-                raise ExtractionCancelled(f"extraction cancelled after {n} of {total} slices ({where})")
-            slices = np.moveaxis(np.take(unit, idx, axis=axis), axis, 0)
-            x = to_network_batch(np.ascontiguousarray(slices), size, backbone.mean, backbone.std)
-            ready = None if pending is None else (pending[0], pending[1].cpu().numpy())  # waits for k-1 only
-            # Halve the bytes before leaving the device; the store holds float16 anyway.
-            pending = (idx, backbone.patch_features(x.to(backbone.device)).to(torch.float16))
-            if ready is not None:
-                save(*ready)
-            if not overlap:
-                save(pending[0], pending[1].numpy())
-                pending = None
-        if pending is not None:
-            save(pending[0], pending[1].cpu().numpy())
