@@ -50,7 +50,8 @@ def test_same_token_same_colour_on_any_slice():
     assert not np.allclose(maps.rgb[1, 40, 40], maps.rgb[6, 40, 40])
     # Volume-wide scaling: the same token array gives the same colour through to_rgb directly.
     tok = fv.slice(1)[2, 2]
-    assert np.allclose(maps.basis.to_rgb(maps.basis.transform(tok)), maps.rgb[1, c, c], atol=1e-5)
+    # (the volume maps multiply float16 features in half precision: ~1e-3 relative error)
+    assert np.allclose(maps.basis.to_rgb(maps.basis.transform(tok)), maps.rgb[1, c, c], atol=1e-2)
 
 
 def test_pca_maps_shapes_ranges_and_determinism():
@@ -63,7 +64,8 @@ def test_pca_maps_shapes_ranges_and_determinism():
     evr = m1.basis.explained_variance_ratio
     assert np.all(np.diff(evr) <= 1e-6) and evr[0] > 0.3
     # Projection is linear: raw components of a slice equal the volume map's plane (axis 1 = coronal).
-    assert np.allclose(project_slice(fv, m1.basis, 7), m1.components[:, 7], atol=1e-4)
+    # (float32 for one slice, float16 matmul for the volume: ~1e-3 relative difference)
+    assert np.allclose(project_slice(fv, m1.basis, 7), m1.components[:, 7], rtol=1e-2, atol=1e-2)
     # Robust colours: about 1 % of tokens saturate at each end of every channel.
     assert 0.001 < np.mean(m1.rgb[..., 0] == 0) < 0.2
 

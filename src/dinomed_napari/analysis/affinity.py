@@ -70,4 +70,5 @@ def affinity_maps(fv: FeatureVolume, index: int | None = None) -> np.ndarray:
     cache: dict = {}
     if index is not None:
         return upsample_patches(_slice_affinity(fv, index, cache)[..., order], fv.plane_shape)
-    return assemble(fv, lambda s: _slice_affinity(fv, s, cache)[..., order], 3)
+    return assemble(fv, lambda s0, s1: np.stack([_slice_affinity(fv, s, cache)[..., order]
+                                                 for s in range(s0, s1)]), 3)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..features.grid import slice_of, upsample_patches
 from ..features.volume import FeatureVolume
-from .assemble import put_slice
+from .assemble import CHUNK, project_half, put_slice, read_slices
 from .sampling import filter_plane
 
 
@@ -53,8 +53,17 @@ def axis_scores(fv: FeatureVolume, clf, n_dino: int, pixel: PixelTerm | None,
     if index is not None:
         return plane_scores(index)
     out = np.empty(tuple(fv.volume_shape) + (k,), np.float32)
-    for s in range(fv.n_slices):
-        put_slice(out, fv.axis, s, plane_scores(s))
+    if not clf.linear:
+        for s in range(fv.n_slices):
+            put_slice(out, fv.axis, s, plane_scores(s))
+        return out
+    for s0 in range(0, fv.n_slices, CHUNK):  # a chunk of slices: one read, matmul and upsampling
+        s1 = min(s0 + CHUNK, fv.n_slices)
+        patch = project_half(read_slices(fv, s0, s1), clf.weights[:n_dino]) + clf.bias
+        up = upsample_patches(patch, fv.plane_shape)
+        if pixel is not None:
+            up += np.stack([pixel.plane(s) for s in range(s0, s1)]) @ clf.weights[n_dino:]
+        put_slice(out, fv.axis, slice(s0, s1), up)
     return out
 
 

@@ -92,23 +92,34 @@ def sample_pixel_features(image: np.ndarray, points_zyx, axis: int, mode: str,
 class SampleCache:
     """Features of scribbled voxels, kept between fits so that one more stroke only samples its new voxels.
 
-    Keyed by the flat voxel index in the (Z, Y, X) volume; voxels no longer scribbled (erased) drop out.
+    Rows live in a growing buffer in insertion order (appending a stroke copies nothing else); voxels no
+    longer scribbled (erased) are compacted out. ``source`` identifies the features the rows came from.
     """
 
-    def __init__(self):
+    def __init__(self, source=None):
+        self.source = source
         self.index = np.zeros(0, np.int64)
-        self.rows = None
+        self.buf = None
 
-    def get(self, flat_index: np.ndarray, fetch) -> np.ndarray:
-        """Rows for sorted unique ``flat_index``; ``fetch(new_flat_index) -> (n, D)`` fills the misses."""
-        pos = np.searchsorted(self.index, flat_index)
-        hit = np.zeros(len(flat_index), bool)
-        if len(self.index):
-            hit = self.index[np.minimum(pos, len(self.index) - 1)] == flat_index
-        new = fetch(flat_index[~hit])
-        rows = np.empty((len(flat_index), new.shape[1]), np.float32)
-        rows[~hit] = new
-        if hit.any():
-            rows[hit] = self.rows[pos[hit]]
-        self.index, self.rows = flat_index, rows
-        return rows
+    def update(self, flat_index: np.ndarray, fetch) -> tuple[np.ndarray, np.ndarray]:
+        """Rows for the scribbled voxels ``flat_index`` (sorted unique): returns (rows (n, D) view, the
+        flat index of each row). ``fetch(new_flat_index) -> (m, D)`` samples the voxels not cached."""
+        n = len(self.index)
+        if n:
+            keep = np.isin(self.index, flat_index, assume_unique=True)
+            if not keep.all():  # erased voxels: compact
+                k = int(keep.sum())
+                self.buf[:k] = self.buf[:n][keep]
+                self.index = self.index[keep]
+                n = k
+        new = flat_index[~np.isin(flat_index, self.index, assume_unique=True)] if n else flat_index
+        rows = fetch(new)
+        if self.buf is None or self.buf.shape[1] != rows.shape[1] or n + len(new) > len(self.buf):
+            grown = np.empty((max(2 * (n + len(new)), 1024), rows.shape[1]), np.float32)
+            if self.buf is not None and self.buf.shape[1] == rows.shape[1]:
+                grown[:n] = self.buf[:n]
+            self.buf = grown
+        self.buf[n:n + len(new)] = rows
+        self.index = np.concatenate([self.index, new])
+        return self.buf[:len(self.index)], self.index
+

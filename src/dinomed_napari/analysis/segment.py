@@ -12,7 +12,13 @@ from ..features.volume import FeatureVolume
 from .classifiers import make_classifier, softmax
 from .cleanup import clean_labels
 from .fusion import PixelTerm, axis_scores, fuse
-from .sampling import SampleCache, check_points, normalise_image, sample_features, sample_pixel_features
+from .sampling import (
+    SampleCache,
+    check_points,
+    normalise_image,
+    sample_features,
+    sample_pixel_features,
+)
 
 
 @dataclass
@@ -122,8 +128,6 @@ class ScribbleSegmenter:
         """
         fvs = as_feature_dict(features)
         first = next(iter(fvs.values()))
-        if self.features and feature_signature(first) != self.signature:
-            self._caches.clear()  # other features: the cached samples are stale
         shape = tuple(first.volume_shape)
         flat, values = scribble_points(scribbles, shape)
         classes, counts = np.unique(values, return_counts=True)
@@ -137,21 +141,24 @@ class ScribbleSegmenter:
         self.settings = {"resolution": first.resolution, "prep": first.extra.get("prep"), "key": first.key}
         self.scribbles = scribbles if not isinstance(scribbles, tuple) else None
         self._volume_scores.clear()
-        pts = np.stack(np.unravel_index(flat, shape), axis=1)
         for axis, fv in fvs.items():
-            cache = self._caches.setdefault(axis, SampleCache())
-            X = cache.get(flat, lambda new, fv=fv: sample_features(
+            source = (id(fv.data), fv.key, shape)
+            if axis not in self._caches or self._caches[axis].source != source:
+                self._caches[axis] = SampleCache(source)  # other features: cached samples are stale
+            X, row_flat = self._caches[axis].update(flat, lambda new, fv=fv: sample_features(
                 fv, np.stack(np.unravel_index(new, shape), 1)))
+            y = values[np.searchsorted(flat, row_flat)]
             self.n_dino = X.shape[1]
             if self.intensity:
+                pts = np.stack(np.unravel_index(row_flat, shape), axis=1)
                 pix = sample_pixel_features(self.image, pts, axis, self.intensity,
                                             self._pixel_term(axis).cache)
                 X = np.concatenate([X, pix], axis=1)
             model = self.models.get(axis)
             if model is None or model.linear != (self.kind == "linear"):
                 model = make_classifier(self.kind, seed=self.seed, **self.options)
-            self.models[axis] = model.fit(X, values)
-            self.samples[axis] = (X, values)
+            self.models[axis] = model.fit(X, y)
+            self.samples[axis] = (X, y)
         return self
 
     def _set_image(self, image, shape) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..features.grid import upsample_patches
 from ..features.volume import FeatureVolume
-from .assemble import assemble
+from .assemble import assemble, read_slices
 from .sampling import sample_features
 
 
@@ -19,8 +19,8 @@ def query_feature(fv: FeatureVolume, points_zyx) -> np.ndarray:
     return q / max(float(np.linalg.norm(q)), 1e-8)
 
 
-def _cosine(fv: FeatureVolume, s: int, q: np.ndarray) -> np.ndarray:
-    f = fv.slice(s)
+def _cosine(f: np.ndarray, q: np.ndarray) -> np.ndarray:
+    f = np.asarray(f, dtype=np.float32)
     return ((f @ q) / np.maximum(np.linalg.norm(f, axis=-1), 1e-8))[..., None]
 
 
@@ -42,5 +42,5 @@ def similarity_map(fv: FeatureVolume, points_zyx, slice_only: int | None = None)
     """
     q = query_feature(fv, points_zyx)
     if slice_only is not None:
-        return upsample_patches(_cosine(fv, slice_only, q), fv.plane_shape)[..., 0]
-    return assemble(fv, lambda s: _cosine(fv, s, q), 1)[..., 0]
+        return upsample_patches(_cosine(fv.slice(slice_only), q), fv.plane_shape)[..., 0]
+    return assemble(fv, lambda s0, s1: _cosine(read_slices(fv, s0, s1), q), 1)[..., 0]
