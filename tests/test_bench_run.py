@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import replace
 
 import nibabel as nib
@@ -40,7 +39,11 @@ def key(row):
 
 
 def numbers(rows):
-    return {key(r): tuple(r.get(m) for m in METRICS) for r in rows}
+    # NaN (undefined distance) is stored as null in the JSON: compare both as None.
+    def clean(v):
+        return None if isinstance(v, float) and v != v else v
+
+    return {key(r): tuple(clean(r.get(m)) for m in METRICS) for r in rows}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +62,7 @@ def test_files_written_and_metrics_in_range(run1):
     assert data["meta"]["status"] == "complete"
     assert data["meta"]["settings"]["weights"] == "random" and data["meta"]["versions"]["torch"]
     rows = data["rows"]
-    assert rows == json.loads(json.dumps(writer.rows, default=str)) or len(rows) == len(writer.rows)
+    assert numbers(rows) == numbers(writer.rows) and len(rows) == len(writer.rows)
     protocols = {r["protocol"] for r in rows if r["status"] == "ok"}
     assert protocols == {"fewclick", "isolation", "probe", "baseline"}
     with open(out / "results.csv") as fh:
