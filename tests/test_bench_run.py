@@ -143,10 +143,15 @@ def test_failing_cases_are_reported_and_others_survive(tmp_path):
     img = nib.load(sample_path("cta_aorta"))
     other = tmp_path / "other_grid_mask.nii.gz"  # another shape: one voxel fewer along x
     nib.save(nib.Nifti1Image(np.zeros((119, 126, 164), np.uint8), img.affine), other)
+    shifted = tmp_path / "shifted_mask.nii.gz"  # same shape, moved 30 mm: another grid all the same
+    moved = img.affine.copy()
+    moved[0, 3] += 30.0
+    nib.save(nib.Nifti1Image(np.asarray(nib.load(good.mask).dataobj), moved), shifted)
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(b"\x1f\x8b not really a gzip file")
     cases = [
         Case("other_grid", good.image, str(other), (1,), "CT"),
+        Case("shifted_grid", good.image, str(shifted), (1,), "CT"),
         Case("missing_label", good.image, good.mask, (7,), "CT", "soft_tissue", CROP),
         good,
         Case("unreadable", str(broken), good.mask, (1,), "CT"),
@@ -157,6 +162,7 @@ def test_failing_cases_are_reported_and_others_survive(tmp_path):
     by_case = {c.name: [r for r in rows if r["case"] == c.name] for c in cases}
     assert all(r["status"] == "ok" for r in by_case["good"]) and len(by_case["good"]) == 2
     for name, pattern in (("other_grid", r"shape \(164, 126, 119\) but image .* \(164, 126, 120\)"),
+                          ("shifted_grid", r"shifted_mask\.nii\.gz has another affine"),
                           ("missing_label", r"label\(s\) \[7\] not found"),
                           ("unreadable", r"broken\.nii\.gz")):
         errs = by_case[name]
