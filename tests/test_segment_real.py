@@ -41,7 +41,7 @@ def _load(key):
 
 def _run(backbone, image, truth, resolution, modality, **options):
     """Dice per foreground class on the unannotated slices: (ours, filter bank)."""
-    from dinomed_napari.bench.protocols.baseline import filter_bank_segment
+    from dinomed_napari.bench.protocols.baseline import FilterBankRF
     from dinomed_napari.features.extract import extract_features
     from dinomed_napari.io.volume import Volume
     from dinomed_napari.preprocess import Preprocess
@@ -53,7 +53,8 @@ def _run(backbone, image, truth, resolution, modality, **options):
     other = np.ones(truth.shape[0], bool)
     other[list(scr.slices)] = False
     pred = ScribbleSegmenter(**options).fit(fv, scr.labels, image=image).predict().labels
-    classic = filter_bank_segment(normalise_image(image)[0], scr.labels)
+    # skimage multiscale_basic_features + fit_segmenter/predict_segmenter random forest (the bench's).
+    classic = FilterBankRF(normalise_image(image)[0]).segment(scr.labels)
     ours, base = [], []
     for k, v in enumerate(scr.classes):
         if v == 0:

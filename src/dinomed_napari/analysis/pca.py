@@ -72,7 +72,7 @@ class PCAMaps:
     basis: PCABasis
 
 
-def sample_tokens(fv: FeatureVolume, max_tokens: int = 20000, seed: int = 0) -> np.ndarray:
+def sample_tokens(fv: FeatureVolume, max_tokens: int = 10000, seed: int = 0) -> np.ndarray:
     """A seeded random subsample of patch tokens from all slices, read one slice at a time.
 
     Each slice contributes the same share, so memory stays at one slice plus ``max_tokens`` rows.
@@ -87,7 +87,7 @@ def sample_tokens(fv: FeatureVolume, max_tokens: int = 20000, seed: int = 0) -> 
     return np.concatenate(rows)
 
 
-def fit_pca(fv: FeatureVolume, n_components: int = 3, max_tokens: int = 20000, seed: int = 0) -> PCABasis:
+def fit_pca(fv: FeatureVolume, n_components: int = 3, max_tokens: int = 10000, seed: int = 0) -> PCABasis:
     """Fit one PCA basis for the whole volume on a seeded subsample of its patch tokens.
 
     Parameters
@@ -107,7 +107,7 @@ def fit_pca(fv: FeatureVolume, n_components: int = 3, max_tokens: int = 20000, s
 
     tokens = sample_tokens(fv, max_tokens, seed)
     n = int(min(n_components, tokens.shape[1], tokens.shape[0]))
-    # Exact eigendecomposition of the C x C covariance: deterministic and, for C <= 1536 and ~20k tokens,
+    # Exact eigendecomposition of the C x C covariance: deterministic and, for C <= 1536 and ~10k tokens,
     # faster than randomized SVD at the same accuracy.
     pca = PCA(n_components=n, svd_solver="covariance_eigh").fit(tokens)
     comps = pca.components_.astype(np.float32)
@@ -129,7 +129,7 @@ def project_slice(fv: FeatureVolume, basis: PCABasis, index: int, upsample: bool
 
 
 def pca_maps(fv: FeatureVolume, basis: PCABasis | None = None, n_components: int = 3,
-             max_tokens: int = 20000, seed: int = 0) -> PCAMaps:
+             max_tokens: int = 10000, seed: int = 0) -> PCAMaps:
     """PCA components and RGB maps of every slice, in (Z, Y, X) order on the image pixel grid.
 
     Parameters

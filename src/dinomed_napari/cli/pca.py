@@ -14,7 +14,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="output like OUT.nii.gz: writes OUT_pc1.nii.gz ... (float32, source grid)")
     parser.add_argument("--components", type=int, default=3, help="number of components (default 3)")
     parser.add_argument("--rgb", type=Path, help="also write the RGB map of PC1-3 as an 8-bit RGB TIFF")
-    parser.add_argument("--max-tokens", type=int, default=20000, help="tokens sampled to fit the basis")
+    parser.add_argument("--max-tokens", type=int, default=10000, help="tokens sampled to fit the basis")
     parser.add_argument("--pca-seed", type=int, default=0, help="seed of the token sample and the SVD")
 
 
