@@ -95,3 +95,17 @@ def test_reduced_demo_defaults_to_random_weights_and_says_so(tmp_path, capsys):
     aorta = [r for r in data["rows"] if r["case"] == "cta_aorta"]
     assert aorta[0]["status"] == "ok" and 0 <= aorta[0]["auc"] <= 1
     assert "measure the pipeline" in (out / "report.md").read_text()
+
+
+def test_more_slices_than_the_structure_spans_are_not_double_counted():
+    from types import SimpleNamespace
+
+    from dinomed_napari.bench.cases import LoadedCase
+    from dinomed_napari.bench.protocols.fewclick import scribble_sets
+
+    truth = np.zeros((6, 32, 32), np.uint8)
+    truth[2:4, 8:24, 8:24] = 1  # the structure is on 2 slices only
+    lc = LoadedCase(case=None, volume=None, truth=truth, labels=(1,))
+    sets = list(scribble_sets(lc, SimpleNamespace(slices=(1, 2, 3, 5), strokes=2, axis=0, seed=0)))
+    assert [len(s.slices) for s in sets] == [1, 2]  # 3 and 5 asked: the same 2 slices, kept once
+    assert all(s.labels.max() == 2 for s in sets)

@@ -84,14 +84,13 @@ def baseline_records(lc, settings) -> Iterator[tuple[dict, np.ndarray]]:
     """Baseline rows on the same seeded scribbles as the few-click protocol, for each number of slices."""
     from dinomed_napari.preprocess import intensity_to_unit
 
-    from .fewclick import prep_for, score, scribbles_for, to_classes
+    from .fewclick import prep_for, score, scribble_sets, to_classes
 
     image = intensity_to_unit(lc.volume, prep_for(lc.case, 224))  # the backbone's window (size unused)
     if image.ndim == 4:  # the 3-window "ct3" preset: the filter bank takes one channel per voxel
         image = image.mean(axis=-1)
     bank = FilterBankRF(image, axis=settings.axis)
-    for n in sorted(set(settings.slices)):
-        scr = scribbles_for(lc, n, settings)
+    for scr in scribble_sets(lc, settings):
         pred = to_classes(bank.segment(scr.labels, seed=settings.seed))
         for row in score(pred, lc, scr):
             row.update(protocol="baseline", method="filterbank_rf", filters=bank.mode)

@@ -55,6 +55,17 @@ def scribbles_for(lc, n_slices: int, settings) -> Scribbles:
                               classes=list(range(len(lc.labels) + 1)))
 
 
+def scribble_sets(lc, settings) -> Iterator[Scribbles]:
+    """Scribbles for each requested number of annotated slices, skipping repeats: a volume with fewer
+    usable slices than asked gives the same set again, which would double-count it in the curve."""
+    seen = set()
+    for n in sorted(set(settings.slices)):
+        scr = scribbles_for(lc, n, settings)
+        if scr.slices not in seen:
+            seen.add(scr.slices)
+            yield scr
+
+
 def score(pred_classes: np.ndarray, lc, scr: Scribbles) -> list[dict[str, Any]]:
     """Metric rows (one per label) of a predicted class map (0 bg, 1..K) on the unannotated slices."""
     region = slice_region(lc.truth.shape, scr.slices, axis=scr.axis)
@@ -79,8 +90,7 @@ def fewclick_records(lc, fv, backbone, resolution: int, settings) -> Iterator[tu
     from dinomed_napari.analysis.segment import ScribbleSegmenter
 
     feats: dict[str, Any] = {}
-    for n in sorted(set(settings.slices)):
-        scr = scribbles_for(lc, n, settings)
+    for scr in scribble_sets(lc, settings):
         for variant in settings.variants:
             if variant == "triplanar":
                 if "tri" not in feats:  # the other two passes, computed once per unit
