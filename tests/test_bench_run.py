@@ -235,3 +235,18 @@ def test_every_segmenter_variant_runs_and_is_wired(tmp_path):
     assert all(r["status"] == "ok" and 0 <= r["dice"] <= 1 for r in writer.rows)
     # Each option changes the classifier's input or model: identical numbers would mean it was ignored.
     assert len({round(v, 9) for v in dice.values()}) == 4, dice
+
+
+def test_a_failing_protocol_is_one_error_row_and_the_others_run(tmp_path, monkeypatch):
+    from dinomed_napari.bench.protocols import baseline, isolation
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(isolation, "isolation_records", boom)
+    monkeypatch.setattr(baseline.FilterBankRF, "segment", boom)
+    writer = run_bench([tiny_case()], settings(tmp_path, protocols=("baseline", "isolation", "probe"),
+                                               slices=(1,)), tmp_path / "out", progress=False)
+    status = {(r["protocol"], r["status"]) for r in writer.rows}
+    assert status == {("baseline", "error"), ("isolation", "error"), ("probe", "ok")}
+    assert all("RuntimeError: simulated failure" in r["error"] for r in writer.rows if r["status"] == "error")

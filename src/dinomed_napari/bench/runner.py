@@ -78,10 +78,10 @@ def iter_unit(unit: Unit, settings: BenchSettings) -> Iterator[Record]:
     except Exception as exc:
         yield _stamp(unit, _error_row(unit, "load", exc), settings.weights, t0, {}), None
         return
+    steps: list[tuple[str, Callable[[], Iterator[Record]]]] = []
     if unit.kind == "baseline":
-        for row, pred in baseline.baseline_records(lc, settings):
-            yield _stamp(unit, row, "-", t0, {}), pred
-            t0 = time.perf_counter()
+        steps.append(("baseline", lambda: baseline.baseline_records(lc, settings)))
+        yield from _run_steps(unit, steps, settings, "-", {})
         return
     try:
         backbone = get_backbone(unit.model, settings.weights, settings.device)
@@ -92,8 +92,6 @@ def iter_unit(unit: Unit, settings: BenchSettings) -> Iterator[Record]:
     except Exception as exc:
         yield _stamp(unit, _error_row(unit, "features", exc), settings.weights, t0, {}), None
         return
-    weights = backbone.weights_label
-    steps: list[tuple[str, Callable[[], Iterator[Record]]]] = []
     if "fewclick" in settings.protocols:
         steps.append(("fewclick", lambda: fewclick.fewclick_records(lc, fv, backbone, unit.resolution,
                                                                     settings)))
@@ -106,6 +104,11 @@ def iter_unit(unit: Unit, settings: BenchSettings) -> Iterator[Record]:
             fv, lc.truth, lc.labels, folds=settings.folds, seed=settings.seed))))
         if unit.case.target is not None:
             steps.append(("embedding", lambda: iter([(probe.embedding_row(fv, unit.case.target), None)])))
+    yield from _run_steps(unit, steps, settings, backbone.weights_label, extra)
+
+
+def _run_steps(unit: Unit, steps, settings: BenchSettings, weights: str, extra: dict) -> Iterator[Record]:
+    """Run protocol steps one after the other; a failing step becomes one error row, the next ones run."""
     for name, step in steps:
         t0 = time.perf_counter()
         seed_everything(settings.seed)
