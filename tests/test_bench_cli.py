@@ -37,6 +37,9 @@ def test_cli_refuses_to_guess_weights(tmp_path, capsys):
     code = main(["bench", "--image", "a.nii.gz", "--mask", "b.nii.gz", "--out", str(tmp_path / "o")])
     assert code == 2
     assert "choose the weights" in capsys.readouterr().err
+    (tmp_path / "c.yaml").write_text("resolution: [224]\nweights: random\n")
+    assert main(["bench", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown option(s) ['resolution']" in capsys.readouterr().err
 
 
 def test_config_yaml_and_toml(tmp_path):
@@ -55,6 +58,9 @@ def test_config_yaml_and_toml(tmp_path):
     (tmp_path / "bad.yaml").write_text("cases:\n  - image: only.nii\n")
     with pytest.raises(ValueError, match="case #1 in the config has no 'mask' entry"):
         read_config(tmp_path / "bad.yaml")
+    (tmp_path / "typo.yaml").write_text("cases:\n  - image: a.nii\n    mask: m.nii\n    label: [1]\n")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['label'\]"):
+        read_config(tmp_path / "typo.yaml")
 
 
 def test_demo_cases_hold_their_labels():

@@ -11,6 +11,7 @@ import numpy as np
 from dinomed_napari.errors import VolumeError
 
 Crop = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+CASE_KEYS = {"name", "image", "mask", "labels", "modality", "window", "crop", "target"}
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,10 @@ def parse_labels(text: str | list | tuple | None) -> tuple[int, ...] | None:
 
 def case_from_dict(d: dict[str, Any], base: Path | None = None, index: int = 0) -> Case:
     """A :class:`Case` from a config entry; relative paths are resolved against ``base``."""
+    unknown = sorted(set(d) - CASE_KEYS)
+    if unknown:
+        raise VolumeError(f"case #{index + 1} in the config has unknown key(s) {unknown}; "
+                          f"known: {', '.join(sorted(CASE_KEYS))}")
     for key in ("image", "mask"):
         if key not in d:
             raise VolumeError(f"case #{index + 1} in the config has no {key!r} entry: {d}")

@@ -60,6 +60,10 @@ def build(args: argparse.Namespace):
     from dinomed_napari.bench.grid import BenchConfigError, BenchSettings
 
     config = read_config(args.config) if args.config else {}
+    unknown = sorted(set(config) - set(DEFAULTS) - {"cases", "weights", "device", "cache"})
+    if unknown:
+        raise BenchConfigError(f"{args.config}: unknown option(s) {unknown}; known: cases, weights, device, "
+                               f"cache, {', '.join(DEFAULTS)}")
     cases = list(config.get("cases", []))
     if args.demo:
         cases += demo_cases()
