@@ -68,6 +68,10 @@ def test_store_persists_slices_and_done_mask(tmp_path):
     assert again.done.tolist() == [True, True, False, True, False]
     np.testing.assert_array_equal(again.features[3], feats[2].astype(np.float16))
     assert again.attrs["model"] == "m" and again.attrs["format"] == C.FORMAT_VERSION
+    ro = again.read_only()
+    np.testing.assert_array_equal(ro[3], feats[2].astype(np.float16))
+    with pytest.raises(Exception, match="(?i)read.only"):
+        ro[4] = 0
     g = zarr.open_group(path)
     assert g["features"].chunks == (1, 2, 3, 4) and g["features"].dtype == np.float16
 

@@ -32,7 +32,7 @@ def pipelined(device) -> bool:
 
 
 def fill_store(store: FeatureStore, vol: Volume, prep, backbone, axis: int, size: tuple[int, int],
-          batch_size: int, progress, cancel, first, on_batch=None) -> None:
+               batch_size: int, progress, cancel, first, on_batch=None) -> None:
     """Compute the slices of ``store`` not yet done, batch by batch, storing each batch as it finishes.
 
     On a GPU the forward pass is asynchronous: batch k+1 is launched before batch k is written, so the

@@ -175,6 +175,14 @@ class FeatureStore:
         if self._done_arr is not None:
             self._done_arr[:] = self.done
 
+    def read_only(self) -> Any:
+        """The features for consumers: the zarr array reopened read-only (or the NumPy array)."""
+        if self.path is None:
+            return self.features
+        import zarr
+
+        return zarr.open_group(self.path, mode="r")["features"]
+
     def update_attrs(self, **values: Any) -> None:
         """Record more (JSON-able) facts about the features, e.g. the device that computed them."""
         self.attrs.update(values)

@@ -195,7 +195,7 @@ def extract_features(
     extra = {"prep": prep.key(vol), "input_size": size, "path": None if path is None else str(path),
              "device": store.attrs.get("device"), "dtype": store.attrs.get("dtype")}
     return FeatureVolume(
-        data=store.features, axis=int(axis), volume_shape=vol.shape,
+        data=store.read_only(), axis=int(axis), volume_shape=vol.shape,
         model=store.attrs.get("backbone", spec.timm_name), weights=label,
         resolution=int(prep.resolution), layers=layers, key=key, extra=extra,
     )
