@@ -28,6 +28,15 @@ def ct() -> Volume:
 
 
 @pytest.fixture(scope="module")
+def cube() -> Volume:
+    """A 16^3 crop of the same CT: every axis gives the same slice count and input size."""
+    vol = load_volume(sample_path("ct_organs"))
+    z, y, x = (s // 2 for s in vol.shape)
+    crop = np.ascontiguousarray(vol.data[z - 8 : z + 8, y - 8 : y + 8, x - 8 : x + 8])
+    return Volume(crop, spacing=(3.0, 3.0, 3.0), modality="CT", units="HU", source="ct_organs cube")
+
+
+@pytest.fixture(scope="module")
 def vits() -> Backbone:
     return load_backbone("S", "random", device="cpu")
 
@@ -112,6 +121,14 @@ def test_every_parameter_change_recomputes(ct, vits, tmp_path, monkeypatch):
     assert count_layered.calls == 2 and fv.dim == 768 and fv.layers == (3, 11)
 
 
+def test_axis_alone_changes_the_key(cube, vits, tmp_path):
+    prep = Preprocess(window="soft_tissue", resolution=32)
+    fvs = [extract_features(cube, backbone=vits, axis=a, prep=prep, cache_dir=tmp_path) for a in (0, 1, 2)]
+    assert {fv.data.shape for fv in fvs} == {(16, 2, 2, 384)}  # same shape, so only the axis tells them apart
+    assert len({fv.key for fv in fvs}) == 3
+    assert not np.array_equal(np.asarray(fvs[0].data), np.asarray(fvs[1].data))
+
+
 def test_model_and_weights_change_the_key(ct, vits, tmp_path):
     base = extract_features(ct, backbone=vits, prep=PREP, cache_dir=tmp_path)
     splus = load_backbone("S+", "random", device="cpu")
@@ -164,6 +181,25 @@ def test_a_crash_keeps_finished_slices(ct, vits, tmp_path, monkeypatch, pipeline
     monkeypatch.setattr(vits, "patch_features", inner)
     extract_features(ct, backbone=vits, prep=PREP, cache_dir=tmp_path, batch_size=2)
     assert count.slices == 6, "the rerun must compute only the 2 slices the crash lost"
+
+
+def test_two_concurrent_requests_compute_once(ct, vits, tmp_path, monkeypatch):
+    import threading
+
+    count = Counter(vits, monkeypatch)
+    results = []
+
+    def job():
+        results.append(extract_features(ct, backbone=vits, prep=PREP, cache_dir=tmp_path, batch_size=2))
+
+    threads = [threading.Thread(target=job) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # The store lock makes the second request wait, then find every slice done: one computation only.
+    assert len(results) == 2 and count.slices == 6 and results[0].key == results[1].key
+    np.testing.assert_array_equal(np.asarray(results[0].data), np.asarray(results[1].data))
 
 
 def test_first_slice_is_computed_first(ct, vits, tmp_path, monkeypatch):
