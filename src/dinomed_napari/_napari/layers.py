@@ -145,7 +145,8 @@ def add_aligned_points(viewer: Any, image_layer: Any, name: str, color: str = "y
     """An empty 3D points layer on ``image_layer``'s grid, in add mode, so that clicks add points."""
     kwargs = aligned_kwargs(image_layer, name)
     kwargs.pop("metadata")
-    layer = viewer.add_points(np.empty((0, 3)), ndim=3, size=max(image_layer.scale[-2:]) * 3,
+    extent = np.asarray(image_layer.data.shape[-2:]) * np.asarray(image_layer.scale[-2:])
+    layer = viewer.add_points(np.empty((0, 3)), ndim=3, size=0.025 * float(extent.max()),
                               face_color=color, **kwargs)
     layer.mode = "add"
     return layer

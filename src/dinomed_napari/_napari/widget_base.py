@@ -49,8 +49,19 @@ class LayerChooser(ComboBox):
     def _refresh(self, *_: Any) -> None:
         self.reset_choices()
         layers = [c for c in self.choices if c is not None]
-        if self.value is None and layers:
-            self.value = layers[0 if self._inputs_only else -1]
+        # Only the image is pre-selected: a labels/points layer becomes an input when the user picks it
+        # (or a widget creates one), never by accident (e.g. a ground-truth mask as scribbles).
+        if self.value is None and layers and self._inputs_only:
+            self.value = layers[0]
+
+
+def run_closers(closers: list) -> None:
+    """Call and forget every function in ``closers`` (each at most once)."""
+    while closers:
+        try:
+            closers.pop()()
+        except (RuntimeError, ValueError):  # Qt object already gone / not connected: nothing to undo
+            pass
 
 
 class DinomedWidget(Container):
@@ -64,12 +75,16 @@ class DinomedWidget(Container):
         self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
         self.image = LayerChooser(self.viewer, "image", "image", inputs_only=True)
         self.status = Label(value="")
+        self.status.native.setWordWrap(True)  # long messages wrap instead of widening the dock
+        self.max_width = 460
         self.append(self.image)
         self.image._refresh()
         self.last_error: str | None = None
-        self._closers: list = [self.image.close_connections]
-        # Viewer events outlive a closed dock widget: drop our connections when its Qt side goes.
-        self.native.destroyed.connect(lambda *_: self.close_connections())
+        closers: list = [self.image.close_connections]
+        self._closers = closers
+        # Viewer events outlive a closed dock widget: drop our connections when its Qt side goes (the
+        # lambda holds the list, not self, which may be half torn down by then).
+        self.native.destroyed.connect(lambda *_: run_closers(closers))
 
     def on_close(self, func: Any) -> None:
         """Register ``func()`` to run when the widget is destroyed (disconnect viewer/layer events)."""
@@ -81,9 +96,7 @@ class DinomedWidget(Container):
         self.on_close(lambda: emitter.disconnect(callback))
 
     def close_connections(self) -> None:
-        closers, self._closers = self._closers, []
-        for func in closers:
-            func()
+        run_closers(self._closers)
 
     def image_layer(self) -> Any:
         """The chosen image layer, or a VolumeError that says why there is none usable."""

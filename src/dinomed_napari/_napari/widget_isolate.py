@@ -31,6 +31,7 @@ class IsolateWidget(DinomedWidget):
         super().__init__(napari_viewer)
         self.seeds = LayerChooser(self.viewer, "points", "seeds")
         self.new_seeds = PushButton(text="New seed layer")
+        self.foreground = CheckBox(text="step 1: PC1 foreground", value=True)
         self.fg_auto = CheckBox(text="PC1 threshold: Otsu", value=True)
         self.fg_threshold = FloatSlider(label="PC1 threshold", min=-1.0, max=1.0, value=0.0, step=0.01)
         self.channel = ComboBox(label="inner channel", choices=CHANNELS, value="pc1")
@@ -39,13 +40,13 @@ class IsolateWidget(DinomedWidget):
                                            step=0.01)
         self.live = CheckBox(text="live preview on the current slice", value=True)
         self.apply_button = PushButton(text="Apply to volume")
-        self.extend([self.seeds, self.new_seeds, self.fg_auto, self.fg_threshold, self.channel,
-                     self.inner_rule, self.inner_threshold, self.live, self.apply_button, self.status])
+        controls = [self.foreground, self.fg_auto, self.fg_threshold, self.channel, self.inner_rule,
+                    self.inner_threshold, self.live]
+        self.extend([self.seeds, self.new_seeds, *controls, self.apply_button, self.status])
         self.new_seeds.clicked.connect(self.add_seed_layer)
         self.apply_button.clicked.connect(self.apply)
         self._debounce = Debouncer(self.preview, 120)
-        for w in (self.fg_auto, self.fg_threshold, self.channel, self.inner_rule, self.inner_threshold,
-                  self.live):
+        for w in controls:
             w.changed.connect(self._debounce.trigger)
         self.channel.changed.connect(self.fit_slider_ranges)
         self.listen(self.viewer.dims.events.current_step, self._debounce.trigger)
@@ -113,7 +114,8 @@ class IsolateWidget(DinomedWidget):
         inner = float(self.inner_threshold.value) if rule == "value" else rule
         fg = None if self.fg_auto.value else float(self.fg_threshold.value)
         kwargs = dict(channel=channel, seeds=seeds, fg_threshold=fg, inner_threshold=inner,
-                      index=index, axis=session.axis, return_thresholds=True)
+                      foreground=bool(self.foreground.value), index=index, axis=session.axis,
+                      return_thresholds=True)
         return image, session, source, kwargs
 
     def preview(self, *_: Any) -> None:

@@ -132,6 +132,7 @@ class SegmentWidget(DinomedWidget):
         try:
             req = self._request()
         except Exception as exc:  # no image / features / scribbles: tell the user
+            self._volume_wanted = False
             self.fail(exc, "scribble segmenter")
             return
         last, session = self._last_scribbles, req["session"]
@@ -162,11 +163,13 @@ class SegmentWidget(DinomedWidget):
         return {**req, "segmenter": seg, "prediction": pred}
 
     def predict_volume(self) -> None:
-        """Predict every voxel (after the pending retrain, if a stroke is waiting)."""
+        """Predict every voxel, after retraining on any stroke not trained on yet.
+
+        If a job is running, this one waits behind it (and replaces any waiting live update).
+        """
         self._volume_wanted = True
-        self._debounce.flush()
-        if not self._job.busy:
-            self.retrain()
+        self._debounce.stop()
+        self.retrain()
 
     def _show(self, out: dict) -> None:
         image, pred, session = out["image"], out["prediction"], out["session"]
@@ -184,7 +187,7 @@ class SegmentWidget(DinomedWidget):
             self._show_probability(image, pred, out)
         where = "volume" if out["volume"] else f"slice {out['index']}"
         self.status.value = (f"{where} predicted from {len(out['scribbles'][1])} scribbled voxels, "
-                             f"classes {list(pred.classes)}: {out['label']}")
+                             f"classes {[int(c) for c in pred.classes]}: {out['label']}")
         if out["volume"]:
             self._volume_wanted = False
             info(f"{name}: whole volume predicted")

@@ -73,7 +73,11 @@ class SimilarityWidget(DinomedWidget):
 
     def _show(self, result: tuple) -> None:
         image, label, n, sim = result
-        kwargs = aligned_kwargs(image, f"similarity {label}", colormap="turbo", contrast_limits=(0.0, 1.0),
-                                opacity=0.7, blending="additive")
+        # Contrast from the median to the maximum: the most similar half stands out whatever the
+        # features' overall cosine level (random or shallow features are similar everywhere).
+        lo, hi = float(np.percentile(sim, 50)), float(sim.max())
+        kwargs = aligned_kwargs(image, f"similarity {label}", colormap="turbo", opacity=0.6,
+                                contrast_limits=(lo, hi if hi > lo else lo + 1e-3))
         self.result_layer = upsert_layer(self.viewer, sim.astype(np.float32), "image", kwargs)
+        self.result_layer.contrast_limits = kwargs["contrast_limits"]
         self.status.value = f"similarity to {n} point(s): {label}"

@@ -96,9 +96,3 @@ class Debouncer:
 
     def stop(self) -> None:
         self._timer.stop()
-
-    def flush(self) -> None:
-        """Fire now if a call is pending (e.g. before an explicit 'Predict volume')."""
-        if self._timer.isActive():
-            self._timer.stop()
-            self._timer.timeout.emit()
