@@ -98,3 +98,27 @@ def test_sample_data_opens_real_and_synthetic(make_napari_viewer):
     phantom = viewer.open_sample(PLUGIN, "pet_ct_phantom")
     assert len(phantom) >= 2
     assert all("SYNTHETIC" in lyr.name for lyr in phantom)
+
+
+def test_dicom_folder_opens_with_spacing_and_labels_write_back(make_napari_viewer, tmp_path):
+    import napari
+    from dicom_series import write_series
+
+    from dinomed_napari._napari.layers import aligned_kwargs
+
+    raw = np.asarray(load_volume(sample_path("ct_organs")).data)[12:16, 30:70, 40:88].astype(np.int16)
+    folder = tmp_path / "ct_series"
+    write_series(folder, raw + 1024, intercepts=[-1024.0] * 4)  # stored unsigned-style, HU via intercept
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(str(folder), plugin=PLUGIN)
+    vol = load_volume(folder)
+    np.testing.assert_array_equal(np.asarray(image.data), raw)  # HU restored
+    np.testing.assert_allclose(image.scale, vol.spacing)
+    np.testing.assert_allclose(image.scale, [2.5, 0.8, 0.7])
+    assert image.metadata["dinomed"]["modality"] == "CT"
+    mask = (raw > 0).astype(np.uint8)
+    labels = viewer.add_labels(mask, **aligned_kwargs(image, "dense"))
+    (out,) = napari.save_layers(str(tmp_path / "dense.nii.gz"), [labels], plugin=PLUGIN)
+    back = load_volume(out)
+    np.testing.assert_allclose(back.affine, vol.affine)
+    np.testing.assert_array_equal(np.asarray(back.data), mask)

@@ -207,6 +207,7 @@ def test_scribbles_retrain_live_and_predict_volume(make_napari_viewer, qtbot, ct
     pred = np.asarray(w.prediction_layer.data)
     assert w.prediction_layer.name == "prediction vit_small_patch16_dinov3 [random] @128"
     np.testing.assert_allclose(w.prediction_layer.scale, image.scale)
+    print(f"linear, scribbled slice Dice {dice(pred[3] == 1, gt[3]):.3f}")
     assert dice(pred[3] == 1, gt[3]) > 0.6  # measured 0.72 with random ViT-S features
     assert pred[[0, 1, 2, 4, 5]].sum() == 0  # live mode predicts the shown slice only
     before, n = pred[3].copy(), w.trainings
@@ -221,7 +222,8 @@ def test_scribbles_retrain_live_and_predict_volume(make_napari_viewer, qtbot, ct
     w.predict_volume()
     qtbot.waitUntil(lambda: np.asarray(w.prediction_layer.data)[0].any(), timeout=WAIT)
     pred = np.asarray(w.prediction_layer.data)
-    assert dice(pred == 1, gt) > 0.5  # whole 6-slice volume, from scribbles on one slice (0.65 measured)
+    print(f"linear, 6-slice volume Dice {dice(pred == 1, gt):.3f}")
+    assert dice(pred == 1, gt) > 0.5  # whole 6-slice volume, from scribbles on one slice (0.69 measured)
     assert w.probability_layer.data.shape == gt.shape
     assert set(np.unique(scribbles.data)) == {0, 1, 2}  # the user's layer was never written
     # export on the image grid, save / load the segmenter
@@ -276,3 +278,35 @@ def test_errors_are_notifications_and_widgets_stay_usable(make_napari_viewer, qt
     w.run()  # after all these errors the same widget still computes
     qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
     assert w.status.value.startswith("features ready")
+
+
+def test_triplanar_random_forest_with_intensity(make_napari_viewer, qtbot, ct_crop, notes):
+    from dinomed_napari._napari.session import SESSIONS
+    from dinomed_napari._napari.widget_segment import SegmentWidget
+
+    vol, gt = ct_crop
+    crop = (slice(None), slice(20, 100), slice(36, 116))  # 6 x 80 x 80 around the liver
+    small = Volume(np.ascontiguousarray(vol.data[crop]), vol.spacing, vol.affine, "CT", "HU", None, {})
+    gt = gt[crop]
+    viewer = make_napari_viewer()
+    image = add_image(viewer, small)
+    viewer.dims.set_point(0, 3 * image.scale[0])
+    w = SegmentWidget(viewer)
+    w.triplanar.value = True
+    w.retrain()  # before tri-planar features exist: the reason is shown
+    assert "no DINOv3 features" in notes[-1]
+    fw = compute(viewer, qtbot, image, planes="tri", resolution=64)
+    assert fw.status.value.endswith("tri-planar") and sorted(SESSIONS.get(image).features) == [0, 1, 2]
+    w.classifier.value, w.intensity.value = "rf", "raw"
+    scribbles = w.add_scribble_layer()
+    core, far = scribble_masks(gt[3])
+    for mask, value in ((core, 1), (far, 2)):
+        full = np.zeros(gt.shape, bool)
+        full[3] = mask
+        paint(scribbles, full, value)
+    qtbot.waitUntil(lambda: w.trainings >= 1, timeout=WAIT)
+    assert SESSIONS.get(image).segmenter_settings == ("rf", "raw", True)
+    pred = np.asarray(w.prediction_layer.data)
+    score = dice(pred[3] == 1, gt[3])
+    print(f"tri-planar rf + intensity, slice Dice {score:.3f}")
+    assert score > 0.6, score
