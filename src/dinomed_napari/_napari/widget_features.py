@@ -190,10 +190,9 @@ class FeaturesWidget(DinomedWidget):
         label = session.label
         pca_layer = upsert_layer(self.viewer, to_rgb8(result["pca"].rgb), "image",
                                  aligned_kwargs(layer, f"PCA {label}", rgb=True, opacity=0.8))
-        aff = np.clip(result["affinity"], 0.0, 1.0).astype(np.float32)
+        aff = to_rgb8(np.clip(result["affinity"], 0.0, 1.0))  # cosines; negatives (rare) shown as 0
         upsert_layer(self.viewer, aff, "image",
                      aligned_kwargs(layer, f"affinity {label}", rgb=True, visible=False))
-        self.viewer.layers.selection.active = layer
         self.progress.value = self.progress.max
         self.status.value = f"features ready: {label}"
         info(f"DINOv3 features of {layer.name}: {label}")
