@@ -122,3 +122,21 @@ def test_dicom_folder_opens_with_spacing_and_labels_write_back(make_napari_viewe
     back = load_volume(out)
     np.testing.assert_allclose(back.affine, vol.affine)
     np.testing.assert_array_equal(np.asarray(back.data), mask)
+
+
+def test_empty_mask_opens_as_labels_but_constant_image_is_refused(tmp_path):
+    import nibabel as nib
+
+    from dinomed_napari._napari.readers import read_layers
+    from dinomed_napari.errors import VolumeError
+
+    affine = np.diag([2.0, 3.0, 4.0, 1.0])
+    zeros = np.zeros((20, 20, 5), np.uint8)
+    nib.save(nib.Nifti1Image(zeros, affine), tmp_path / "empty_mask.nii.gz")
+    nib.save(nib.Nifti1Image(zeros.astype(np.float32), affine), tmp_path / "flat.nii.gz")
+
+    ((data, kwargs, kind),) = read_layers(str(tmp_path / "empty_mask.nii.gz"))
+    assert kind == "labels" and data.shape == (5, 20, 20) and not data.any()
+    assert kwargs["scale"] == (4.0, 3.0, 2.0)
+    with pytest.raises(VolumeError, match="constant"):
+        read_layers(str(tmp_path / "flat.nii.gz"))

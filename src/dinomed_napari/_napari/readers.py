@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .layers import volume_layer_data
+from .layers import is_label_volume, volume_layer_data
 
 _SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".dcm", ".tif", ".tiff", ".npy")
 
@@ -55,7 +55,14 @@ def read_layers(path: str | list[str]) -> list[tuple]:
     Layers get ``scale`` = voxel spacing (Z, Y, X) and ``metadata['dinomed']`` with the affine and
     reader details, so a labels layer drawn on them is written back on the same grid.
     """
-    from dinomed_napari.io import load_volume
+    from dinomed_napari.io import check_image_volume, load_volume
 
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
-    return [volume_layer_data(load_volume(p)) for p in paths]
+    layers = []
+    for p in paths:
+        # Image checks reject constant volumes, but an empty mask or scribble file is a valid labels layer.
+        vol = load_volume(p, check=False)
+        if not is_label_volume(vol, Path(p).name):
+            check_image_volume(vol, source=p)
+        layers.append(volume_layer_data(vol))
+    return layers
