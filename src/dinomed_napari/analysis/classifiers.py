@@ -35,6 +35,7 @@ class LinearClassifier:
         self.bias = np.zeros(0, np.float32)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LinearClassifier:
+        from sklearn import config_context
         from sklearn.linear_model import LogisticRegression
 
         X = np.asarray(X, dtype=np.float32)
@@ -48,12 +49,18 @@ class LinearClassifier:
             self._stats = (X.mean(axis=0), np.maximum(X.std(axis=0), 1e-6), len(X))
         mean, std = self._stats[0], self._stats[1]
         if not warm:
-            self._lr = LogisticRegression(C=self.C, solver="lbfgs", class_weight="balanced", tol=self.tol,
+            self._lr = LogisticRegression(C=self.C, solver="lbfgs", tol=self.tol,
                                           max_iter=self.max_iter, random_state=self.seed, warm_start=True)
         xs = np.subtract(X, mean, dtype=np.float32)  # one temporary, scaled in place
         xs /= std
         self._lr.tol = self.tol if warm else 1e-4  # a cold fit converges fully; refits stop earlier
-        self._lr.fit(xs, y)
+        # Class balance as sample weights (sklearn's "balanced" rule, n / (K * count)) computed with one
+        # bincount: sklearn's own class_weight path costs more than the refit's solver iterations.
+        codes = np.searchsorted(classes, y)
+        counts = np.bincount(codes, minlength=len(classes))
+        weight = (len(y) / (len(classes) * counts))[codes]
+        with config_context(assume_finite=True):  # NaN/inf images are refused before extraction
+            self._lr.fit(xs, y, sample_weight=weight)
         coef, icpt = self._lr.coef_, self._lr.intercept_
         if len(classes) == 2:  # sklearn keeps one row for two classes: split it into symmetric logits
             coef = np.vstack([-coef / 2, coef / 2])
