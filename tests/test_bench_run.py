@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dinomed_napari.bench.cases import Case, load_case
-from dinomed_napari.bench.grid import BenchSettings
+from dinomed_napari.bench.grid import VARIANTS, BenchSettings
 from dinomed_napari.bench.metrics import slice_region
 from dinomed_napari.bench.outputs import read_results
 from dinomed_napari.bench.run import run_bench
@@ -228,13 +228,13 @@ def test_volume_probe_rows_on_known_embeddings():
 
 def test_every_segmenter_variant_runs_and_is_wired(tmp_path):
     s = settings(tmp_path, protocols=("fewclick",), slices=(2,),
-                 variants=("linear", "rf", "fusion", "triplanar"))
+                 variants=VARIANTS)
     writer = run_bench([tiny_case()], s, tmp_path / "out", progress=False)
     dice = {r["method"]: r["dice"] for r in writer.rows}
-    assert set(dice) == {"linear", "rf", "fusion", "triplanar"}
+    assert set(dice) == {"linear", "rf", "fusion", "hybrid", "triplanar"}
     assert all(r["status"] == "ok" and 0 <= r["dice"] <= 1 for r in writer.rows)
     # Each option changes the classifier's input or model: identical numbers would mean it was ignored.
-    assert len({round(v, 9) for v in dice.values()}) == 4, dice
+    assert len({round(v, 9) for v in dice.values()}) == len(VARIANTS), dice
 
 
 def test_a_failing_protocol_is_one_error_row_and_the_others_run(tmp_path, monkeypatch):

@@ -20,6 +20,8 @@ VARIANT_OPTIONS: dict[str, dict[str, Any]] = {
     "linear": {"classifier": "linear"},
     "rf": {"classifier": "rf"},
     "fusion": {"classifier": "linear", "intensity": "raw"},
+    # DINOv3 + the multiscale filter bank under a random forest (the convpaint recipe on DINOv3).
+    "hybrid": {"classifier": "rf", "intensity": "filters"},
     "triplanar": {"classifier": "linear"},
 }
 
