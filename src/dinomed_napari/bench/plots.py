@@ -21,6 +21,16 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: Path, title_note: str) -> Path:
+    """Caption (the random-weights warning), lay out, write and free the figure."""
+    if title_note:
+        fig.suptitle(title_note, fontsize=9, color="crimson")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def method_name(row: dict[str, Any]) -> str:
     """Legend name of a segmentation row: ``baseline (filter-bank RF)`` or ``linear S@224``."""
     if row.get("protocol") == "baseline":
@@ -68,12 +78,7 @@ def plot_scaling(rows: list[dict[str, Any]], path: Path, title_note: str = "") -
         ax.set_xticks(resolutions)
         ax.legend(title="model", fontsize=8)
         ax.grid(alpha=0.3)
-    if title_note:
-        fig.suptitle(title_note, fontsize=9, color="crimson")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, title_note)
 
 
 def plot_dice_vs_slices(rows: list[dict[str, Any]], path: Path, title_note: str = "") -> Path | None:
@@ -94,12 +99,7 @@ def plot_dice_vs_slices(rows: list[dict[str, Any]], path: Path, title_note: str 
                xticks=sorted({k[2] for k in md if k[0] == case}))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    if title_note:
-        fig.suptitle(title_note, fontsize=9, color="crimson")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, title_note)
 
 
 def plot_per_case(rows: list[dict[str, Any]], path: Path, title_note: str = "") -> Path | None:
@@ -122,12 +122,7 @@ def plot_per_case(rows: list[dict[str, Any]], path: Path, title_note: str = "") 
     ax.set(ylabel=f"Dice ({n} annotated slices)", ylim=(0, 1), title="per-case Dice")
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)
-    if title_note:
-        fig.suptitle(title_note, fontsize=9, color="crimson")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, title_note)
 
 
 def write_plots(rows: list[dict[str, Any]], out_dir: Path, title_note: str = "") -> dict[str, str]:
