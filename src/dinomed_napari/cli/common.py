@@ -71,7 +71,7 @@ def load_image(args):
 def features(args, vol, axes=None) -> dict:
     """axis -> FeatureVolume for ``axes`` (default: --axis), built or reused from the cache."""
     from dinomed_napari.features.extract import extract_features, require_weights
-    from dinomed_napari.features.progress import TqdmProgress
+    from dinomed_napari.features.progress import TqdmProgress, sigint_cancels
     from dinomed_napari.preprocess import Preprocess
 
     require_weights(args.weights)
@@ -83,14 +83,17 @@ def features(args, vol, axes=None) -> dict:
     except ValueError as exc:
         raise DinomedError(str(exc)) from exc
     out = {}
-    for axis in axes:
-        t0 = time.perf_counter()
-        with TqdmProgress(desc=f"features axis {axis}", file=sys.stderr) as bar:
-            out[axis] = extract_features(vol, model=args.model, weights=args.weights, axis=axis, prep=prep,
-                                         layers=args.layers, batch_size=args.batch_size,
-                                         cache_dir=args.cache_dir, progress=bar, device=args.device)
-        print(f"features axis {axis}: {out[axis].label()} {tuple(out[axis].data.shape)} "
-              f"in {time.perf_counter() - t0:.1f} s", flush=True)
+    # First Ctrl-C cancels between batches (finished slices stay cached; cli.main reports it).
+    with sigint_cancels() as cancel:
+        for axis in axes:
+            t0 = time.perf_counter()
+            with TqdmProgress(desc=f"features axis {axis}", file=sys.stderr) as bar:
+                out[axis] = extract_features(vol, model=args.model, weights=args.weights, axis=axis,
+                                             prep=prep, layers=args.layers, batch_size=args.batch_size,
+                                             cache_dir=args.cache_dir, progress=bar, cancel=cancel,
+                                             device=args.device)
+            print(f"features axis {axis}: {out[axis].label()} {tuple(out[axis].data.shape)} "
+                  f"in {time.perf_counter() - t0:.1f} s", flush=True)
     return out
 
 

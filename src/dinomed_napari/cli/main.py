@@ -48,10 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         sub = argparse.ArgumentParser(prog=f"dinomed-napari {name}", description=COMMANDS[name][1])
         module.configure(sub)
         args = sub.parse_args(argv[1:])
-        from dinomed_napari.errors import DinomedError
+        from dinomed_napari.errors import DinomedError, ExtractionCancelled
 
         try:
             return int(module.run(args) or 0)
+        except ExtractionCancelled as exc:
+            print(f"cancelled: {exc}", file=sys.stderr)
+            return 130
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
