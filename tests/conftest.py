@@ -25,3 +25,26 @@ def shared_data() -> Path:
         pytest.fail(f"real data folder {SHARED} is missing")
     return SHARED
 
+
+
+@pytest.fixture
+def ctrl_c_at(monkeypatch):
+    """``arm(n)``: the CLI progress bar sends the process a real SIGINT (the user's Ctrl-C) once ``n``
+    slices are done; ``arm.disarm()`` restores the plain bar for the rerun."""
+    import os
+    import signal
+
+    from dinomed_napari.features import progress
+
+    real = progress.TqdmProgress.__call__
+
+    def arm(at: int) -> None:
+        def call(self, done, total):
+            real(self, done, total)
+            if done == at:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        monkeypatch.setattr(progress.TqdmProgress, "__call__", call)
+
+    arm.disarm = lambda: monkeypatch.setattr(progress.TqdmProgress, "__call__", real)
+    return arm

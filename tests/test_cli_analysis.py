@@ -100,27 +100,15 @@ def test_cli_bad_inputs(case, capsys):
     assert "outside the volume" in capsys.readouterr().err
 
 
-def test_ctrl_c_during_features_cancels_cleanly_and_rerun_resumes(case, capsys, monkeypatch, tmp_path):
-    import os
-    import signal
-
-    from dinomed_napari.features import progress
-
+def test_ctrl_c_during_features_cancels_cleanly_and_rerun_resumes(case, capsys, ctrl_c_at, tmp_path):
     d, image, truth = case
     args = ["pca", str(image), *FEATS, "--batch-size", "2", "--cache-dir", str(tmp_path / "cache"),
             "--out", str(tmp_path / "pca.nii.gz")]
-    real = progress.TqdmProgress.__call__
-
-    def interrupt_after_first_batch(self, done, total):
-        real(self, done, total)
-        if done == 2:
-            os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C, mid-volume
-
-    monkeypatch.setattr(progress.TqdmProgress, "__call__", interrupt_after_first_batch)
+    ctrl_c_at(2)  # mid-volume
     assert main(args) == 130
     err = capsys.readouterr().err
     assert "cancelled:" in err and "after 2 of 10 slices" in err
     assert not (tmp_path / "pca_pc1.nii.gz").exists()
-    monkeypatch.setattr(progress.TqdmProgress, "__call__", real)
+    ctrl_c_at.disarm()
     assert main(args) == 0
     assert load_volume(tmp_path / "pca_pc1.nii.gz").shape == truth.shape

@@ -289,25 +289,13 @@ def test_cli_without_weights_says_how_to_choose(tmp_path, capsys):
     assert rc == 2 and "no weights chosen" in err and "--weights hub|hub:TAG|PATH|random" in err
 
 
-def test_cli_ctrl_c_cancels_cleanly_and_the_rerun_resumes(ct, tmp_path, capsys, monkeypatch):
-    import os
-    import signal
-
-    from dinomed_napari.features import progress
-
+def test_cli_ctrl_c_cancels_cleanly_and_the_rerun_resumes(ct, tmp_path, capsys, ctrl_c_at):
     np.save(tmp_path / "ct.npy", ct.data)
     args = [tmp_path / "ct.npy", "--weights", "random", "--resolution", "32", "--batch-size", "2",
             "--cache-dir", tmp_path / "cache", "--device", "cpu"]
-    real = progress.TqdmProgress.__call__
-
-    def interrupt_after_first_batch(self, done, total):
-        real(self, done, total)
-        if done == 2:
-            os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C, mid-volume
-
-    monkeypatch.setattr(progress.TqdmProgress, "__call__", interrupt_after_first_batch)
+    ctrl_c_at(2)  # mid-volume
     rc, _, err = _cli(args, capsys)
     assert rc == 130 and "after 2 of 6 slices" in err and "rerun to resume" in err
-    monkeypatch.setattr(progress.TqdmProgress, "__call__", real)
+    ctrl_c_at.disarm()
     rc, stdout, _ = _cli(args, capsys)
     assert rc == 0 and "(6, 2, 2, 384)" in stdout
