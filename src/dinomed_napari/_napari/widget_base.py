@@ -108,6 +108,14 @@ class DinomedWidget(Container):
                               "single-channel volume")
         return layer
 
+    def image_layer_or_notify(self, action: str) -> Any:
+        """:meth:`image_layer`, or None after showing why there is none (the widget stays usable)."""
+        try:
+            return self.image_layer()
+        except Exception as exc:
+            self.fail(exc, action)
+            return None
+
     def session(self) -> ImageSession:
         return SESSIONS.get(self.image_layer())
 

@@ -62,10 +62,8 @@ class IsolateWidget(DinomedWidget):
         self._ranges_for = None
 
     def add_seed_layer(self) -> Any:
-        try:
-            image = self.image_layer()
-        except Exception as exc:  # shown as a notification; the widget stays usable
-            self.fail(exc, "isolation")
+        image = self.image_layer_or_notify("isolation")
+        if image is None:
             return None
         layer = add_aligned_points(self.viewer, image, f"seeds [{image.name}]", color="red")
         self.seeds.value = layer

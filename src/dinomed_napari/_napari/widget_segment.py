@@ -68,10 +68,8 @@ class SegmentWidget(DinomedWidget):
     # -- layers --------------------------------------------------------------------------------
     def add_scribble_layer(self) -> Any:
         """An empty labels layer on the image grid, in paint mode with label 1 selected."""
-        try:
-            image = self.image_layer()
-        except Exception as exc:  # shown as a notification; the widget stays usable
-            self.fail(exc, "scribbles")
+        image = self.image_layer_or_notify("scribbles")
+        if image is None:
             return None
         layer = self.viewer.add_labels(np.zeros(image.data.shape, np.uint8),
                                        **aligned_kwargs(image, f"scribbles [{image.name}]"))

@@ -42,10 +42,8 @@ class SimilarityWidget(DinomedWidget):
 
     def add_points_layer(self) -> Any:
         """A points layer on the image's grid, selected in add mode so that clicks add query points."""
-        try:
-            image = self.image_layer()
-        except Exception as exc:  # shown as a notification; nothing else to do
-            self.fail(exc, "similarity")
+        image = self.image_layer_or_notify("similarity")
+        if image is None:
             return None
         layer = add_aligned_points(self.viewer, image, f"similarity points [{image.name}]")
         self.points.value = layer
