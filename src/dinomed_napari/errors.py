@@ -23,3 +23,7 @@ class ScribbleError(DinomedError, ValueError):
 
 class ExtractionCancelled(DinomedError):
     """Feature extraction was cancelled; the slices already computed stay in the cache."""
+
+
+class Cancelled(DinomedError):
+    """A long analysis step was cancelled by the user (between steps; nothing half-written)."""

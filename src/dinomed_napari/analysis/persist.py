@@ -38,6 +38,7 @@ def save_segmenter(seg: ScribbleSegmenter, path, include_samples: bool = True) -
         "options": seg.options, "signature": seg.signature, "settings": seg.settings,
         "classes": [int(c) for c in seg.classes_], "axes": sorted(int(a) for a in seg.models),
         "n_dino": seg.n_dino, "image_range": list(seg.image_range) if seg.image_range else None,
+        "spatial": seg.spatial, "spacing": list(seg.spacing) if seg.spacing else None,
     }
     arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(meta))}
     for axis, model in seg.models.items():
@@ -66,7 +67,9 @@ def load_segmenter(path) -> ScribbleSegmenter:
                                    f"{FORMAT} v<={VERSION}")
     seg = ScribbleSegmenter(classifier=meta["classifier"], intensity=meta["intensity"],
                             cleanup=meta["cleanup"], fill_holes=meta["fill_holes"],
-                            min_size=meta["min_size"], seed=meta["seed"], **meta["options"])
+                            min_size=meta["min_size"], seed=meta["seed"],
+                            spatial=meta.get("spatial", "none"), **meta["options"])
+    seg.spacing = tuple(meta["spacing"]) if meta.get("spacing") else None
     seg.signature, seg.settings, seg.n_dino = meta["signature"], meta["settings"], int(meta["n_dino"])
     seg.image_range = tuple(meta["image_range"]) if meta["image_range"] else None
     classes = np.asarray(meta["classes"])

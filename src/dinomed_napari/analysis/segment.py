@@ -1,4 +1,5 @@
-"""Few-click segmentation: a class-balanced linear classifier on DINOv3 patch features from scribbles."""
+"""Few-click segmentation: a classifier on DINOv3 patch features (and pixel filters) from scribbles, and
+the painted structures followed through the volume from their annotated slices (:mod:`.propagate`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ..features.volume import FeatureVolume
 from .classifiers import make_classifier, softmax
 from .cleanup import clean_labels
 from .fusion import PixelTerm, axis_scores, fuse
+from .propagate import Propagation, annotated_masks, background_of, propagate, strokes_localized
 from .sampling import (
     SampleCache,
     check_points,
@@ -23,11 +25,18 @@ from .sampling import (
 
 @dataclass
 class Segmentation:
-    """``labels`` (the scribbles' class values), ``probabilities`` (..., K) in ``classes`` order."""
+    """``labels`` (the scribbles' class values), ``probabilities`` (..., K) in ``classes`` order (the
+    classifier's), and for 3D propagation its per-slice ``confidence`` and suggested next slice."""
 
     labels: np.ndarray
     probabilities: np.ndarray
     classes: np.ndarray
+    propagation: Propagation | None = None
+
+    @property
+    def suggested_slice(self) -> int | None:
+        """Slice to annotate next (least confident), or None."""
+        return self.propagation.suggest() if self.propagation is not None else None
 
 
 def feature_signature(fv: FeatureVolume) -> dict:
@@ -82,7 +91,13 @@ class ScribbleSegmenter:
         (predicted on upsampled pixel features, slower).
     intensity : {None, "raw", "filters"}
         Also use pixel-level image features at the scribbled voxels: the normalised intensity, or
-        skimage multiscale filters. Needs ``image`` in :meth:`fit`.
+        skimage multiscale filters (the CLI's and widget's default). Needs ``image`` in :meth:`fit`.
+    spatial : {"auto", "propagate", "none"}
+        Whole-volume result: "propagate" segments each painted structure on its annotated slices and
+        follows it slice by slice (:func:`.propagate.propagate`; needs ``image`` and the scribbles as a
+        label volume in :meth:`fit`); "none" labels every voxel by the classifier alone; "auto"
+        (default) propagates when fit() got both, else uses the classifier (``Segmentation.propagation``
+        is then None).
     cleanup : bool
         On whole-volume predictions, keep per class only the 3D components touching one of its scribbles.
     fill_holes, min_size
@@ -92,8 +107,12 @@ class ScribbleSegmenter:
         Passed to the classifier (``C`` for linear; ``n_estimators``, ``max_depth`` for rf).
     """
 
-    def __init__(self, classifier: str = "linear", intensity: str | None = None, cleanup: bool = False,
-                 fill_holes: bool = False, min_size: int = 0, seed: int = 0, **options):
+    def __init__(self, classifier: str = "linear", intensity: str | None = None,
+                 spatial: str = "auto", cleanup: bool = False, fill_holes: bool = False,
+                 min_size: int = 0, seed: int = 0, **options):
+        if spatial not in ("auto", "propagate", "none"):
+            raise ValueError(f"spatial must be 'auto', 'propagate' or 'none', got {spatial!r}")
+        self.spatial, self.spacing = spatial, None
         self.kind, self.intensity, self.cleanup = classifier, intensity, cleanup
         self.fill_holes, self.min_size, self.seed, self.options = fill_holes, min_size, seed, options
         self.models: dict[int, object] = {}
@@ -114,7 +133,8 @@ class ScribbleSegmenter:
     def classes_(self) -> np.ndarray:
         return next(iter(self.models.values())).classes_ if self.models else np.zeros(0, int)
 
-    def fit(self, features, scribbles, image: np.ndarray | None = None) -> ScribbleSegmenter:
+    def fit(self, features, scribbles, image: np.ndarray | None = None,
+            spacing=None) -> ScribbleSegmenter:
         """Fit one classifier per pass from the scribbled voxels.
 
         Parameters
@@ -124,7 +144,9 @@ class ScribbleSegmenter:
         scribbles : (Z, Y, X) int array or (points_zyx (N, 3), values (N,))
             0 = unlabelled, 1..K = classes; at least two classes.
         image : (Z, Y, X) array, optional
-            Raw image, needed when ``intensity`` is set.
+            Raw image, needed when ``intensity`` is set and for ``spatial="propagate"``.
+        spacing : (3,) float, optional
+            Voxel spacing (z, y, x) for propagation (default isotropic).
         """
         fvs = as_feature_dict(features)
         first = next(iter(fvs.values()))
@@ -137,9 +159,14 @@ class ScribbleSegmenter:
             raise ScribbleError(f"scribbles contain only class {classes[0]} ({counts[0]} voxels): paint at "
                                 "least one other class, e.g. the background")
         self._set_image(image, shape)
+        if spacing is not None:
+            self.spacing = tuple(float(v) for v in spacing)
         self.features, self.signature = fvs, feature_signature(first)
         self.settings = {"resolution": first.resolution, "prep": first.extra.get("prep"), "key": first.key}
         self.scribbles = scribbles if not isinstance(scribbles, tuple) else None
+        if self.spatial == "propagate" and self.scribbles is None:
+            raise ScribbleError("spatial='propagate' needs the scribbles as a (Z, Y, X) label volume, "
+                                "not points")
         self._volume_scores.clear()
         for axis, fv in fvs.items():
             source = (id(fv.data), fv.key, shape)
@@ -162,10 +189,11 @@ class ScribbleSegmenter:
         return self
 
     def _set_image(self, image, shape) -> None:
-        if not self.intensity:
-            return
         if image is None:
-            raise VolumeError(f"intensity={self.intensity!r} needs the image: pass image= to fit()")
+            if self.intensity or self.spatial == "propagate":
+                what = f"intensity={self.intensity!r}" if self.intensity else f"spatial={self.spatial!r}"
+                raise VolumeError(f"{what} needs the image: pass image= to fit()")
+            return
         if tuple(np.shape(image)) != shape:
             raise VolumeError(f"image has shape {np.shape(image)} but the features describe {shape} "
                               "(Z, Y, X)")
@@ -205,8 +233,10 @@ class ScribbleSegmenter:
             fvs = self.check_features(features)
             if fvs is not self.features:
                 self.features, self._volume_scores = fvs, {}
-        if image is not None and self.intensity and image is not self._raw_image:
-            self._raw_image, self.image = image, normalise_image(image, *self.image_range)[0]
+        if image is not None and (self.intensity or self.spatial != "none") and image is not self._raw_image:
+            rng = self.image_range or (None, None)
+            self.image, lo, hi = normalise_image(image, *rng)
+            self._raw_image, self.image_range = image, (lo, hi)
             self._pixel.clear()
         if self.intensity and self.image is None:
             raise VolumeError(f"intensity={self.intensity!r}: pass the image (image=) to predict")
@@ -228,16 +258,60 @@ class ScribbleSegmenter:
         return fuse(scores)
 
     def predict(self, index: int | None = None, axis: int | None = None, features=None,
-                image: np.ndarray | None = None) -> Segmentation:
+                image: np.ndarray | None = None, cancel=None) -> Segmentation:
         """Labels and per-class probabilities of slice ``index`` (along ``axis``) or of the whole volume.
 
-        Clean-up (if enabled) runs on whole-volume predictions only (it is 3D).
+        With ``spatial="propagate"`` and scribbles from :meth:`fit`, the whole-volume labels follow the
+        painted structures from their annotated slices (``propagation`` holds the per-slice confidence
+        and the suggested next slice), and an annotated slice's preview is its outline from the
+        scribbles. ``probabilities`` are the classifier's. Clean-up options run on whole volumes only.
         """
         proba = softmax(self.logits(index, axis, features, image))
         classes = self.classes_
         dtype = np.uint8 if classes.max() < 256 else np.int32
         labels = classes[np.argmax(proba, axis=-1)].astype(dtype)
+        prop = None
+        if self._can_propagate():
+            scr_axis = next(iter(self.features)) if axis is None else axis
+            if index is None:
+                prop = propagate(self.image, self.scribbles, self.spacing or (1.0, 1.0, 1.0), axis=scr_axis,
+                                 proba=lambda s: self._structure_proba(s, scr_axis), cancel=cancel)
+                labels = prop.labels.astype(dtype)
+            else:
+                labels = self._annotated_preview(index, scr_axis, labels, proba)
         if index is None and (self.cleanup or self.fill_holes or self.min_size):
             labels = clean_labels(labels, self.scribbles if self.cleanup else None,
                                   fill_holes=self.fill_holes, min_size=self.min_size)
-        return Segmentation(labels=labels, probabilities=proba, classes=classes)
+        return Segmentation(labels=labels, probabilities=proba, classes=classes, propagation=prop)
+
+    def _can_propagate(self) -> bool:
+        if self.spatial == "none" or self.scribbles is None or self.image is None or not self.features:
+            return False
+        if np.shape(self.scribbles) != np.shape(self.image):
+            return False
+        # "auto": follow structures (localised strokes), not textures painted all over the planes.
+        return self.spatial == "propagate" or strokes_localized(self.scribbles, next(iter(self.features)))
+
+    def _background(self) -> int:
+        return background_of(np.asarray(self.scribbles))
+
+    def _structure_proba(self, index: int, axis: int) -> np.ndarray:
+        """(H, W, K-1) classifier probabilities of the non-background classes on one plane."""
+        proba = softmax(self.logits(index, axis))
+        keep = self.classes_ != self._background()
+        return proba[..., keep]
+
+    def _annotated_preview(self, index: int, axis: int, labels: np.ndarray, proba: np.ndarray) -> np.ndarray:
+        """An annotated plane shows the structures' outlines from its scribbles (what propagation starts
+        from); other planes show the classifier."""
+        scr = slice_of(np.asarray(self.scribbles), axis, index)
+        bg = self._background()
+        if not np.any((scr > 0) & (scr != bg)):
+            return labels
+        spacing = np.delete(np.asarray(self.spacing or (1.0, 1.0, 1.0)), axis)
+        keep = self.classes_ != bg
+        out = np.full(labels.shape, bg, labels.dtype)
+        for c, mask in annotated_masks(slice_of(self.image, axis, index), scr, spacing, bg,
+                                       proba[..., keep]).items():
+            out[mask] = c
+        return out

@@ -120,3 +120,93 @@ def simulate_scribbles(mask_or_labels: np.ndarray, n_slices: int = 3, strokes_pe
                 area = near if (i % 2 == 0 and near.any()) else inside
                 out[s][_stroke(region, area, rng)] = k + 1
     return Scribbles(labels=labels, slices=tuple(picks), classes=tuple(values), axis=axis)
+
+
+def _line_in(region: np.ndarray, start, angle: float, length: float) -> np.ndarray:
+    """Pixels of a straight stroke centred on ``start`` along ``angle``, cut where it leaves ``region``."""
+    from skimage.draw import line
+
+    h, w = region.shape
+    out = np.zeros(region.shape, bool)
+    for sign in (1, -1):  # grow both ways from the start until the region ends
+        r1 = int(np.clip(round(start[0] + sign * length / 2 * np.sin(angle)), 0, h - 1))
+        c1 = int(np.clip(round(start[1] + sign * length / 2 * np.cos(angle)), 0, w - 1))
+        rr, cc = line(int(start[0]), int(start[1]), r1, c1)
+        ok = region[rr, cc]
+        stop = len(ok) if ok.all() else max(1, int(np.argmin(ok)))
+        out[rr[:stop], cc[:stop]] = True
+    return out & region
+
+
+def structure_scribbles(mask: np.ndarray, n_slices: int = 3, axis: int = 0, seed: int = 0,
+                        slices=None, fg_value: int = 2, bg_value: int = 1) -> Scribbles:
+    """The few clicks a person gives one structure (a tumour, an organ) on the slices where it is largest.
+
+    On each of the ``n_slices`` slices with the most structure: one medial stroke through the structure
+    along its long axis (value ``fg_value``); short background strokes just outside it, and longer ones
+    elsewhere on the slice (value ``bg_value``). This is how the project's held-back lesion cases were
+    annotated, and what :mod:`.protocols.fewclick3d` scores.
+
+    Parameters
+    ----------
+    mask : (Z, Y, X) bool or int
+        The structure (non-zero).
+    n_slices : int
+        Annotated slices along ``axis``.
+    axis : int
+    seed : int
+    slices : sequence of int, optional
+        Annotate these slices instead of the largest ones.
+    fg_value, bg_value : int
+        Scribble values of the structure and of the background.
+
+    Returns
+    -------
+    Scribbles
+        ``classes`` is (0, 1) in the order of the values (bg_value, fg_value) when bg_value < fg_value.
+    """
+    from skimage.draw import line
+
+    gt = np.asarray(mask) != 0
+    if gt.ndim != 3 or not gt.any():
+        raise VolumeError(f"structure_scribbles needs a non-empty (Z, Y, X) mask, got shape {gt.shape}")
+    rng = np.random.default_rng(seed)
+    area = np.moveaxis(gt, axis, 0).sum(axis=(1, 2))
+    if slices is None:
+        order = np.argsort(-area, kind="stable")
+        slices = sorted(int(s) for s in order[:min(n_slices, int(np.count_nonzero(area)))])
+    labels = np.zeros(gt.shape, np.uint8)
+    out = np.moveaxis(labels, axis, 0)
+    for s in slices:
+        region = np.moveaxis(gt, axis, 0)[s]
+        h, w = region.shape
+        dist = ndimage.distance_transform_edt(region)
+        centre = np.unravel_index(int(np.argmax(dist)), region.shape)
+        pts = np.argwhere(region).astype(float)
+        cov = np.cov(pts.T) if len(pts) > 2 else np.eye(2)
+        vals, vecs = np.linalg.eigh(np.atleast_2d(cov))
+        major = vecs[:, int(np.argmax(vals))]
+        inner = dist > min(2.0, float(dist.max()) - 1)  # stay off the border when the structure allows
+        stroke = _line_in(inner, centre, float(np.arctan2(major[0], major[1])), max(h, w))
+        size = float(np.sqrt(region.sum()))
+        # Background: short strokes in a ring just outside, longer ones anywhere further away.
+        outside = ndimage.distance_transform_edt(~region)
+        ring = (outside > 2) & (outside <= 2 + max(4.0, 0.3 * size))
+        far = outside > max(10.0, 0.5 * size)
+        bg = np.zeros(region.shape, bool)
+        for zone, n, length in ((ring, 4, max(4.0, 0.4 * size)), (far, 3, 0.2 * min(h, w))):
+            cand = np.argwhere(zone)
+            for _ in range(n if len(cand) else 0):
+                r0, c0 = cand[rng.integers(len(cand))]
+                ang = rng.uniform(0, np.pi)
+                r1 = int(np.clip(round(r0 + length * np.sin(ang)), 0, h - 1))
+                c1 = int(np.clip(round(c0 + length * np.cos(ang)), 0, w - 1))
+                rr, cc = line(int(r0), int(c0), r1, c1)
+                ok = zone[rr, cc]
+                stop = len(ok) if ok.all() else max(1, int(np.argmin(ok)))
+                bg[rr[:stop], cc[:stop]] = True
+        bg = ndimage.binary_dilation(bg) & ~ndimage.binary_dilation(region, iterations=2)
+        out[s][bg] = bg_value
+        out[s][ndimage.binary_dilation(stroke) & region] = fg_value
+    classes = (0, 1) if bg_value < fg_value else (1, 0)
+    return Scribbles(labels=labels, slices=tuple(int(s) for s in slices), classes=classes, axis=axis)

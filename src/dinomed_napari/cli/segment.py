@@ -17,7 +17,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "format)")
     parser.add_argument("--out", type=Path, required=True, help="predicted labels, on the source grid")
     parser.add_argument("--classifier", choices=["linear", "rf"], default="linear")
-    parser.add_argument("--intensity", choices=["raw", "filters"], help="also use pixel intensity / filters")
+    parser.add_argument("--intensity", choices=["filters", "raw", "none"], default="filters",
+                        help="pixel features added to DINOv3's: filters (default), intensity, none")
+    parser.add_argument("--spatial", choices=["auto", "propagate", "none"], default="auto",
+                        help="3D step: follow each painted structure slice by slice from its annotated "
+                             "slices (propagate), the classifier alone everywhere (none), or propagate "
+                             "when the strokes outline a structure rather than a texture (auto, default)")
     parser.add_argument("--cleanup", action="store_true",
                         help="keep per class only the 3D components touching its scribbles")
     parser.add_argument("--fill-holes", action="store_true")
@@ -39,8 +44,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.scribbles is None:
         raise ScribbleError("pass --scribbles LABELS (or --load-model MODEL.npz)")
     else:
-        seg = ScribbleSegmenter(classifier=args.classifier, intensity=args.intensity, cleanup=args.cleanup,
-                                fill_holes=args.fill_holes, min_size=args.min_size)
+        seg = ScribbleSegmenter(classifier=args.classifier,
+                                intensity=None if args.intensity == "none" else args.intensity,
+                                spatial=args.spatial, cleanup=args.cleanup, fill_holes=args.fill_holes,
+                                min_size=args.min_size)
         axes = None
     fvs = common.features(args, vol, axes)
     if args.load_model is not None:
@@ -51,11 +58,16 @@ def run(args: argparse.Namespace) -> int:
         scr = load_volume(args.scribbles, check=False).data  # labels may be empty: our own error then
         if scr.dtype.kind == "f":
             scr = np.rint(scr)
-        seg.fit(fvs, scr.astype(np.int64), image=vol.data)
+        seg.fit(fvs, scr.astype(np.int64), image=vol.data, spacing=vol.spacing)
         n = int(np.count_nonzero(scr))
-        print(f"trained {args.classifier} on {n} scribbled voxels, classes {list(seg.classes_)}, "
+        print(f"trained {args.classifier} on {n} scribbled voxels, classes {[int(c) for c in seg.classes_]}, "
               f"passes {sorted(fvs)}")
         result = seg.predict()
+        report_propagation(result, vol.spacing)
+    if result.propagation is None:
+        why = "a saved segmenter has no scribbles" if args.load_model is not None else (
+            "--spatial none" if args.spatial == "none" else "strokes spread over whole planes (a texture)")
+        print(f"3D step: none ({why}); every voxel labelled by the classifier")
     first = next(iter(fvs.values()))
     print(f"segmented with {first.label()}; voxels per class "
           f"{ {int(c): int(np.count_nonzero(result.labels == c)) for c in result.classes} }")
@@ -67,3 +79,21 @@ def run(args: argparse.Namespace) -> int:
     if args.save_model is not None:
         print(f"saved segmenter: {save_segmenter(seg, args.save_model)}")
     return 0
+
+
+def report_propagation(result, spacing) -> None:
+    """Per-slice confidence and the slice to annotate next, as the user reads them."""
+    prop = result.propagation
+    if prop is None:
+        return
+    conf = prop.confidence
+    reached = [f"{s}:{c:.2f}" for s, c in enumerate(conf) if np.isfinite(c) and s not in prop.annotated]
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    sizes = {int(c): round(int(np.count_nonzero(result.labels == c)) * voxel_ml, 2)
+             for c in np.unique(result.labels) if c != prop.background}
+    print(f"3D step: propagated from annotated slices {list(prop.annotated)} (axis {prop.axis}); "
+          f"volume per class (ml) {sizes}")
+    print("confidence per slice (slice:confidence, 1 = sure): " + (" ".join(reached) or "none reached"))
+    nxt = prop.suggest()
+    if nxt is not None:
+        print(f"annotate slice {nxt} next (axis {prop.axis}; least confident, confidence {conf[nxt]:.2f})")

@@ -1,0 +1,286 @@
+"""Few clicks, whole structure: segment the annotated slices, then follow each structure slice by slice.
+
+Scribbles on a few slices train a classifier that, on volumes nobody tuned it for, also fires on every
+look-alike voxel far from the structure. Here the painted structure itself is followed instead:
+
+1. On each annotated slice, a 2D random walker (:func:`skimage.segmentation.random_walker`) seeded by the
+   scribbles, on the image and the classifier's probability, inside a box around the structure's strokes,
+   gives the structure's full outline there.
+2. From those slices outward, each next slice is segmented by a small appearance model (intensity at a
+   few scales, class-balanced logistic regression) trained on the previous slice's mask against the ring
+   around it, applied only within the previous mask dilated by the largest shift the structure can make
+   between slices (``slice spacing * tan(max_angle)``: thick slices allow more). The part connected to
+   the previous mask is kept; the walk stops where the structure ends (the model finds nothing).
+3. Each slice reached gets a confidence (how decided the model's probabilities are in the band where it
+   decided); the least confident one is the slice to annotate next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+#: Largest angle (degrees from the slicing axis) of a structure's wall between two slices.
+MAX_ANGLE = 30.0
+#: Box around the structure's strokes on an annotated slice: stroke extent x this, plus MARGIN_MM.
+BOX_FACTOR, MARGIN_MM = 1.0, 10.0
+#: Edge sensitivity of the annotated-slice random walker (skimage's default scale).
+BETA = 130.0
+#: Gaussian scales (pixels) of the slice-to-slice appearance model.
+SIGMAS = (1.0, 2.5)
+
+
+@dataclass
+class Propagation:
+    """Result of :func:`propagate`.
+
+    Attributes
+    ----------
+    labels : np.ndarray (Z, Y, X)
+        Class values (the scribbles'); ``background`` where no structure was found.
+    confidence : np.ndarray (S,)
+        Per slice along ``axis``: 1 on annotated slices, the appearance model's decisiveness (0..1) on the
+        slices it reached, NaN on slices never reached.
+    annotated : tuple of int
+        Annotated slices along ``axis``.
+    axis : int
+    background : int
+    """
+
+    labels: np.ndarray
+    confidence: np.ndarray
+    annotated: tuple[int, ...]
+    axis: int
+    background: int
+
+    def suggest(self) -> int | None:
+        """The unannotated slice to annotate next: the least confident one reached, None if none."""
+        conf = np.array(self.confidence, dtype=float)
+        conf[list(self.annotated)] = np.nan
+        if not np.isfinite(conf).any():
+            return None
+        return int(np.nanargmin(conf))
+
+
+def pixel_features(plane: np.ndarray) -> np.ndarray:
+    """(H, W, 1 + len(SIGMAS)) intensity and Gaussian-smoothed intensity of a normalised plane."""
+    feats = [plane] + [ndimage.gaussian_filter(plane, s) for s in SIGMAS]
+    return np.stack(feats, axis=-1).astype(np.float32)
+
+
+def _box(mask: np.ndarray, spacing2: np.ndarray) -> tuple[slice, ...]:
+    idx = np.argwhere(mask)
+    lo, hi = idx.min(0), idx.max(0) + 1
+    extent = float(((hi - lo) * spacing2).max())
+    margin = np.ceil((BOX_FACTOR * extent + MARGIN_MM) / spacing2).astype(int)
+    lo, hi = np.maximum(lo - margin, 0), np.minimum(hi + margin, mask.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+
+
+def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, background: int,
+                    proba: np.ndarray | None = None) -> dict[int, np.ndarray]:
+    """Full outline of each painted structure on one annotated plane.
+
+    Parameters
+    ----------
+    plane : (H, W) float
+        Normalised image (about [0, 1]).
+    scribbles : (H, W) int
+        0 unlabelled, else class values.
+    spacing2 : (2,) float
+        Pixel spacing of the plane.
+    background : int
+        Class value of the background.
+    proba : (H, W, F), optional
+        Extra channels for the walker (e.g. the classifier's probabilities).
+
+    Returns
+    -------
+    dict class -> (H, W) bool
+        For every non-background class painted on the plane, the random-walker region connected to its
+        strokes. The walker runs in a box around the strokes whose border counts as background.
+    """
+    from skimage.segmentation import random_walker
+
+    spacing2 = np.asarray(spacing2, float)
+    fg_classes = [int(c) for c in np.unique(scribbles) if c > 0 and c != background]
+    out: dict[int, np.ndarray] = {}
+    if not fg_classes:
+        return out
+    box = _box(np.isin(scribbles, fg_classes), spacing2)
+    # Walker labels: 1 = background, 2.. = the structures (scribble values can be anything).
+    seeds = np.zeros(plane[box].shape, np.int32)
+    sub = scribbles[box]
+    seeds[sub == background] = 1
+    for i, c in enumerate(fg_classes):
+        seeds[sub == c] = i + 2
+    border = np.ones(seeds.shape, bool)
+    border[1:-1, 1:-1] = False
+    seeds[border & (seeds == 0)] = 1
+    chans = [plane[box]] + ([proba[box][..., k] for k in range(proba.shape[-1])] if proba is not None else [])
+    data = np.stack(chans, axis=-1).astype(np.float64)
+    mode = "bf" if seeds.size <= 40_000 else "cg_j"  # direct solve is fastest on small boxes
+    walk = random_walker(data, seeds, beta=BETA, mode=mode, tol=1e-3, channel_axis=-1,
+                         spacing=spacing2 / spacing2.min())
+    for i, c in enumerate(fg_classes):
+        region = np.zeros(plane.shape, bool)
+        region[box] = walk == i + 2
+        lab, _ = ndimage.label(region)
+        ids = np.unique(lab[(scribbles == c) & region])
+        out[c] = np.isin(lab, ids[ids > 0])
+    return out
+
+
+def _local_proba(planes: list[np.ndarray], masks: list[np.ndarray], rings: list[np.ndarray],
+                 target: np.ndarray, where: np.ndarray) -> np.ndarray | None:
+    """P(structure) on ``target`` at ``where`` from a class-balanced logistic regression on the source
+    planes' masks vs their rings (standardised features)."""
+    from sklearn.linear_model import LogisticRegression
+
+    xs, ys = [], []
+    for plane, mask, ring in zip(planes, masks, rings, strict=True):
+        feats = pixel_features(plane)
+        bg = ring & ~mask
+        if mask.sum() < 3 or bg.sum() < 3:
+            continue
+        xs += [feats[mask], feats[bg]]
+        ys += [np.ones(int(mask.sum()), np.int8), np.zeros(int(bg.sum()), np.int8)]
+    if not xs:
+        return None
+    X, y = np.concatenate(xs), np.concatenate(ys)
+    if np.ptp(X, axis=0).max() <= 0:
+        return None
+    mean, std = X.mean(axis=0), X.std(axis=0) + 1e-6
+    # Balanced classes: the ring is larger than the structure, and size must not bias the boundary.
+    model = LogisticRegression(class_weight="balanced", max_iter=200).fit((X - mean) / std, y)
+    p = np.zeros(target.shape, np.float32)
+    p[where] = model.predict_proba((pixel_features(target)[where] - mean) / std)[:, 1]
+    return p
+
+
+def background_of(scribbles: np.ndarray) -> int:
+    """The background class: the one with the most scribbled voxels (people paint it most)."""
+    values, counts = np.unique(scribbles[scribbles > 0], return_counts=True)
+    if len(values) == 0:
+        raise ValueError("no scribbles")
+    return int(values[np.argmax(counts)])
+
+
+def strokes_localized(scribbles: np.ndarray, axis: int = 0, max_fraction: float = 0.5) -> bool:
+    """True when, on every annotated slice, the structures' strokes sit in a box covering less than
+    ``max_fraction`` of the plane: a structure to follow (an organ, a tumour). Strokes spread over whole
+    planes (membranes, cell interiors in EM) describe textures, which propagation does not suit."""
+    scr = np.moveaxis(np.asarray(scribbles), axis, 0)
+    bg = background_of(scr)
+    for s in np.flatnonzero(((scr > 0) & (scr != bg)).any(axis=(1, 2))):
+        idx = np.argwhere((scr[s] > 0) & (scr[s] != bg))
+        box = np.prod(idx.max(0) - idx.min(0) + 1)
+        if box > max_fraction * scr[s].size:
+            return False
+    return True
+
+
+def _disk(radius: int) -> np.ndarray:
+    r = max(1, int(radius))
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    return np.hypot(yy, xx) <= r
+
+
+def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 0,
+              background: int | None = None, proba=None, max_angle: float = MAX_ANGLE,
+              threshold: float = 0.5, min_fraction: float = 0.05, cancel=None) -> Propagation:
+    """Segment the painted structures on their annotated slices and follow them through the volume.
+
+    Parameters
+    ----------
+    image : (Z, Y, X) float
+        Normalised image (about [0, 1], e.g. :func:`.sampling.normalise_image`).
+    scribbles : (Z, Y, X) int
+        0 unlabelled, else class values; at least one structure and the background painted.
+    spacing : (3,) float
+        Voxel spacing (z, y, x): the allowed in-plane shift between slices grows with the slice spacing.
+    axis : int
+        Axis the annotated slices are cut along.
+    background : int, optional
+        Background class value (default: the class with the most scribbled voxels).
+    proba : callable, optional
+        ``proba(index) -> (H, W, K)`` classifier probabilities of plane ``index`` along ``axis``, used
+        as extra channels of the annotated slices' walker.
+    max_angle : float
+        Largest wall angle (degrees from ``axis``) followed between two slices.
+    threshold : float
+        Probability above which a pixel of the next slice joins the structure.
+    min_fraction : float
+        The walk stops when a slice's mask is smaller than this fraction of the previous one's.
+    cancel : callable, optional
+        ``cancel() -> bool`` checked between slices; raises :class:`~dinomed_napari.errors.Cancelled`.
+
+    Returns
+    -------
+    Propagation
+    """
+    from ..errors import Cancelled, ScribbleError
+
+    img = np.moveaxis(np.asarray(image, np.float32), axis, 0)
+    scr = np.moveaxis(np.asarray(scribbles), axis, 0)
+    sp = np.asarray(spacing, float)
+    sp_slice, sp2 = sp[axis], np.delete(sp, axis)
+    values, counts = np.unique(scr[scr > 0], return_counts=True)
+    if len(values) < 2:
+        raise ScribbleError("propagation needs the structure and the background painted "
+                            f"(found classes {[int(v) for v in values]})")
+    bg = background_of(scr) if background is None else int(background)
+    n = scr.shape[0]
+    annotated = tuple(int(s) for s in np.flatnonzero(((scr > 0) & (scr != bg)).any(axis=(1, 2))))
+    labels = np.full(scr.shape, bg, np.uint8 if values.max() < 256 else np.int32)
+    best = np.zeros(scr.shape, np.float16)  # winning probability where classes compete
+    confidence = np.full(n, np.nan)
+    masks: dict[int, dict[int, np.ndarray]] = {}
+    for s in annotated:
+        p = proba(s) if proba is not None else None
+        for c, m in annotated_masks(img[s], scr[s], sp2, bg, p).items():
+            masks.setdefault(c, {})[s] = m
+        confidence[s] = 1.0
+    shift = max(sp_slice * np.tan(np.radians(max_angle)), 2 * sp2.max())
+    disk = _disk(int(round(shift / sp2.min())))
+    for c, seeds in masks.items():
+        done = dict(seeds)
+        dist = np.min(np.abs(np.arange(n)[:, None] - np.array(list(seeds))[None, :]), axis=1)
+        for s in sorted((s for s in range(n) if s not in seeds), key=lambda s: dist[s]):
+            if cancel is not None and cancel():
+                raise Cancelled("propagation cancelled")
+            srcs = [t for t in (s - 1, s + 1) if 0 <= t < n and dist[t] < dist[s] and done.get(t) is not None
+                    and done[t].any()]
+            if not srcs:
+                continue
+            prev = np.logical_or.reduce([done[t] for t in srcs])
+            allowed = ndimage.binary_dilation(prev, disk)
+            ring = ndimage.binary_dilation(allowed, disk) & ~prev
+            p = _local_proba([img[t] for t in srcs], [done[t] for t in srcs], [ring] * len(srcs), img[s],
+                             allowed)
+            if p is None:
+                continue
+            conf = float(np.abs(2 * p[allowed] - 1).mean())
+            confidence[s] = conf if np.isnan(confidence[s]) else min(confidence[s], conf)
+            cand = (p > threshold) & allowed
+            lab, _ = ndimage.label(cand)
+            ids = np.unique(lab[prev & cand])
+            m = np.isin(lab, ids[ids > 0])
+            if m.sum() < min_fraction * prev.sum():
+                continue  # the structure ends here
+            done[s] = ndimage.binary_fill_holes(m)
+            done[s] = done[s] & (scr[s] != bg) | (scr[s] == c)  # painted pixels always win
+            _claim(labels[s], best[s], done[s], p, c)
+        for s, m in seeds.items():
+            _claim(labels[s], best[s], m, np.ones(m.shape, np.float32), c)
+    return Propagation(labels=np.moveaxis(labels, 0, axis), confidence=confidence, annotated=annotated,
+                       axis=axis, background=bg)
+
+
+def _claim(labels: np.ndarray, best: np.ndarray, mask: np.ndarray, p: np.ndarray, c: int) -> None:
+    """Give ``mask`` to class ``c`` where its probability beats what another class claimed."""
+    win = mask & (p >= best)
+    labels[win] = c
+    best[win] = p[win]
