@@ -23,10 +23,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     common.add_image_and_feature_args(parser)
     common.add_seed_arg(parser)
     parser.add_argument("--out", type=Path, required=True, help="label file (1 = isolated), source grid")
-    parser.add_argument("--channel", default="intensity",
-                        help="channel thresholded inside the foreground: pc1, pc2, ..., similarity, "
-                             "intensity (the image itself, e.g. HU or SUV) or a PATH to a volume "
-                             "on the same grid")
+    parser.add_argument("--channel", default="auto",
+                        help="auto (default: threshold picked around the seed, PC1 foreground only when "
+                             "it contains the seed), or a channel thresholded inside the PC1 foreground: "
+                             "pc1, pc2, ..., similarity, intensity (the image itself, e.g. HU or SUV) or "
+                             "a PATH to a volume on the same grid")
     parser.add_argument("--inner-threshold", type=_threshold, default="otsu",
                         help="otsu (default), a value, or NN%% of the maximum near the seeds (e.g. 41%%)")
     parser.add_argument("--below", action="store_true", help="keep values below the inner threshold")
@@ -44,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     vol = common.load_image(args)
     axis = int(args.axis)
     channel = args.channel
+    if channel == "auto":
+        return run_auto(args, vol, axis)
     if channel == "intensity":
         channel = np.asarray(vol.data, np.float32)
     elif not (channel.startswith("pc") or channel == "similarity"):
@@ -61,6 +64,47 @@ def run(args: argparse.Namespace) -> int:
         np.moveaxis(full, axis, 0)[args.slice] = labels
         labels = full
     made = f" from {source.label()}" if source is not None else " (intensity only, no features)"
-    print(f"isolated {int(labels.sum())} voxels{made}; thresholds {th}")
+    ml = float(labels.sum()) * float(np.prod(vol.spacing)) / 1000.0
+    print(f"isolated {int(labels.sum())} voxels ({ml:.2f} ml){made}; thresholds "
+          f"{ {k: None if v is None else round(float(v), 4) for k, v in th.items()} }")
+    if args.seeds and not all(labels[tuple(p)] for p in args.seeds):
+        print("warning: a seed is not in the result: " + missing_seed_reason(source, channel, args, th))
+    common.write(args.out, labels, vol, "isolated structure")
+    return 0
+
+
+def missing_seed_reason(source, channel, args, th) -> str:
+    """Which step dropped the seed, and what to try."""
+    if not args.no_foreground and th.get("foreground") is not None:
+        return (f"the PC1 foreground step (PC1 > {th['foreground']:.3g}) removed it; try --channel auto or "
+                "--no-foreground")
+    return (f"its value is on the other side of the inner threshold {th['inner']:.4g}; try --below, "
+            "another --inner-threshold or --channel auto")
+
+
+def run_auto(args, vol, axis: int) -> int:
+    """--channel auto: the seed's neighbourhood picks the threshold (and PC1 when it holds the seed)."""
+    from dinomed_napari.analysis.isolate_auto import auto_isolate
+    from dinomed_napari.errors import DinomedError
+
+    if not args.seeds:
+        raise DinomedError("--channel auto needs at least one --seed z,y,x inside the structure")
+    pc1 = None
+    made = " (intensity only, no features)"
+    if not args.no_foreground:
+        from dinomed_napari.analysis.pca import pca_maps
+
+        fv = common.features(args, vol, [axis])[axis]
+        pc1 = pca_maps(fv, n_components=1).components[..., 0]
+        made = f" from {fv.label()}"
+    res = auto_isolate(vol.data, args.seeds, vol.spacing, pc1=pc1, fill_holes=not args.no_fill,
+                       min_size=args.min_size)
+    labels = res.mask
+    if args.slice is not None:  # the plane of the 3D result: what the widget's preview shows
+        labels = np.zeros_like(res.mask)
+        np.moveaxis(labels, axis, 0)[args.slice] = res.plane(args.slice, axis)
+    print(f"isolated {int(res.mask.sum())} voxels ({res.volume_ml:.2f} ml){made}; recipe: {res.recipe}")
+    if res.note:
+        print(f"note: {res.note}")
     common.write(args.out, labels, vol, "isolated structure")
     return 0

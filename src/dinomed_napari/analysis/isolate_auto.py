@@ -1,0 +1,176 @@
+"""One click, one structure: the channel and threshold picked from the seed's neighbourhood.
+
+Global thresholds fail on volumes nobody tuned them for: a whole-volume Otsu of CT splits air from body,
+not a nodule from lung, and the PC1 foreground step can drop the very voxel the user clicked. Here the
+threshold is the Otsu split of a box around the seed (``radius_mm``), on the side the seed lies, and:
+
+- PC1 is used (as a foreground mask before the intensity threshold) only when it puts the seed in its
+  foreground; otherwise the image intensity alone is thresholded, and the result says so;
+- the kept region is the 3D component holding the seed, inside the box, so a preview of one plane is
+  exactly that plane of the 3D result (same thresholds, same components).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from .sampling import check_points
+
+#: Half-size of the box around the seeds in which thresholds are chosen and the structure is kept (mm).
+RADIUS_MM = 40.0
+
+
+@dataclass
+class Isolation:
+    """Result of :func:`auto_isolate`.
+
+    Attributes
+    ----------
+    mask : np.ndarray uint8 (Z, Y, X)
+        1 = the structure.
+    recipe : str
+        The steps used, readable (e.g. "intensity above 123.4 (local Otsu)").
+    thresholds : dict
+        ``{"foreground": PC1 threshold or None, "inner": value, "side": "above"/"below"}``.
+    seeds_inside : bool
+        Every seed lies in ``mask``.
+    note : str
+        Empty, or which step removed a seed and what to try.
+    spacing : tuple of float
+    """
+
+    mask: np.ndarray
+    recipe: str
+    thresholds: dict
+    seeds_inside: bool
+    note: str = ""
+    spacing: tuple = field(default=(1.0, 1.0, 1.0))
+
+    @property
+    def volume_ml(self) -> float:
+        """Volume of the structure in millilitres (spacing in mm)."""
+        return float(np.count_nonzero(self.mask)) * float(np.prod(self.spacing)) / 1000.0
+
+    def plane(self, index: int, axis: int = 0) -> np.ndarray:
+        """The result on plane ``index`` along ``axis`` (what a preview shows)."""
+        return np.take(self.mask, index, axis=axis)
+
+
+def _box(shape, pts: np.ndarray, spacing: np.ndarray, radius_mm: float) -> tuple[slice, ...]:
+    r = np.maximum(np.ceil(radius_mm / spacing).astype(int), 1)
+    lo = np.maximum(pts.min(0) - r, 0)
+    hi = np.minimum(pts.max(0) + r + 1, shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+
+
+def _split(values: np.ndarray, seed_value: float) -> tuple[float, str]:
+    """Otsu threshold of ``values`` and the side of it the seed's value lies on."""
+    from skimage.filters import threshold_otsu
+
+    t = float(threshold_otsu(values)) if np.ptp(values) > 0 else float(values.min())
+    return t, "above" if seed_value > t else "below"
+
+
+def _seed_component(inner: np.ndarray, local: np.ndarray) -> np.ndarray:
+    lab, _ = ndimage.label(inner, ndimage.generate_binary_structure(3, 1))
+    ids = {int(lab[tuple(p)]) for p in local} - {0}
+    return np.isin(lab, sorted(ids))
+
+
+def _border_share(mask: np.ndarray) -> float:
+    """Fraction of the box's border voxels (in-plane sides) that ``mask`` covers."""
+    edges = [mask[:, 0], mask[:, -1], mask[:, :, 0], mask[:, :, -1]]
+    return float(np.mean(np.concatenate([e.ravel() for e in edges])))
+
+
+def _nested_split(sub: np.ndarray, fg: np.ndarray, local: np.ndarray, seed_value: float,
+                  depth: int = 3, max_border: float = 0.02):
+    """Otsu inside the box, then again inside the seed's side, until the seed's component no longer
+    reaches the box's sides (a structure, not the tissue around it). -> (threshold, side, mask, level)."""
+    region = fg.copy()
+    lo, hi = -np.inf, np.inf
+    best = None
+    for level in range(1, depth + 1):
+        vals = sub[region]
+        if vals.size < 2 or np.ptp(vals) <= 0:
+            break
+        t, side = _split(vals, seed_value)
+        lo, hi = (max(lo, t), hi) if side == "above" else (lo, min(hi, t))
+        inner = fg & (sub > lo) & (sub < hi)
+        keep = _seed_component(inner, local)
+        best = (t, side, keep, level)
+        if _border_share(keep) <= max_border:
+            break
+        region = inner
+    if best is None:
+        return float(seed_value), "above", np.zeros(sub.shape, bool), 0
+    return best
+
+
+def auto_isolate(image: np.ndarray, seeds, spacing=(1.0, 1.0, 1.0), *, pc1: np.ndarray | None = None,
+                 radius_mm: float = RADIUS_MM, fill_holes: bool = True, min_size: int = 0) -> Isolation:
+    """Isolate the structure under the seed(s) with thresholds chosen around them.
+
+    Parameters
+    ----------
+    image : (Z, Y, X)
+        Intensities (HU, MR units, SUV, ...).
+    seeds : (N, 3)
+        (z, y, x) voxels inside the structure.
+    spacing : (3,) float
+        Voxel spacing in mm (sets the box and the reported volume).
+    pc1 : (Z, Y, X), optional
+        First PCA component of the features; used as a foreground mask when it puts the seeds in its
+        foreground (above its Otsu threshold in the box).
+    radius_mm : float
+        Half-size of the box around the seeds.
+    fill_holes, min_size
+        Post-processing of the kept region.
+
+    Returns
+    -------
+    Isolation
+    """
+    img = np.asarray(image, np.float32)
+    pts = np.rint(check_points(seeds, img.shape)).astype(int)
+    if len(pts) == 0:
+        raise ValueError("auto isolation needs at least one seed (z, y, x) inside the structure")
+    sp = np.asarray(spacing, float)
+    box = _box(img.shape, pts, sp, radius_mm)
+    local = pts - np.array([b.start for b in box])
+    sub = img[box]
+    seed_vals = [float(np.median(sub[tuple(slice(max(c - 1, 0), c + 2) for c in p)])) for p in local]
+    fg = np.ones(sub.shape, bool)
+    t_fg, steps, note = None, [], ""
+    if pc1 is not None:
+        pcs = np.asarray(pc1, np.float32)[box]
+        t_fg, side = _split(pcs, float(np.median([pcs[tuple(p)] for p in local])))
+        if side == "above":
+            fg = pcs > t_fg
+            steps.append(f"PC1 foreground above {t_fg:.3g}")
+        else:
+            note = "PC1 puts the seed in the background, so the PC1 foreground step was skipped. "
+            t_fg = None
+    t_in, side, keep, level = _nested_split(sub, fg, local, float(np.median(seed_vals)))
+    steps.append(f"intensity {side} {t_in:.4g} (Otsu level {level} of a {radius_mm:g} mm box around "
+                 "the seed)")
+    if fill_holes:
+        keep = ndimage.binary_fill_holes(keep)
+    if min_size > 0:
+        lab2, _ = ndimage.label(keep)
+        keep &= (np.bincount(lab2.ravel()) >= min_size)[lab2]
+    mask = np.zeros(img.shape, np.uint8)
+    mask[box] = keep
+    inside = all(mask[tuple(p)] for p in pts)
+    if _border_share(keep) > 0.02:
+        note += ("The region reaches the edges of the box around the seed: intensity does not separate "
+                 "this structure from its surroundings here; paint a few scribbles (segment) instead. ")
+    if not inside:
+        note += ("A seed fell outside the result (its neighbourhood straddles the threshold): click nearer "
+                 "the structure's centre, or give --inner-threshold / --channel explicitly.")
+    return Isolation(mask=mask, recipe=", then ".join(steps), thresholds={"foreground": t_fg,
+                     "inner": t_in, "side": side}, seeds_inside=inside, note=note.strip(),
+                     spacing=tuple(float(v) for v in sp))
