@@ -13,7 +13,7 @@ from dinomed_napari.errors import DinomedError
 
 from .cases import Case
 
-PROTOCOLS = ("fewclick", "isolation", "probe", "baseline")
+PROTOCOLS = ("fewclick", "fewclick3d", "isolation", "probe", "baseline")
 # Few-click segmenter options scored side by side (ScribbleSegmenter settings, see protocols/fewclick.py).
 VARIANTS = ("linear", "rf", "fusion", "hybrid", "triplanar")
 
@@ -80,7 +80,7 @@ class BenchSettings:
 
     @property
     def needs_backbone(self) -> bool:
-        return any(p in self.protocols for p in ("fewclick", "isolation", "probe"))
+        return any(p in self.protocols for p in ("fewclick", "fewclick3d", "isolation", "probe"))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

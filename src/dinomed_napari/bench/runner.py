@@ -95,6 +95,10 @@ def iter_unit(unit: Unit, settings: BenchSettings) -> Iterator[Record]:
     if "fewclick" in settings.protocols:
         steps.append(("fewclick", lambda: fewclick.fewclick_records(lc, fv, backbone, unit.resolution,
                                                                     settings)))
+    if "fewclick3d" in settings.protocols:
+        from .protocols import fewclick3d
+
+        steps.append(("fewclick3d", lambda: fewclick3d.fewclick3d_records(lc, fv, settings)))
     if "isolation" in settings.protocols:
         from .protocols import isolation
 

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 # Demo: bundled real crops, a random ViT-S at low resolutions, everything in a few minutes on 2 CPU cores.
-DEMO = {"models": "S", "resolutions": "64,128", "slices": "1,2,3", "strokes": 3,
-        "protocols": "fewclick,isolation,probe,baseline", "variants": "linear,fusion,hybrid"}
+DEMO = {"models": "S", "resolutions": "64,128", "slices": "1,2,3,5", "strokes": 3,
+        "protocols": "fewclick,fewclick3d,isolation,probe,baseline", "variants": "linear,fusion,hybrid"}
 DEFAULTS = {"models": "S", "resolutions": "224", "slices": "1,2,3", "strokes": 3, "seed": 0, "axis": 0,
-            "folds": 5, "protocols": "fewclick,isolation,probe,baseline", "variants": "linear",
+            "folds": 5, "protocols": "fewclick,fewclick3d,isolation,probe,baseline", "variants": "linear",
             "batch_size": 4}
 
 

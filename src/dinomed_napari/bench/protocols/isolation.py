@@ -48,3 +48,20 @@ def isolation_records(lc, fv, settings) -> Iterator[tuple[dict[str, Any], np.nda
                    "seed_zyx": list(seed), "dice": m["dice"], "iou": m["iou"], "hd95_mm": m["hd95"],
                    "assd_mm": m["assd"], "n_slices": 0, "status": "ok"}
             yield row, (pred > 0).astype(np.uint8) * np.uint8(k)
+    yield from auto_records(lc, maps)
+
+
+def auto_records(lc, maps) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
+    """One click with the default recipe (``--channel auto``): threshold chosen around the seed."""
+    from dinomed_napari.analysis.isolate_auto import auto_isolate
+
+    for k, lab in enumerate(lc.labels, start=1):
+        truth = lc.truth == k
+        seed = seed_inside(truth, lc.spacing)
+        res = auto_isolate(lc.volume.data, [seed], lc.spacing, pc1=maps.components[..., 0])
+        m = segmentation_metrics(res.mask > 0, truth, lc.spacing)
+        row = {"protocol": "isolation", "method": "auto", "label": lab, "class_index": k,
+               "seed_zyx": list(seed), "dice": m["dice"], "iou": m["iou"], "hd95_mm": m["hd95"],
+               "assd_mm": m["assd"], "n_slices": 0, "volume_ml": res.volume_ml, "recipe": res.recipe,
+               "status": "ok"}
+        yield row, res.mask * np.uint8(k)
