@@ -38,8 +38,8 @@ def test_roundtrip_same_predictions(tmp_path, trained, options):
     assert meta["settings"]["resolution"] == 128 and "key" in meta["settings"]
     loaded = load_segmenter(path)
     loaded.scribbles = scr.labels  # clean-up needs the scribbles (they are not stored)
-    a = seg.predict()
-    b = loaded.predict(features=fvs, image=image)
+    a = seg.predict(probabilities=True)
+    b = loaded.predict(features=fvs, image=image, probabilities=True)
     np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
     assert np.array_equal(a.labels, b.labels)
 

@@ -140,7 +140,7 @@ def test_random_forest_option(case):
     fv = synthetic_features(lab, grid=(6, 6))
     seg = ScribbleSegmenter(classifier="rf", intensity="raw", n_estimators=30)
     seg.fit(fv, scr.labels, image=image)
-    res = seg.predict()
+    res = seg.predict(probabilities=True)
     assert res.probabilities.shape == lab.shape + (3,)
     assert dice(res.labels == 2, lab == 1) > 0.8
     assert np.mean(seg.predict(5).labels == res.labels[5]) > 0.999

@@ -28,6 +28,8 @@ MAX_ANGLE = 30.0
 BOX_FACTOR, MARGIN_MM = 1.0, 10.0
 #: Edge sensitivity of the annotated-slice random walker (skimage's default scale).
 BETA = 130.0
+#: Largest box (pixels) the annotated-slice walker solves at full resolution; larger boxes are pooled.
+WALK_PIXELS = 30_000
 #: Gaussian scales (pixels) of the slice-to-slice appearance model.
 SIGMAS = (1.0, 2.5)
 
@@ -121,15 +123,42 @@ def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, backgrou
     seeds[border & (seeds == 0)] = 1
     chans = [plane[box]] + ([proba[box][..., k] for k in range(proba.shape[-1])] if proba is not None else [])
     data = np.stack(chans, axis=-1).astype(np.float64)
-    mode = "bf" if seeds.size <= 40_000 else "cg_j"  # direct solve is fastest on small boxes
-    walk = random_walker(data, seeds, beta=BETA, mode=mode, tol=1e-3, channel_axis=-1,
+    # Large boxes are walked on a coarser grid (seeds kept by max-pooling each class), then upsampled: the
+    # walker's cost grows faster than linearly with pixels, and outlines need no sub-pixel accuracy.
+    f = max(1, int(np.ceil(np.sqrt(seeds.size / WALK_PIXELS))))
+    if f > 1:
+        data = _pool(data, f)
+        seeds = _pool_seeds(seeds, f, len(fg_classes) + 1)
+    walk = random_walker(data, seeds, beta=BETA, mode="bf", channel_axis=-1,
                          spacing=spacing2 / spacing2.min())
+    if f > 1:
+        walk = np.repeat(np.repeat(walk, f, axis=0), f, axis=1)[:sub.shape[0], :sub.shape[1]]
     for i, c in enumerate(fg_classes):
         region = np.zeros(plane.shape, bool)
         region[box] = walk == i + 2
         lab, _ = ndimage.label(region)
         ids = np.unique(lab[(scribbles == c) & region])
         out[c] = np.isin(lab, ids[ids > 0])
+    return out
+
+
+def _pool(data: np.ndarray, f: int) -> np.ndarray:
+    """Mean-pool (H, W, C) by ``f`` (edges padded by reflection)."""
+    h, w = data.shape[:2]
+    ph, pw = -h % f, -w % f
+    data = np.pad(data, ((0, ph), (0, pw), (0, 0)), mode="reflect") if (ph or pw) else data
+    return data.reshape(data.shape[0] // f, f, data.shape[1] // f, f, -1).mean(axis=(1, 3))
+
+
+def _pool_seeds(seeds: np.ndarray, f: int, n: int) -> np.ndarray:
+    """Seeds on the pooled grid: a cell takes the structure labels first, then background (1)."""
+    h, w = seeds.shape
+    padded = np.zeros((h + (-h % f), w + (-w % f)), seeds.dtype)
+    padded[:h, :w] = seeds
+    cells = padded.reshape(padded.shape[0] // f, f, padded.shape[1] // f, f)
+    out = np.zeros(cells.shape[::2], np.int32)
+    for label in [1] + list(range(2, n + 1)):  # later labels (structures) overwrite the background
+        out[(cells == label).any(axis=(1, 3))] = label
     return out
 
 
@@ -152,9 +181,12 @@ def _local_proba(planes: list[np.ndarray], masks: list[np.ndarray], rings: list[
     X, y = np.concatenate(xs), np.concatenate(ys)
     if np.ptp(X, axis=0).max() <= 0:
         return None
+    from threadpoolctl import threadpool_limits
+
     mean, std = X.mean(axis=0), X.std(axis=0) + 1e-6
     # Balanced classes: the ring is larger than the structure, and size must not bias the boundary.
-    model = LogisticRegression(class_weight="balanced", max_iter=200).fit((X - mean) / std, y)
+    with threadpool_limits(1):  # tiny problem: BLAS threads only fight torch's and each other
+        model = LogisticRegression(class_weight="balanced", max_iter=200).fit((X - mean) / std, y)
     p = np.zeros(target.shape, np.float32)
     p[where] = model.predict_proba((pixel_features(target)[where] - mean) / std)[:, 1]
     return p

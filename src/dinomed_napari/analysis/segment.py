@@ -224,11 +224,8 @@ class ScribbleSegmenter:
                                        f"features only {sorted(fvs)}")
         return fvs
 
-    def logits(self, index: int | None = None, axis: int | None = None, features=None,
-               image: np.ndarray | None = None) -> np.ndarray:
-        """Fused class scores: (H, W, K) of slice ``index`` along ``axis``, or (Z, Y, X, K)."""
-        if not self.models:
-            raise ScribbleError("segmenter is not trained: call fit() with scribbles first")
+    def _adopt(self, features, image) -> None:
+        """Use new features / a new image for prediction (checked against what was trained)."""
         if features is not None:
             fvs = self.check_features(features)
             if fvs is not self.features:
@@ -238,6 +235,13 @@ class ScribbleSegmenter:
             self.image, lo, hi = normalise_image(image, *rng)
             self._raw_image, self.image_range = image, (lo, hi)
             self._pixel.clear()
+
+    def logits(self, index: int | None = None, axis: int | None = None, features=None,
+               image: np.ndarray | None = None) -> np.ndarray:
+        """Fused class scores: (H, W, K) of slice ``index`` along ``axis``, or (Z, Y, X, K)."""
+        if not self.models:
+            raise ScribbleError("segmenter is not trained: call fit() with scribbles first")
+        self._adopt(features, image)
         if self.intensity and self.image is None:
             raise VolumeError(f"intensity={self.intensity!r}: pass the image (image=) to predict")
         if not self.features:
@@ -258,20 +262,28 @@ class ScribbleSegmenter:
         return fuse(scores)
 
     def predict(self, index: int | None = None, axis: int | None = None, features=None,
-                image: np.ndarray | None = None, cancel=None) -> Segmentation:
+                image: np.ndarray | None = None, cancel=None,
+                probabilities: bool | None = None) -> Segmentation:
         """Labels and per-class probabilities of slice ``index`` (along ``axis``) or of the whole volume.
 
-        With ``spatial="propagate"`` and scribbles from :meth:`fit`, the whole-volume labels follow the
-        painted structures from their annotated slices (``propagation`` holds the per-slice confidence
-        and the suggested next slice), and an annotated slice's preview is its outline from the
-        scribbles. ``probabilities`` are the classifier's. Clean-up options run on whole volumes only.
+        With 3D propagation (see ``spatial``) the whole-volume labels follow the painted structures from
+        their annotated slices (``propagation`` holds the per-slice confidence and the suggested next
+        slice), and an annotated slice's preview is its outline from the scribbles. ``probabilities`` are
+        the classifier's; for a propagated volume they are computed only when asked for
+        (``probabilities=True``: a whole-volume pass of the classifier), else None. ``cancel()`` is
+        checked between slices of the propagation. Clean-up options run on whole volumes only.
         """
-        proba = softmax(self.logits(index, axis, features, image))
+        if not self.models:
+            raise ScribbleError("segmenter is not trained: call fit() with scribbles first")
+        self._adopt(features, image)
+        propagating = self._can_propagate()
+        want = probabilities if probabilities is not None else not (propagating and index is None)
+        proba = softmax(self.logits(index, axis)) if want else None
         classes = self.classes_
         dtype = np.uint8 if classes.max() < 256 else np.int32
-        labels = classes[np.argmax(proba, axis=-1)].astype(dtype)
+        labels = classes[np.argmax(proba, axis=-1)].astype(dtype) if proba is not None else None
         prop = None
-        if self._can_propagate():
+        if propagating:
             scr_axis = next(iter(self.features)) if axis is None else axis
             if index is None:
                 prop = propagate(self.image, self.scribbles, self.spacing or (1.0, 1.0, 1.0), axis=scr_axis,

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         n = int(np.count_nonzero(scr))
         print(f"trained {args.classifier} on {n} scribbled voxels, classes {[int(c) for c in seg.classes_]}, "
               f"passes {sorted(fvs)}")
-        result = seg.predict()
+        result = seg.predict(probabilities=args.proba_out is not None)
         report_propagation(result, vol.spacing)
     if result.propagation is None:
         why = "a saved segmenter has no scribbles" if args.load_model is not None else (
