@@ -23,3 +23,12 @@ class ScribbleError(DinomedError, ValueError):
 
 class ExtractionCancelled(DinomedError):
     """Feature extraction was cancelled; the slices already computed stay in the cache."""
+
+
+class CacheError(DinomedError):
+    """A feature cache that cannot be used: damaged slices that cannot be recomputed, an unwritable folder."""
+
+
+class OutputError(DinomedError):
+    """An output that would destroy data: an input given as ``--out``, an existing file without
+    ``--overwrite``, an unsupported suffix."""
