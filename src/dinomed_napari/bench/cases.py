@@ -86,15 +86,11 @@ def load_case(case: Case) -> LoadedCase:
         Unreadable file, mask of another shape or affine, a label absent from the mask, no label at all.
     """
     from dinomed_napari.io import load_volume
+    from dinomed_napari.io.validate import check_same_grid
 
     image = load_volume(case.image, modality=case.modality)
     mask = load_volume(case.mask, check=False)  # a mask may be all zeros (a case without the structure)
-    if image.shape != mask.shape:
-        raise VolumeError(f"case {case.name!r}: mask {case.mask} has shape {mask.shape} but image "
-                          f"{case.image} has {image.shape}; the mask must be on the image's voxel grid")
-    if not np.allclose(np.asarray(image.affine), np.asarray(mask.affine), atol=1e-3):
-        raise VolumeError(f"case {case.name!r}: mask {case.mask} has another affine than image {case.image} "
-                          "(same shape, different position or spacing); resample it onto the image grid")
+    check_same_grid(image, mask, f"case {case.name!r}: mask {case.mask}")
     if case.crop is not None:
         image, mask = _crop_volume(image, case.crop), _crop_volume(mask, case.crop)
     values = np.asarray(mask.data)

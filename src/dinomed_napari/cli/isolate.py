@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import numpy as np
 
+from dinomed_napari.cli import args as A
 from dinomed_napari.cli import common
+from dinomed_napari.errors import DinomedError
 
 
 def _threshold(text: str):
@@ -33,7 +36,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fg-threshold", type=float, help="PC1 foreground threshold (default Otsu)")
     parser.add_argument("--no-foreground", action="store_true",
                         help="skip the PC1 foreground step (no features needed with --channel intensity)")
-    parser.add_argument("--min-size", type=int, default=0, help="drop pieces smaller than this (voxels)")
+    parser.add_argument("--min-size", type=A.int_in(0, None, "minimum size"), default=0,
+                        help="drop pieces smaller than this (voxels)")
     parser.add_argument("--no-fill", action="store_true", help="do not fill holes")
     parser.add_argument("--slice", type=int, help="only this slice along --axis (2D components)")
 
@@ -41,15 +45,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dinomed_napari.analysis.isolate import isolate
 
-    vol = common.load_image(args)
-    axis = int(args.axis)
     channel = args.channel
+    named = channel in ("intensity", "similarity") or re.fullmatch(r"pc\d+", channel)
+    if named and channel.startswith("pc") and not 1 <= int(channel[2:]) <= 3:
+        raise DinomedError(f"--channel {channel}: the PCA channels are pc1, pc2 and pc3")
+    common.label_output(args.out)
+    vol = common.load_image(args, [("--out", args.out)], [] if named else [("--channel", channel)])
+    axis = int(args.axis)
+    A.check_voxels(args.seeds, vol.shape)
+    if args.slice is not None and not 0 <= args.slice < vol.shape[axis]:
+        raise DinomedError(f"--slice {args.slice} is outside the volume: axis {axis} has slices "
+                           f"0..{vol.shape[axis] - 1}")
     if channel == "intensity":
         channel = np.asarray(vol.data, np.float32)
-    elif not (channel.startswith("pc") or channel == "similarity"):
-        from dinomed_napari.io import load_volume
-
-        channel = np.asarray(load_volume(channel, check=False).data, np.float32)
+    elif not named:  # a path: must lie on the image's grid
+        channel = np.asarray(common.load_on_grid(channel, vol, "--channel").data, np.float32)
     needs_features = not args.no_foreground or isinstance(channel, str)
     source = common.features(args, vol, [axis])[axis] if needs_features else None
     labels, th = isolate(source, channel, seeds=args.seeds, fg_threshold=args.fg_threshold,
@@ -62,5 +72,5 @@ def run(args: argparse.Namespace) -> int:
         labels = full
     made = f" from {source.label()}" if source is not None else " (intensity only, no features)"
     print(f"isolated {int(labels.sum())} voxels{made}; thresholds {th}")
-    common.write(args.out, labels, vol, "isolated structure")
+    common.write(args.out, labels, vol, "isolated structure", source, channel=args.channel, thresholds=th)
     return 0

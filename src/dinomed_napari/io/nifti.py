@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from dinomed_napari.errors import VolumeError
+from dinomed_napari.io.provenance import short_provenance
 from dinomed_napari.io.validate import check_shape
 from dinomed_napari.io.volume import Volume
 
@@ -65,8 +67,11 @@ def read_nifti(path: Path) -> Volume:
     )
 
 
-def write_nifti(path: Path, labels_zyx: np.ndarray, like: Volume) -> Path:
-    """Write a (Z, Y, X) label array as NIfTI on ``like``'s grid (same affine, q/sform codes, zooms)."""
+def write_nifti(path: Path, labels_zyx: np.ndarray, like: Volume, provenance: dict | None = None) -> Path:
+    """Write a (Z, Y, X) label array as NIfTI on ``like``'s grid (same affine, q/sform codes, zooms).
+
+    ``provenance`` goes, short, into ``descrip`` (80 bytes) and, complete, into a JSON comment extension.
+    """
     import nibabel as nib
 
     img = nib.Nifti1Image(labels_zyx.transpose(2, 1, 0), affine=None)
@@ -82,5 +87,8 @@ def write_nifti(path: Path, labels_zyx: np.ndarray, like: Volume) -> Path:
         img.set_qform(np.asarray(like.affine, float), code=1)
         img.set_sform(np.asarray(like.affine, float), code=1)
         hdr.set_xyzt_units("mm")
+    if provenance:
+        hdr["descrip"] = short_provenance(provenance).encode("ascii", "replace")[:79]
+        hdr.extensions.append(nib.nifti1.Nifti1Extension(6, json.dumps(provenance).encode()))
     nib.save(img, str(path))
     return Path(path)
