@@ -152,19 +152,30 @@ def read_config(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"bench config {path} does not exist")
     text = path.read_text()
-    if path.suffix.lower() == ".toml":
-        import tomllib
-
-        data = tomllib.loads(text)
-    elif path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
-        data = yaml.safe_load(text) or {}
-    else:
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
         raise VolumeError(f"bench config {path}: expected a .yaml, .yml or .toml file")
+    try:
+        if suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+    except ValueError as exc:  # tomllib.TOMLDecodeError
+        raise VolumeError(f"bench config {path}: not valid TOML ({exc})") from exc
+    except Exception as exc:  # yaml.YAMLError: the message holds line and column
+        raise VolumeError(f"bench config {path}: not valid YAML ({' '.join(str(exc).split())})") from exc
     if not isinstance(data, dict):
-        raise VolumeError(f"bench config {path}: expected a mapping at the top level")
-    cases = [case_from_dict(c, path.parent, i) for i, c in enumerate(data.get("cases", []))]
+        raise VolumeError(f"bench config {path}: expected a mapping (key: value lines) at the top level, "
+                          f"found {type(data).__name__}")
+    entries = data.get("cases", [])
+    if not isinstance(entries, list) or not all(isinstance(c, dict) for c in entries):
+        raise VolumeError(f"bench config {path}: 'cases' must be a list of mappings "
+                          "(- name: ..., image: ..., mask: ...)")
+    cases = [case_from_dict(c, path.parent, i) for i, c in enumerate(entries)]
     return {**data, "cases": cases}
 
 
