@@ -77,7 +77,7 @@ def test_damage_without_a_backbone_names_slice_and_store(vol, backbone, tmp_path
         raise E.WeightsError("hub weights not in the cache")
 
     monkeypatch.setattr(E, "shared_backbone", no_backbone)
-    with pytest.raises(CacheError, match=r"slice\(s\) \[4\] are damaged.*hub weights not in the cache") as err:
+    with pytest.raises(CacheError, match=r"slice\(s\) \[4\] are damaged.*hub weights not in") as err:
         E.extract_features(vol, cache_dir=tmp_path, **KW)
     assert str(store) in str(err.value)
 

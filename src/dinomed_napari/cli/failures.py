@@ -9,13 +9,13 @@ import re
 _HINTS = {
     errno.ENOSPC: "the disk is full: free some space or write to another disk",
     errno.EDQUOT: "the disk quota is exhausted: free some space or write elsewhere",
-    errno.EACCES: "permission denied: choose a file or folder you may write (or read)",
-    errno.EPERM: "operation not permitted: choose a file or folder you may write",
-    errno.EROFS: "read-only file system: write to another folder",
-    errno.ENOENT: "no such file or folder: check the path",
+    errno.EACCES: "choose a file or folder you may write (or read)",
+    errno.EPERM: "choose a file or folder you may write",
+    errno.EROFS: "write to another folder",
+    errno.ENOENT: "check the path",
     errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
-    errno.EISDIR: "this is a folder, not a file: give a file name",
-    errno.EEXIST: "it already exists",
+    errno.EISDIR: "this is a folder: give a file name",
+    errno.ENAMETOOLONG: "choose a shorter name",
 }
 _NP_SCALAR = re.compile(r"np\.(?:u?int|float|bool_?|str_)\d*\(([^()]*)\)")
 
@@ -31,7 +31,7 @@ def describe_os_error(exc: OSError) -> str:
     what = exc.strerror or str(exc) or type(exc).__name__
     hint = _HINTS.get(exc.errno or -1)
     text = f"{names}: {what}" if names else what
-    return text + (f" ({hint})" if hint and hint.split(":")[0].lower() != what.lower() else "")
+    return text + (f" ({hint})" if hint else "")
 
 
 def one_line(exc: BaseException) -> tuple[str, int]:

@@ -121,9 +121,13 @@ def check_same_grid(image: Volume, other: Volume, what: str, *, atol_mm: float =
     a, b = np.asarray(image.affine, float), np.asarray(other.affine, float)
     if np.allclose(a, b, rtol=0, atol=atol_mm) or other.meta.get("spacing_unit") == "pixel":
         return
-    plain = [np.allclose(v.affine, affine_from_spacing(v.spacing), atol=atol_mm) for v in (image, other)]
+    def plain(v: Volume) -> bool:  # no orientation stored: TIFF, or npy/zarr with only a spacing
+        fmt = v.meta.get("format")
+        return fmt == "tiff" or (fmt not in ("nifti", "nrrd", "dicom") and
+                                 np.allclose(v.affine, affine_from_spacing(v.spacing), atol=atol_mm))
+
     same_spacing = np.allclose(image.spacing, other.spacing, rtol=1e-4, atol=atol_mm)
-    if any(plain) and same_spacing:
+    if (plain(image) or plain(other)) and same_spacing:
         return
     found = (f"spacing {tuple(round(float(s), 4) for s in other.spacing)} vs "
              f"{tuple(round(float(s), 4) for s in image.spacing)}" if not same_spacing
