@@ -222,3 +222,19 @@ def test_outputs_name_what_made_them(image, tmp_path, capsys):
     info = json.loads(tifffile.TiffFile(tmp_path / "p_pc1.tif").imagej_metadata["Info"])
     side = json.loads((tmp_path / "p_pc1.npy.json").read_text())["provenance"]
     assert info["weights"] == side["weights"] == "random" and info["what"] == "PC1"
+
+
+def test_dicom_series_choice_is_explicit_and_printed(tmp_path, capsys):
+    from dicom_series import write_series
+
+    raw = (np.arange(3 * 32 * 32).reshape(3, 32, 32) % 500).astype(np.int16)
+    write_series(tmp_path / "study" / "a", raw)
+    write_series(tmp_path / "study" / "b", raw[:, ::-1].copy())
+    study = tmp_path / "study"
+    code, err = cli(["isolate", study, "--modality", "CT", "--seed", "1,1,1", "--no-foreground", "--out",
+                     tmp_path / "x.nii.gz"], capsys)
+    assert code == 2 and "several CT series" in err and "--series UID" in err
+    uid = load_volume(tmp_path / "study" / "a").meta["series_uid"]
+    assert main(["isolate", str(study), "--series", uid, "--seed", "1,1,1", "--no-foreground", "--out",
+                 str(tmp_path / "x.nii.gz")]) == 0
+    assert f"DICOM series {uid}" in capsys.readouterr().out

@@ -36,6 +36,7 @@ def add_image_and_feature_args(parser: argparse.ArgumentParser, axis_all: bool =
     parser.add_argument("--level", type=float, help="custom window level (volume units, e.g. HU)")
     parser.add_argument("--width", type=float, help="custom window width")
     parser.add_argument("--modality", choices=["CT", "MR", "PT", "EM"], help="modality of non-DICOM files")
+    parser.add_argument("--series", help="SeriesInstanceUID to read from a DICOM folder with several series")
     parser.add_argument("--layers", type=A.layers,
                         help="blocks to concatenate, e.g. 3,6,9,11 (default final)")
     parser.add_argument("--batch-size", type=A.int_in(1, 1024, "batch size"), default=4,
@@ -61,9 +62,17 @@ def load_image(args, outputs=(), inputs=()):
     A.check_model_and_layers(args.model, args.layers)
     preprocess(args)
     check_outputs(args, outputs, inputs)
-    vol = load_volume(args.image, modality=args.modality)
-    print(f"{args.image}: shape (Z, Y, X) {vol.shape}, modality {vol.modality}", flush=True)
+    vol = load_volume(args.image, modality=args.modality, series=args.series)
+    print(f"{args.image}: shape (Z, Y, X) {vol.shape}, modality {vol.modality}{series_note(vol)}", flush=True)
     return vol
+
+
+def series_note(vol) -> str:
+    """", DICOM series <uid> (<description>, N files)" for DICOM input (the choice is always shown)."""
+    if vol.meta.get("format") != "dicom":
+        return ""
+    desc = vol.meta.get("series_description") or "no description"
+    return f", DICOM series {vol.meta.get('series_uid')} ({desc}, {vol.meta.get('n_files')} files)"
 
 
 def features(args, vol, axes=None, prep=None) -> dict:

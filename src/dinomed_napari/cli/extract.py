@@ -31,6 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--isotropic", action="store_true", help="resize slices to their physical aspect")
     parser.add_argument("--modality", choices=["CT", "MR", "PT", "EM"],
                         help="modality of non-DICOM files (picks the 'auto' window)")
+    parser.add_argument("--series", help="SeriesInstanceUID to read from a DICOM folder with several series")
     parser.add_argument("--layers", type=A.layers,
                         help="blocks to concatenate, e.g. 3,6,9,11 (default final)")
     parser.add_argument("--batch-size", type=A.int_in(1, 1024, "batch size"), default=4,
@@ -63,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    vol = load_volume(args.image, modality=args.modality)
+    vol = load_volume(args.image, modality=args.modality, series=args.series)
     axes = [0, 1, 2] if args.axis == "all" else [int(args.axis)]
     print(f"{args.image}: shape (Z, Y, X) {vol.shape}, spacing {tuple(round(s, 3) for s in vol.spacing)}, "
-          f"window {prep.resolve(vol).window}", flush=True)
+          f"window {prep.resolve(vol).window}{common.series_note(vol)}", flush=True)
 
     backbone = None
     if args.compile:  # built here (compilation itself happens lazily, at the first batch)
