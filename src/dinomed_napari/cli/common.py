@@ -60,7 +60,7 @@ def load_image(args, outputs=(), inputs=()):
     from dinomed_napari.io import load_volume
 
     A.check_model_and_layers(args.model, args.layers)
-    preprocess(args)
+    args.prep = preprocess(args)
     check_outputs(args, outputs, inputs)
     vol = load_volume(args.image, modality=args.modality, series=args.series)
     print(f"{args.image}: shape (Z, Y, X) {vol.shape}, modality {vol.modality}{series_note(vol)}", flush=True)
@@ -84,7 +84,7 @@ def features(args, vol, axes=None, prep=None) -> dict:
     require_weights(args.weights)
     if axes is None:
         axes = [0, 1, 2] if args.axis == "all" else [int(args.axis)]
-    prep = prep or preprocess(args)
+    prep = prep or getattr(args, "prep", None) or preprocess(args)
     out = {}
     # First Ctrl-C cancels between batches (finished slices stay cached; cli.main reports it).
     with sigint_cancels() as cancel:
@@ -111,15 +111,42 @@ def report_repairs(fv) -> None:
 
 
 def preprocess(args):
-    """The Preprocess of the flags (a bad window/level/width combination is a usage error)."""
+    """The Preprocess of the flags (a bad window/level/width combination is a usage error).
+
+    Weights whose normalisation assumes a CT window (MedDINOv3: HU clipped to [-1000, 1000]) get that
+    window when none was chosen; another explicit window gets a warning. A weights file's normalisation
+    and where it came from are printed.
+    """
     from dinomed_napari.preprocess import Preprocess
 
+    norm = normalisation(args)
+    if norm is not None and not norm.source.endswith("(hub tag)"):  # a file: say where they came from
+        print(f"input normalisation: {norm.source}", flush=True)
+    if norm is not None and norm.window is not None:
+        level, width = norm.window
+        if args.window is None and args.level is None:
+            args.level, args.width = level, width
+            print(f"window: level {level:g}, width {width:g} HU (what these weights were trained with)",
+                  flush=True)
+        elif (args.level, args.width) != (level, width):
+            print(f"warning: these weights expect a level {level:g} / width {width:g} HU window; features "
+                  "with another window get mismatched statistics", file=sys.stderr, flush=True)
     try:
         window = "custom" if args.level is not None else (args.window or "auto")
         return Preprocess(window=window, level=args.level, width=args.width,
                           resolution=args.resolution or 512, isotropic=getattr(args, "isotropic", False))
     except ValueError as exc:
         raise DinomedError(str(exc)) from exc
+
+
+def normalisation(args):
+    """The weights' :class:`~dinomed_napari.models.normalisation.Normalisation` (None without weights)."""
+    if not getattr(args, "weights", None):
+        return None
+    from dinomed_napari.features.cache import weights_label
+    from dinomed_napari.models.normalisation import weights_normalisation
+
+    return weights_normalisation(args.weights, weights_label(args.model, args.weights))
 
 
 def check_outputs(args, outputs, inputs=()) -> None:

@@ -24,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="slicing axis of the (Z, Y, X) volume: 0 axial, 1 coronal, 2 sagittal; all")
     parser.add_argument("--resolution", type=A.resolution, default=512,
                         help=f"long side fed to the network (x16, {A.MIN_RESOLUTION}..{A.MAX_RESOLUTION})")
-    parser.add_argument("--window", default="auto", choices=WINDOWS,
+    parser.add_argument("--window", choices=WINDOWS,
                         help="intensity window (auto: by modality; CT presets; custom needs --level/--width)")
     parser.add_argument("--level", type=float, help="custom window level (volume units, e.g. HU)")
     parser.add_argument("--width", type=float, help="custom window width")

@@ -154,7 +154,8 @@ def extract_features(
     are recomputed and listed in ``extra["repaired"]`` of the result.
     """
     from dinomed_napari.io.validate import check_image_volume
-    from dinomed_napari.models.registry import norm_stats, resolve_spec
+    from dinomed_napari.models.normalisation import weights_normalisation
+    from dinomed_napari.models.registry import resolve_spec
     from dinomed_napari.preprocess import Preprocess, input_size
 
     if backbone is None:
@@ -176,7 +177,7 @@ def extract_features(
         patch, dim, norm = int(backbone.patch_size), int(backbone.dim), (backbone.mean, backbone.std)
     else:
         spec, label = resolve_spec(model), weights_label(model, weights)
-        norm = norm_stats(label)
+        norm = weights_normalisation(weights, label).mean_std
         if layers:
             from dinomed_napari.models.backbone import _check_layers  # imports torch: only when needed
 
