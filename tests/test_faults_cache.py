@@ -149,3 +149,20 @@ def test_waiting_for_a_lock_says_so(tmp_path):
     with waiter:
         pass
     assert len(messages) == 1 and "waiting for another process" in messages[0] and str(path) in messages[0]
+
+
+def test_extract_command_reports_and_repairs_a_damaged_store(vol, tmp_path, capsys):
+    from dinomed_napari.cli.main import main
+    from dinomed_napari.io import save_labels
+
+    image = save_labels(tmp_path / "ct.nii.gz", vol.data, vol)
+    args = ["extract", str(image), "--weights", "random", "--resolution", "32", "--layers", "1", "--window",
+            "soft_tissue", "--cache-dir", str(tmp_path / "cache")]
+    assert main(args) == 0
+    (store,) = (tmp_path / "cache").glob("*.zarr")
+    truncate(chunk(store, 3))
+    capsys.readouterr()
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert f"repaired feature cache {store}: slice(s) [3] were damaged and have been recomputed" in err
+    assert C.FeatureStore.peek(store, (5, 2, 2, 384)).verify() == []

@@ -62,6 +62,8 @@ def run_command(module, args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dinomed-napari`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--debug"]:  # `dinomed-napari --debug CMD ...` works like `CMD ... --debug`
+        argv = [*argv[1:], "--debug"]
     parser = build_parser()
     # Parse the command name first, then let its module add its own options (keeps start-up fast).
     if argv and argv[0] in COMMANDS:
