@@ -7,22 +7,16 @@ import sys
 
 import numpy as np
 import pytest
+from fault_helpers import FEATS, run_cli, tiny_ct
 
 from dinomed_napari.cli.main import main
 from dinomed_napari.io import load_volume, save_labels
 from dinomed_napari.io.volume import Volume
 
-FEATS = ["--weights", "random", "--resolution", "32", "--layers", "1", "--modality", "CT"]
-
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    data = rng.normal(40, 30, size=(4, 32, 32)).astype(np.float32)
-    data[:, 8:20, 10:24] += 200
-    d = tmp_path_factory.mktemp("faults")
-    vol = Volume(data, spacing=(3.0, 1.0, 1.0), affine=np.diag([1.0, 1.0, 3.0, 1.0]), modality="CT")
-    return save_labels(d / "ct.nii.gz", data, vol)
+    return tiny_ct(tmp_path_factory.mktemp("faults"))
 
 
 @pytest.fixture
@@ -37,11 +31,8 @@ def no_features(monkeypatch):
 
 
 def cli(args, capsys) -> tuple[int, str]:
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:  # argparse usage errors
-        code = exc.code
-    return code, capsys.readouterr().err
+    code, _, err = run_cli(args, capsys)
+    return code, err
 
 
 USAGE = {

@@ -8,23 +8,18 @@ import re
 
 import numpy as np
 import pytest
+from fault_helpers import FEATS, run_cli, tiny_ct
 
 from dinomed_napari.cli.main import main
 from dinomed_napari.errors import FeatureMismatchError
 from dinomed_napari.io import load_volume, save_labels
-from dinomed_napari.io.volume import Volume
-
-FEATS = ["--weights", "random", "--resolution", "32", "--layers", "1", "--modality", "CT"]
 
 
 @pytest.fixture(scope="module")
 def case(tmp_path_factory):
-    rng = np.random.default_rng(1)
-    data = rng.normal(40, 20, size=(4, 32, 32)).astype(np.float32)
-    data[:, 8:20, 10:24] += 200
     d = tmp_path_factory.mktemp("outputs")
-    vol = Volume(data, spacing=(3.0, 1.0, 1.0), affine=np.diag([1.0, 1.0, 3.0, 1.0]), modality="CT")
-    image = save_labels(d / "ct.nii.gz", data, vol)
+    image = tiny_ct(d, seed=1, noise=20.0)
+    data = load_volume(image).data
     scr = np.zeros(data.shape, np.uint8)
     scr[1, 12:16, 14:20] = 1
     scr[1, 26:30, 2:30] = 2
@@ -35,13 +30,7 @@ def case(tmp_path_factory):
     return d, image, model
 
 
-def cli(args, capsys):
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+cli = run_cli
 
 
 def test_disk_full_while_saving_a_segmenter_keeps_the_old_one(case, tmp_path, monkeypatch):
