@@ -229,3 +229,16 @@ def test_dicom_series_choice_is_explicit_and_printed(tmp_path, capsys):
     assert main(["isolate", str(study), "--series", uid, "--seed", "1,1,1", "--no-foreground", "--out",
                  str(tmp_path / "x.nii.gz")]) == 0
     assert f"DICOM series {uid}" in capsys.readouterr().out
+
+
+def test_unwritable_output_folder_is_found_before_any_work(image, tmp_path, capsys, no_features,
+                                                           monkeypatch):
+    import errno
+    import tempfile
+
+    def erofs(*a, **k):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", erofs)
+    code, err = cli(["pca", image, *FEATS, "--out", tmp_path / "p.nii.gz"], capsys)
+    assert code == 2 and f"cannot write in {tmp_path} (Read-only file system)" in err

@@ -114,7 +114,7 @@ def check_outputs(outputs: Iterable[tuple[str, str | os.PathLike | None]],
     ------
     OutputError
         An output is one of the inputs, two outputs are the same file, an output exists without
-        ``overwrite``, or its folder is a file.
+        ``overwrite``, its folder is a file or cannot be written.
     """
     ins = [(flag, Path(p).expanduser()) for flag, p in inputs if p is not None]
     seen: dict[Path, str] = {}
@@ -136,3 +136,18 @@ def check_outputs(outputs: Iterable[tuple[str, str | os.PathLike | None]],
         parent = next((p for p in out.parents if p.exists()), None)
         if parent is not None and not parent.is_dir():
             raise OutputError(f"{flag} {out}: {parent} is a file, not a folder")
+        if parent is not None:
+            _check_writable(parent, flag, out)
+
+
+def _check_writable(folder: Path, flag: str, out: Path) -> None:
+    """Create (and at once delete) a file in ``folder``: read-only or full folders fail now, not after
+    minutes of work."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{flag} {out}: cannot write in {folder} ({exc.strerror or exc}); choose another "
+                          "folder") from exc
