@@ -11,7 +11,7 @@ import numpy as np
 from dinomed_napari.errors import VolumeError
 
 Crop = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
-CASE_KEYS = {"name", "image", "mask", "labels", "modality", "window", "crop", "target"}
+CASE_KEYS = {"name", "image", "mask", "labels", "modality", "window", "crop", "target", "series"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class Case:
         Sub-volume to keep (voxel indices, end exclusive) so large cases stay cheap.
     target : int or None
         Case-level class (e.g. 1 = lesion present, 0 = healthy) for the volume-level linear probe.
+    series : str or None
+        SeriesInstanceUID when ``image`` is a DICOM folder holding several series.
     """
 
     name: str
@@ -45,6 +47,7 @@ class Case:
     window: str = "auto"
     crop: Crop | None = None
     target: int | None = None
+    series: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,7 +91,7 @@ def load_case(case: Case) -> LoadedCase:
     from dinomed_napari.io import load_volume
     from dinomed_napari.io.validate import check_same_grid
 
-    image = load_volume(case.image, modality=case.modality)
+    image = load_volume(case.image, modality=case.modality, series=case.series)
     mask = load_volume(case.mask, check=False)  # a mask may be all zeros (a case without the structure)
     check_same_grid(image, mask, f"case {case.name!r}: mask {case.mask}")
     if case.crop is not None:
@@ -143,6 +146,7 @@ def case_from_dict(d: dict[str, Any], base: Path | None = None, index: int = 0) 
         modality=d.get("modality"), window=str(d.get("window", "auto")),
         crop=None if crop is None else tuple((int(a), int(b)) for a, b in crop),  # type: ignore[arg-type]
         target=None if d.get("target") is None else int(d["target"]),
+        series=None if d.get("series") is None else str(d["series"]),
     )
 
 
