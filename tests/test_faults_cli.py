@@ -242,3 +242,38 @@ def test_unwritable_output_folder_is_found_before_any_work(image, tmp_path, caps
     monkeypatch.setattr(tempfile, "TemporaryFile", erofs)
     code, err = cli(["pca", image, *FEATS, "--out", tmp_path / "p.nii.gz"], capsys)
     assert code == 2 and f"cannot write in {tmp_path} (Read-only file system)" in err
+
+
+def test_messages_carry_no_numpy_reprs_and_os_errors_say_what_to_do():
+    import errno
+
+    from dinomed_napari.cli.failures import one_line
+
+    msg, code = one_line(ValueError(f"labels {[np.int64(1), np.float32(2.5)]} at {(np.int64(3),)}\nsecond"))
+    assert (msg, code) == ("error: labels [1, 2.5] at (3,) second", 2)
+    msg, code = one_line(OSError(errno.ENOSPC, "No space left on device", "/x/out.nii.gz"))
+    assert code == 2 and msg == ("error: /x/out.nii.gz: No space left on device (the disk is full: free some "
+                                 "space or write to another disk)")
+    msg, code = one_line(MemoryError())
+    assert code == 2 and "not enough memory" in msg
+    msg, code = one_line(TypeError("boom"))
+    assert code == 1 and "--debug" in msg
+
+
+def test_grid_check_tolerates_formats_without_orientation_only(tmp_path):
+    from dinomed_napari.errors import VolumeError
+    from dinomed_napari.io.validate import check_same_grid
+
+    data = np.zeros((4, 32, 32), np.uint8)
+    oriented = np.array([[-1.0, 0, 0, 10], [0, -1.0, 0, 20], [0, 0, 3.0, -5], [0, 0, 0, 1]])
+    image = Volume(data + 1, spacing=(3.0, 1.0, 1.0), affine=oriented, meta={"format": "nifti"})
+    tif = save_labels(tmp_path / "s.tif", data, image)
+    check_same_grid(image, load_volume(tif, check=False), "tif")  # same spacing: the grid TIFF can hold
+    np.save(tmp_path / "bare.npy", data)  # no side-car: no grid information at all
+    check_same_grid(image, load_volume(tmp_path / "bare.npy", check=False), "bare npy")
+    nearly = oriented.copy()
+    nearly[0, 3] += 5e-4  # within 1e-3 mm
+    check_same_grid(image, Volume(data, affine=nearly, meta={"format": "nifti"}), "nearly")
+    nearly[0, 3] += 0.5
+    with pytest.raises(VolumeError, match="moved has another affine than image"):
+        check_same_grid(image, Volume(data, affine=nearly, meta={"format": "nifti"}), "moved")

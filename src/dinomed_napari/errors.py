@@ -1,5 +1,14 @@
 """Exceptions with messages that say which input, what was found and what was expected."""
 
+import re
+
+_NP_SCALAR = re.compile(r"np\.(?:u?int|float|bool_?|str_)\d*\(([^()]*)\)")
+
+
+def plain_message(text) -> str:
+    """One line without NumPy scalar reprs (``np.int64(3)`` -> ``3``), for users and result tables."""
+    return " ".join(_NP_SCALAR.sub(r"\1", str(text)).split())
+
 
 class DinomedError(Exception):
     """Base class of every error the package raises on purpose."""

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from dinomed_napari.errors import plain_message
 from dinomed_napari.io.atomic import atomic_output, write_text
 
 # CSV columns, in order; rows may carry more keys (kept in the JSON only).
@@ -121,6 +122,8 @@ class ResultsWriter:
     def add(self, row: dict[str, Any], prediction: np.ndarray | None = None) -> dict[str, Any]:
         """Record one result row (and its predicted class map, saved as ``.npy``); returns the stored row."""
         row = dict(row)
+        if row.get("error"):
+            row["error"] = plain_message(row["error"])
         if prediction is not None:
             parts = [row.get("protocol"), row.get("method"), row.get("model"), row.get("resolution"),
                      f"n{row.get('n_slices')}", f"label{row.get('label')}"]

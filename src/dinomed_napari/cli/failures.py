@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import errno
-import re
+
+from dinomed_napari.errors import plain_message
 
 #: What to do about an OS error, by errno.
 _HINTS = {
@@ -17,14 +18,6 @@ _HINTS = {
     errno.EISDIR: "this is a folder: give a file name",
     errno.ENAMETOOLONG: "choose a shorter name",
 }
-_NP_SCALAR = re.compile(r"np\.(?:u?int|float|bool_?|str_)\d*\(([^()]*)\)")
-
-
-def clean(text: str) -> str:
-    """One line, without NumPy scalar reprs (``np.int64(3)`` -> ``3``)."""
-    return " ".join(_NP_SCALAR.sub(r"\1", str(text)).split())
-
-
 def describe_os_error(exc: OSError) -> str:
     """``<file>: <what happened> (<what to do>)`` for an OSError."""
     names = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
@@ -39,11 +32,11 @@ def one_line(exc: BaseException) -> tuple[str, int]:
     from dinomed_napari.errors import DinomedError
 
     if isinstance(exc, (DinomedError, ValueError)):
-        return f"error: {clean(exc)}", 2
+        return f"error: {plain_message(exc)}", 2
     if isinstance(exc, OSError):
-        return f"error: {clean(describe_os_error(exc))}", 2
+        return f"error: {plain_message(describe_os_error(exc))}", 2
     if isinstance(exc, MemoryError):
         return ("error: not enough memory for this input (an absurd header size, or a volume too large for "
-                f"this machine) {clean(exc)}".rstrip(), 2)
-    return (f"error: unexpected {type(exc).__name__}: {clean(exc)}. Rerun with --debug for the traceback "
-            "and please report it.", 1)
+                f"this machine) {plain_message(exc)}".rstrip(), 2)
+    return (f"error: unexpected {type(exc).__name__}: {plain_message(exc)}. Rerun with --debug for the "
+            "traceback and please report it.", 1)
