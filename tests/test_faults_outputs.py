@@ -95,6 +95,13 @@ def test_extract_out_is_never_an_input_and_replaced_only_when_complete(case, tmp
     def full(src, dst, *a, **k):
         raise OSError(errno.ENOSPC, "No space left on device", str(dst))
 
+    precious = tmp_path / "my_data"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    code, out, err = cli(["extract", image, *FEATS, "--out", precious, "--overwrite"], capsys)
+    assert code == 2 and "is not a feature store" in err and (precious / "notes.txt").read_text() == "keep me"
+    precious.joinpath("notes.txt").unlink()
+    precious.rmdir()
     monkeypatch.setattr(shutil, "copytree", full)
     code, out, err = cli(["extract", image, *FEATS, "--out", dest, "--overwrite"], capsys)
     assert code == 2 and "disk is full" in err

@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     A.check_model_and_layers(args.model, args.layers)
     prep = common.preprocess(args)
     common.check_outputs(args, [("--out", args.out)])
+    if args.out is not None and args.out.exists():
+        _check_replaceable(args.out)
     if args.threads:
         import torch
 
@@ -96,6 +98,21 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         _copy_out(results, args.out, several=len(axes) > 1)
     return 0
+
+
+def _check_replaceable(out: Path) -> None:
+    """--overwrite replaces earlier feature copies only: a zarr store, or a folder of axisN.zarr stores."""
+    from dinomed_napari.errors import OutputError
+
+    def store(p: Path) -> bool:
+        return p.is_dir() and any((p / f).is_file() for f in ("zarr.json", ".zgroup", ".zarray"))
+
+    axes = ("axis0.zarr", "axis1.zarr", "axis2.zarr")
+    if store(out) or (out.is_dir() and any(out.iterdir()) and
+                      all(p.name in axes and store(p) for p in out.iterdir())):
+        return
+    raise OutputError(f"--out {out} exists and is not a feature store written by extract; refusing to "
+                      "replace it even with --overwrite. Choose another --out.")
 
 
 def _copy_out(results: dict, out: Path, several: bool) -> None:
