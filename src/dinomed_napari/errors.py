@@ -1,5 +1,14 @@
 """Exceptions with messages that say which input, what was found and what was expected."""
 
+import re
+
+_NP_SCALAR = re.compile(r"np\.(?:u?int|float|bool_?|str_)\d*\(([^()]*)\)")
+
+
+def plain_message(text) -> str:
+    """One line without NumPy scalar reprs (``np.int64(3)`` -> ``3``), for users and result tables."""
+    return " ".join(_NP_SCALAR.sub(r"\1", str(text)).split())
+
 
 class DinomedError(Exception):
     """Base class of every error the package raises on purpose."""
@@ -27,3 +36,12 @@ class ExtractionCancelled(DinomedError):
 
 class Cancelled(DinomedError):
     """A long analysis step was cancelled by the user (between steps; nothing half-written)."""
+
+
+class CacheError(DinomedError):
+    """A feature cache that cannot be used: damaged slices that cannot be recomputed, an unwritable folder."""
+
+
+class OutputError(DinomedError):
+    """An output that would destroy data: an input given as ``--out``, an existing file without
+    ``--overwrite``, an unsupported suffix."""

@@ -11,7 +11,7 @@ import numpy as np
 from dinomed_napari.errors import VolumeError
 
 Crop = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
-CASE_KEYS = {"name", "image", "mask", "labels", "modality", "window", "crop", "target"}
+CASE_KEYS = {"name", "image", "mask", "labels", "modality", "window", "crop", "target", "series"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class Case:
         Sub-volume to keep (voxel indices, end exclusive) so large cases stay cheap.
     target : int or None
         Case-level class (e.g. 1 = lesion present, 0 = healthy) for the volume-level linear probe.
+    series : str or None
+        SeriesInstanceUID when ``image`` is a DICOM folder holding several series.
     """
 
     name: str
@@ -45,6 +47,7 @@ class Case:
     window: str = "auto"
     crop: Crop | None = None
     target: int | None = None
+    series: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,15 +89,11 @@ def load_case(case: Case) -> LoadedCase:
         Unreadable file, mask of another shape or affine, a label absent from the mask, no label at all.
     """
     from dinomed_napari.io import load_volume
+    from dinomed_napari.io.validate import check_same_grid
 
-    image = load_volume(case.image, modality=case.modality)
+    image = load_volume(case.image, modality=case.modality, series=case.series)
     mask = load_volume(case.mask, check=False)  # a mask may be all zeros (a case without the structure)
-    if image.shape != mask.shape:
-        raise VolumeError(f"case {case.name!r}: mask {case.mask} has shape {mask.shape} but image "
-                          f"{case.image} has {image.shape}; the mask must be on the image's voxel grid")
-    if not np.allclose(np.asarray(image.affine), np.asarray(mask.affine), atol=1e-3):
-        raise VolumeError(f"case {case.name!r}: mask {case.mask} has another affine than image {case.image} "
-                          "(same shape, different position or spacing); resample it onto the image grid")
+    check_same_grid(image, mask, f"case {case.name!r}: mask {case.mask}")
     if case.crop is not None:
         image, mask = _crop_volume(image, case.crop), _crop_volume(mask, case.crop)
     values = np.asarray(mask.data)
@@ -147,6 +146,7 @@ def case_from_dict(d: dict[str, Any], base: Path | None = None, index: int = 0) 
         modality=d.get("modality"), window=str(d.get("window", "auto")),
         crop=None if crop is None else tuple((int(a), int(b)) for a, b in crop),  # type: ignore[arg-type]
         target=None if d.get("target") is None else int(d["target"]),
+        series=None if d.get("series") is None else str(d["series"]),
     )
 
 
@@ -156,19 +156,30 @@ def read_config(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"bench config {path} does not exist")
     text = path.read_text()
-    if path.suffix.lower() == ".toml":
-        import tomllib
-
-        data = tomllib.loads(text)
-    elif path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
-        data = yaml.safe_load(text) or {}
-    else:
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
         raise VolumeError(f"bench config {path}: expected a .yaml, .yml or .toml file")
+    try:
+        if suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+    except ValueError as exc:  # tomllib.TOMLDecodeError
+        raise VolumeError(f"bench config {path}: not valid TOML ({exc})") from exc
+    except Exception as exc:  # yaml.YAMLError: the message holds line and column
+        raise VolumeError(f"bench config {path}: not valid YAML ({' '.join(str(exc).split())})") from exc
     if not isinstance(data, dict):
-        raise VolumeError(f"bench config {path}: expected a mapping at the top level")
-    cases = [case_from_dict(c, path.parent, i) for i, c in enumerate(data.get("cases", []))]
+        raise VolumeError(f"bench config {path}: expected a mapping (key: value lines) at the top level, "
+                          f"found {type(data).__name__}")
+    entries = data.get("cases", [])
+    if not isinstance(entries, list) or not all(isinstance(c, dict) for c in entries):
+        raise VolumeError(f"bench config {path}: 'cases' must be a list of mappings "
+                          "(- name: ..., image: ..., mask: ...)")
+    cases = [case_from_dict(c, path.parent, i) for i, c in enumerate(entries)]
     return {**data, "cases": cases}
 
 

@@ -21,6 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from dinomed_napari.errors import plain_message
+from dinomed_napari.io.atomic import atomic_output, write_text
+
 # CSV columns, in order; rows may carry more keys (kept in the JSON only).
 COLUMNS = [
     "case", "protocol", "method", "model", "resolution", "weights", "n_slices", "label", "class_index",
@@ -108,6 +111,7 @@ class ResultsWriter:
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.rows: list[dict[str, Any]] = []
+        self._case_csvs: set[Path] = set()  # started by this run: never appended to an older run's file
         self.t0 = time.perf_counter()
         self.meta = {**meta, "versions": package_versions(), "machine": machine_info(),
                      "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "status": "running"}
@@ -118,18 +122,21 @@ class ResultsWriter:
     def add(self, row: dict[str, Any], prediction: np.ndarray | None = None) -> dict[str, Any]:
         """Record one result row (and its predicted class map, saved as ``.npy``); returns the stored row."""
         row = dict(row)
+        if row.get("error"):
+            row["error"] = plain_message(row["error"])
         if prediction is not None:
             parts = [row.get("protocol"), row.get("method"), row.get("model"), row.get("resolution"),
                      f"n{row.get('n_slices')}", f"label{row.get('label')}"]
             name = safe_name("_".join(map(str, parts))) + ".npy"
             rel = Path("predictions") / safe_name(row["case"]) / name
-            (self.out / rel).parent.mkdir(parents=True, exist_ok=True)
-            np.save(self.out / rel, np.asarray(prediction))
+            with atomic_output(self.out / rel) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(prediction))
             row["prediction"] = str(rel)
         self.rows.append(row)
         per_case = self.out / "cases" / f"{safe_name(row.get('case', 'run'))}.csv"
-        if not per_case.exists():
+        if per_case not in self._case_csvs:
             self._new_csv(per_case)
+            self._case_csvs.add(per_case)
         cells = {k: _cell(row.get(k)) for k in COLUMNS}
         for path in (self.csv_path, per_case):
             with open(path, "a", newline="") as fh:
@@ -139,8 +146,7 @@ class ResultsWriter:
 
     @staticmethod
     def _new_csv(path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as fh:
+        with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
             csv.DictWriter(fh, COLUMNS).writeheader()
 
     def finish(self, status: str = "complete") -> None:
@@ -153,9 +159,7 @@ class ResultsWriter:
 
     def _write_json(self) -> None:
         # Write-then-rename: a reader (or a Ctrl-C) never sees half a file.
-        tmp = self.json_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(_clean({"meta": self.meta, "rows": self.rows}), indent=1))
-        os.replace(tmp, self.json_path)
+        write_text(self.json_path, json.dumps(_clean({"meta": self.meta, "rows": self.rows}), indent=1))
 
 
 def read_results(out_dir: str | os.PathLike) -> dict[str, Any]:

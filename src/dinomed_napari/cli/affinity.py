@@ -17,9 +17,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dinomed_napari.analysis.affinity import affinity_maps
 
-    vol = common.load_image(args)
+    outs = {name: common.with_suffix_tag(args.out, name) for name in "xyz"}
+    vol = common.load_image(args, [(f"--out ({n})", p) for n, p in outs.items()])
     fv = common.features(args, vol)[int(args.axis)]
     aff = affinity_maps(fv)
     for k, name in enumerate("xyz"):
-        common.write(common.with_suffix_tag(args.out, name), aff[..., k], vol, f"affinity along {name}")
+        common.write(outs[name], aff[..., k], vol, f"affinity along {name}", fv)
     return 0

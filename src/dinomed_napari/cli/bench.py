@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from dinomed_napari.cli import args as A
+
 # Demo: bundled real crops, a random ViT-S at low resolutions, everything in a few minutes on 2 CPU cores.
 DEMO = {"models": "S", "resolutions": "64,128", "slices": "1,2,3,5", "strokes": 3,
         "protocols": "fewclick,fewclick3d,isolation,probe,baseline", "variants": "linear,fusion,hybrid"}
@@ -32,17 +34,23 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variants", help="few-click segmenter variants: linear,rf,fusion,hybrid,triplanar "
                                       "(default linear)")
     p.add_argument("--slices", help="numbers of annotated slices for the Dice curve (default 1,2,3)")
-    p.add_argument("--strokes", type=int, help="strokes per class on each annotated slice (default 3)")
+    p.add_argument("--strokes", type=A.int_in(1, 1000, "stroke count"),
+                   help="strokes per class on each annotated slice (default 3)")
     p.add_argument("--seed", type=int, help="seed of scribbles, classifiers and folds (default 0)")
     p.add_argument("--axis", type=int, choices=(0, 1, 2), help="slicing / annotation axis (default 0)")
-    p.add_argument("--folds", type=int, help="linear-probe CV folds (default 5)")
-    p.add_argument("--batch-size", dest="batch_size", type=int, help="slices per forward pass (default 4)")
+    p.add_argument("--folds", type=A.int_in(2, 100, "fold count"),
+                   help="linear-probe CV folds (default 5)")
+    p.add_argument("--batch-size", dest="batch_size", type=A.int_in(1, 1024, "batch size"),
+                   help="slices per forward pass (default 4)")
     p.add_argument("--device", help="cpu, cuda, mps (default: best available)")
     p.add_argument("--cache", help="feature cache folder (default $DINOMED_CACHE or ~/.cache/dinomed-napari)")
     p.add_argument("--out", default="bench_out", help="output folder (default bench_out)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a previous run in --out (once the new run has finished)")
     p.add_argument("--dask", action="store_true", help="run cases as tasks on a dask LocalCluster")
     p.add_argument("--scheduler", help="address of an existing dask scheduler (implies --dask)")
-    p.add_argument("--workers", type=int, help="LocalCluster worker processes (default cores/2)")
+    p.add_argument("--workers", type=A.int_in(1, 1024, "worker count"),
+                   help="LocalCluster worker processes (default cores/2)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
@@ -95,14 +103,52 @@ def build(args: argparse.Namespace):
     return cases, settings, {"demo": bool(args.demo)}
 
 
+def run_folder(out: Path, overwrite: bool) -> Path:
+    """Where this run writes: ``out`` itself when it holds no earlier run; with ``overwrite`` a fresh
+    hidden folder next to it that replaces it when the run ends (so an earlier run is never mixed with
+    this one, nor lost if this one crashes); else a usage error."""
+    from dinomed_napari.bench.grid import BenchConfigError
+    from dinomed_napari.io.atomic import temp_sibling
+
+    if out.exists() and not out.is_dir():
+        raise BenchConfigError(f"--out {out} is a file; expected an output folder")
+    earlier = out.is_dir() and any((out / n).exists() for n in ("results.json", "results.csv", "cases"))
+    if not earlier:
+        return out
+    if not overwrite:
+        raise BenchConfigError(f"--out {out} already holds a bench run; choose another --out or pass "
+                               "--overwrite to replace it once the new run has finished")
+    return temp_sibling(out, "run")
+
+
 def run(args: argparse.Namespace) -> int:
     from dinomed_napari.bench.run import run_bench
+    from dinomed_napari.io.atomic import replace_path
 
     cases, settings, meta = build(args)
+    out = Path(args.out).expanduser()
+    folder = run_folder(out, args.overwrite)
     kw = {"n_workers": args.workers} if args.workers else None
-    writer = run_bench(cases, settings, args.out, use_dask=args.dask, scheduler=args.scheduler,
-                       cluster_kwargs=kw, progress=args.progress, extra_meta=meta)
+    try:
+        writer = run_bench(cases, settings, folder, use_dask=args.dask, scheduler=args.scheduler,
+                           cluster_kwargs=kw, progress=args.progress, extra_meta=meta)
+    except KeyboardInterrupt:  # finalised as "interrupted": it replaces the earlier run like a finished one
+        if folder != out:
+            replace_path(folder, out)
+        raise
+    except BaseException:
+        if folder != out:
+            print(f"the earlier run in {out} is kept; this run's partial results are in {folder}",
+                  file=sys.stderr)
+        raise
+    if folder != out:
+        replace_path(folder, out)
     n_err = sum(r.get("status") == "error" for r in writer.rows)
     print(f"bench: {len(writer.rows)} rows ({n_err} errors) in {writer.meta.get('wall_seconds')} s -> "
-          f"{Path(args.out) / 'report.md'}", file=sys.stderr)
+          f"{out / 'report.md'}", file=sys.stderr)
+    if n_err:
+        cases_failed = sorted({str(r.get("case")) for r in writer.rows if r.get("status") == "error"})
+        print(f"error: {n_err} result(s) failed, in case(s) {', '.join(cases_failed)}; see the 'error' "
+              f"column of {out / 'results.csv'}", file=sys.stderr)
+        return 1
     return 0

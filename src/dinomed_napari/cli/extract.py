@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
 
-from dinomed_napari.errors import DinomedError, ExtractionCancelled
-
-
-def _layers(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated block indices, got {text!r}") from exc
+from dinomed_napari.cli import args as A
+from dinomed_napari.cli import common
+from dinomed_napari.errors import ExtractionCancelled
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -28,19 +22,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              ".pth/.safetensors PATH, or 'random' (pipeline test only)")
     parser.add_argument("--axis", default="0", choices=["0", "1", "2", "all"],
                         help="slicing axis of the (Z, Y, X) volume: 0 axial, 1 coronal, 2 sagittal; all")
-    parser.add_argument("--resolution", type=int, default=512, help="long side fed to the network (x16)")
-    parser.add_argument("--window", default="auto", choices=WINDOWS,
+    parser.add_argument("--resolution", type=A.resolution, default=512,
+                        help=f"long side fed to the network (x16, {A.MIN_RESOLUTION}..{A.MAX_RESOLUTION})")
+    parser.add_argument("--window", choices=WINDOWS,
                         help="intensity window (auto: by modality; CT presets; custom needs --level/--width)")
     parser.add_argument("--level", type=float, help="custom window level (volume units, e.g. HU)")
     parser.add_argument("--width", type=float, help="custom window width")
     parser.add_argument("--isotropic", action="store_true", help="resize slices to their physical aspect")
     parser.add_argument("--modality", choices=["CT", "MR", "PT", "EM"],
                         help="modality of non-DICOM files (picks the 'auto' window)")
-    parser.add_argument("--layers", type=_layers, help="blocks to concatenate, e.g. 3,6,9,11 (default final)")
-    parser.add_argument("--batch-size", type=int, default=4,
+    parser.add_argument("--series", help="SeriesInstanceUID to read from a DICOM folder with several series")
+    parser.add_argument("--layers", type=A.layers,
+                        help="blocks to concatenate, e.g. 3,6,9,11 (default final)")
+    parser.add_argument("--batch-size", type=A.int_in(1, 1024, "batch size"), default=4,
                         help="slices per forward pass (default 4; on a CPU 1-2 are as fast or faster)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--threads", type=A.int_in(1, 1024, "thread count"),
+                        help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the backbone: ~1 min start-up, then ~1.5x faster on CPU "
                              "(worth it from a few dozen slices at 512)")
@@ -49,31 +47,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path,
                         help="also copy the feature store here (FEATURES.zarr; with --axis all a folder "
                              "receiving axis0.zarr, axis1.zarr, axis2.zarr)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out (only once the new copy is complete)")
 
 
 def run(args: argparse.Namespace) -> int:
     from dinomed_napari.features.extract import extract_features, require_weights
     from dinomed_napari.features.progress import TqdmProgress, sigint_cancels
     from dinomed_napari.io import load_volume
-    from dinomed_napari.preprocess import Preprocess
 
     require_weights(args.weights)  # fail before the slow volume loading
-    try:
-        prep = Preprocess(window="custom" if args.level is not None else args.window, level=args.level,
-                          width=args.width, resolution=args.resolution, isotropic=args.isotropic)
-    except ValueError as exc:  # bad window / resolution combination: a usage error, not a crash
-        raise DinomedError(str(exc)) from exc
+    A.check_model_and_layers(args.model, args.layers)
+    prep = common.preprocess(args)
+    common.check_outputs(args, [("--out", args.out)])
+    if args.out is not None and args.out.exists():
+        _check_replaceable(args.out)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    vol = load_volume(args.image, modality=args.modality)
+    vol = load_volume(args.image, modality=args.modality, series=args.series)
     axes = [0, 1, 2] if args.axis == "all" else [int(args.axis)]
-    if args.out is not None and args.out.exists() and not args.overwrite:
-        raise DinomedError(f"--out {args.out} exists; pass --overwrite to replace it")
     print(f"{args.image}: shape (Z, Y, X) {vol.shape}, spacing {tuple(round(s, 3) for s in vol.spacing)}, "
-          f"window {prep.resolve(vol).window}", flush=True)
+          f"window {prep.resolve(vol).window}{common.series_note(vol)}", flush=True)
 
     backbone = None
     if args.compile:  # built here (compilation itself happens lazily, at the first batch)
@@ -98,18 +94,39 @@ def run(args: argparse.Namespace) -> int:
             print(f"axis {axis}: features {tuple(fv.data.shape)} float16 from {fv.model} "
                   f"[weights: {fv.weights}] @{fv.resolution} in {time.perf_counter() - t0:.1f} s\n"
                   f"  cache key {fv.key}\n  store {fv.extra['path']}", flush=True)
+            common.report_repairs(fv)
     if args.out is not None:
         _copy_out(results, args.out, several=len(axes) > 1)
     return 0
 
 
+def _check_replaceable(out: Path) -> None:
+    """--overwrite replaces earlier feature copies only: a zarr store, or a folder of axisN.zarr stores."""
+    from dinomed_napari.errors import OutputError
+
+    def store(p: Path) -> bool:
+        return p.is_dir() and any((p / f).is_file() for f in ("zarr.json", ".zgroup", ".zarray"))
+
+    axes = ("axis0.zarr", "axis1.zarr", "axis2.zarr")
+    if store(out) or (out.is_dir() and any(out.iterdir()) and
+                      all(p.name in axes and store(p) for p in out.iterdir())):
+        return
+    raise OutputError(f"--out {out} exists and is not a feature store written by extract; refusing to "
+                      "replace it even with --overwrite. Choose another --out.")
+
+
 def _copy_out(results: dict, out: Path, several: bool) -> None:
-    """Copy the cache stores to ``out`` (a copy, so clearing the cache never breaks it)."""
-    if out.is_dir():
-        shutil.rmtree(out)
-    elif out.exists():
-        out.unlink()
-    for axis, fv in results.items():
-        target = out / f"axis{axis}.zarr" if several else out
-        shutil.copytree(fv.extra["path"], target)
-        print(f"wrote {target}")
+    """Copy the cache stores to ``out`` (a copy, so clearing the cache never breaks it).
+
+    The copy is made next to ``out`` and replaces it only when complete: a failed copy (disk full) leaves
+    an existing ``out`` as it was.
+    """
+    import shutil
+
+    from dinomed_napari.io.atomic import atomic_output
+
+    with atomic_output(out) as tmp:
+        for axis, fv in results.items():
+            shutil.copytree(fv.extra["path"], tmp / f"axis{axis}.zarr" if several else tmp)
+    for axis in results:
+        print(f"wrote {out / f'axis{axis}.zarr' if several else out}")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import numpy as np
 
+from dinomed_napari.cli import args as A
 from dinomed_napari.cli import common
+from dinomed_napari.errors import DinomedError
 
 
 def _threshold(text: str):
@@ -34,7 +37,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fg-threshold", type=float, help="PC1 foreground threshold (default Otsu)")
     parser.add_argument("--no-foreground", action="store_true",
                         help="skip the PC1 foreground step (no features needed with --channel intensity)")
-    parser.add_argument("--min-size", type=int, default=0, help="drop pieces smaller than this (voxels)")
+    parser.add_argument("--min-size", type=A.int_in(0, None, "minimum size"), default=0,
+                        help="drop pieces smaller than this (voxels)")
     parser.add_argument("--no-fill", action="store_true", help="do not fill holes")
     parser.add_argument("--slice", type=int, help="only this slice along --axis (2D components)")
 
@@ -42,17 +46,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dinomed_napari.analysis.isolate import isolate
 
-    vol = common.load_image(args)
-    axis = int(args.axis)
     channel = args.channel
+    named = channel in ("auto", "intensity", "similarity") or re.fullmatch(r"pc\d+", channel)
+    if named and channel.startswith("pc") and not 1 <= int(channel[2:]) <= 3:
+        raise DinomedError(f"--channel {channel}: the PCA channels are pc1, pc2 and pc3")
+    common.label_output(args.out)
+    vol = common.load_image(args, [("--out", args.out)], [] if named else [("--channel", channel)])
+    axis = int(args.axis)
+    A.check_voxels(args.seeds, vol.shape)
+    if args.slice is not None and not 0 <= args.slice < vol.shape[axis]:
+        raise DinomedError(f"--slice {args.slice} is outside the volume: axis {axis} has slices "
+                           f"0..{vol.shape[axis] - 1}")
     if channel == "auto":
         return run_auto(args, vol, axis)
     if channel == "intensity":
         channel = np.asarray(vol.data, np.float32)
-    elif not (channel.startswith("pc") or channel == "similarity"):
-        from dinomed_napari.io import load_volume
-
-        channel = np.asarray(load_volume(channel, check=False).data, np.float32)
+    elif not named:  # a path: must lie on the image's grid
+        channel = np.asarray(common.load_on_grid(channel, vol, "--channel").data, np.float32)
     needs_features = not args.no_foreground or isinstance(channel, str)
     source = common.features(args, vol, [axis])[axis] if needs_features else None
     labels, th = isolate(source, channel, seeds=args.seeds, fg_threshold=args.fg_threshold,
@@ -69,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
           f"{ {k: None if v is None else round(float(v), 4) for k, v in th.items()} }")
     if args.seeds and not all(labels[tuple(p)] for p in args.seeds):
         print("warning: a seed is not in the result: " + missing_seed_reason(source, channel, args, th))
-    common.write(args.out, labels, vol, "isolated structure")
+    common.write(args.out, labels, vol, "isolated structure", source, channel=args.channel, thresholds=th)
     return 0
 
 
@@ -91,6 +101,7 @@ def run_auto(args, vol, axis: int) -> int:
         raise DinomedError("--channel auto needs at least one --seed z,y,x inside the structure")
     pc1 = None
     made = " (intensity only, no features)"
+    fv = None
     if not args.no_foreground:
         from dinomed_napari.analysis.pca import pca_maps
 
@@ -106,5 +117,6 @@ def run_auto(args, vol, axis: int) -> int:
     print(f"isolated {int(res.mask.sum())} voxels ({res.volume_ml:.2f} ml){made}; recipe: {res.recipe}")
     if res.note:
         print(f"note: {res.note}")
-    common.write(args.out, labels, vol, "isolated structure")
+    common.write(args.out, labels, vol, "isolated structure", fv, channel="auto", recipe=res.recipe,
+                 volume_ml=round(res.volume_ml, 3))
     return 0

@@ -37,9 +37,33 @@ def _load(module: str):
     return importlib.import_module(f"dinomed_napari.cli.{module}")
 
 
+def run_command(module, args: argparse.Namespace) -> int:
+    """Run one command: an expected failure (bad input, OS error, memory) is one line on stderr and exit
+    code 2, Ctrl-C exit 130; a traceback only with ``--debug``."""
+    from dinomed_napari.cli.failures import one_line
+    from dinomed_napari.errors import ExtractionCancelled
+
+    try:
+        return int(module.run(args) or 0)
+    except ExtractionCancelled as exc:
+        print(f"cancelled: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if getattr(args, "debug", False):
+            raise
+        message, code = one_line(exc)
+        print(message, file=sys.stderr)
+        return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dinomed-napari`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--debug"]:  # `dinomed-napari --debug CMD ...` works like `CMD ... --debug`
+        argv = [*argv[1:], "--debug"]
     parser = build_parser()
     # Parse the command name first, then let its module add its own options (keeps start-up fast).
     if argv and argv[0] in COMMANDS:
@@ -47,20 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         module = _load(COMMANDS[name][0])
         sub = argparse.ArgumentParser(prog=f"dinomed-napari {name}", description=COMMANDS[name][1])
         module.configure(sub)
+        sub.add_argument("--debug", action="store_true",
+                         help="on an error, show the full Python traceback instead of one line")
         args = sub.parse_args(argv[1:])
-        from dinomed_napari.errors import DinomedError, ExtractionCancelled
-
-        try:
-            return int(module.run(args) or 0)
-        except ExtractionCancelled as exc:
-            print(f"cancelled: {exc}", file=sys.stderr)
-            return 130
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
-        except (DinomedError, FileNotFoundError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        return run_command(module, args)
     parser.parse_args(argv)
     parser.print_help()
     return 1

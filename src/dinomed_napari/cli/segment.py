@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dinomed_napari.cli import args as A
 from dinomed_napari.cli import common
 
 
@@ -26,38 +27,62 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cleanup", action="store_true",
                         help="keep per class only the 3D components touching its scribbles")
     parser.add_argument("--fill-holes", action="store_true")
-    parser.add_argument("--min-size", type=int, default=0)
+    parser.add_argument("--min-size", type=A.int_in(0, None, "minimum size"), default=0)
     parser.add_argument("--proba-out", type=Path, help="also write per-class probabilities: OUT_p<class>")
     parser.add_argument("--save-model", type=Path, help="save the trained segmenter (.npz + JSON, no pickle)")
     parser.add_argument("--load-model", type=Path, help="apply a saved segmenter instead of training")
 
 
 def run(args: argparse.Namespace) -> int:
-    from dinomed_napari.analysis.persist import load_segmenter, save_segmenter
+    from dinomed_napari.analysis.persist import (
+        check_request,
+        load_segmenter,
+        save_segmenter,
+        segmenter_path,
+        stored_preprocess,
+    )
     from dinomed_napari.analysis.segment import ScribbleSegmenter
     from dinomed_napari.errors import ScribbleError
 
-    vol = common.load_image(args)
+    # Every input and output checked before the features (minutes) are computed.
+    if args.load_model is None and args.scribbles is None:
+        raise ScribbleError("pass --scribbles LABELS (or --load-model MODEL.npz)")
+    common.label_output(args.out)
+    if args.proba_out is not None:
+        common.label_output(args.proba_out, "--proba-out")
+    saved = None if args.save_model is None else segmenter_path(args.save_model)
+    vol = common.load_image(args, [("--out", args.out), ("--save-model", saved)],
+                            [("--scribbles", args.scribbles), ("--load-model", args.load_model)])
+    prep = None
     if args.load_model is not None:
+        from dinomed_napari.features.cache import weights_label
+        from dinomed_napari.features.extract import require_weights
+
         seg = load_segmenter(args.load_model)
         axes = sorted(seg.models)
-    elif args.scribbles is None:
-        raise ScribbleError("pass --scribbles LABELS (or --load-model MODEL.npz)")
+        require_weights(args.weights)
+        args.layers = check_request(seg, args.load_model, model=args.model,
+                                    weights_label=weights_label(args.model, args.weights), layers=args.layers)
+        prep = stored_preprocess(seg, args.load_model, resolution=args.resolution, window=args.window,
+                                 level=args.level, width=args.width)
+        classes = list(seg.classes_)
     else:
+        scr = common.load_on_grid(args.scribbles, vol, "--scribbles").data  # may be empty: our own error
+        if scr.dtype.kind == "f":
+            scr = np.rint(scr)
         seg = ScribbleSegmenter(classifier=args.classifier,
                                 intensity=None if args.intensity == "none" else args.intensity,
                                 spatial=args.spatial, cleanup=args.cleanup, fill_holes=args.fill_holes,
                                 min_size=args.min_size)
         axes = None
-    fvs = common.features(args, vol, axes)
+        classes = [c for c in np.unique(scr) if c != 0]
+    if args.proba_out is not None:
+        common.check_outputs(args, [(f"--proba-out (class {int(c)})",
+                                     common.with_suffix_tag(args.proba_out, f"p{int(c)}")) for c in classes])
+    fvs = common.features(args, vol, axes, prep)
     if args.load_model is not None:
         result = seg.predict(features=fvs, image=vol.data)
     else:
-        from dinomed_napari.io import load_volume
-
-        scr = load_volume(args.scribbles, check=False).data  # labels may be empty: our own error then
-        if scr.dtype.kind == "f":
-            scr = np.rint(scr)
         seg.fit(fvs, scr.astype(np.int64), image=vol.data, spacing=vol.spacing)
         n = int(np.count_nonzero(scr))
         print(f"trained {args.classifier} on {n} scribbled voxels, classes {[int(c) for c in seg.classes_]}, "
@@ -71,11 +96,11 @@ def run(args: argparse.Namespace) -> int:
     first = next(iter(fvs.values()))
     print(f"segmented with {first.label()}; voxels per class "
           f"{ {int(c): int(np.count_nonzero(result.labels == c)) for c in result.classes} }")
-    common.write(args.out, result.labels, vol, "labels")
+    common.write(args.out, result.labels, vol, "labels", first, classifier=seg.kind)
     if args.proba_out is not None:
         for k, c in enumerate(result.classes):
             common.write(common.with_suffix_tag(args.proba_out, f"p{int(c)}"), result.probabilities[..., k],
-                         vol, f"probability of class {int(c)}")
+                         vol, f"probability of class {int(c)}", first)
     if args.save_model is not None:
         print(f"saved segmenter: {save_segmenter(seg, args.save_model)}")
     return 0

@@ -1,10 +1,14 @@
-"""On-disk feature cache: one zarr v3 store per cache key, with a per-slice "done" mask.
+"""On-disk feature cache: one zarr v3 store per cache key, with a per-slice "done" mask and digest.
 
 Layout of ``<cache_dir>/<key>.zarr``: a group whose attributes record what the features depend on, an
-array ``features`` (S, h, w, C) float16 chunked one slice per chunk, and a bool array ``done`` (S,).
-A slice is marked done only after its features are written (zarr writes each chunk atomically), so a
-cancelled or crashed run keeps every finished slice and a rerun computes only the rest. A lock file
-next to the store keeps two processes from computing into the same store at once.
+array ``features`` (S, h, w, C) float16 chunked one slice per chunk (zstd with its content checksum on),
+a uint64 array ``digest`` (S,) holding a hash of each slice's float16 bytes, and a bool array ``done`` (S,).
+A slice is marked done only after its features and digest are written (zarr writes each chunk
+atomically), so a cancelled or crashed run keeps every finished slice and a rerun computes only the rest.
+Every read of the store by :func:`~dinomed_napari.features.extract.extract_features` first checks each
+slice against its digest (:meth:`FeatureStore.verify`): a deleted, truncated or bit-flipped chunk is
+found and recomputed, never used. A lock file next to the store keeps two processes from computing into
+the same store at once; a complete, intact store is read without it (a read-only shared cache works).
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 #: Bump when the stored layout or the meaning of the features changes: old stores are then never reused.
-FORMAT_VERSION = 1
+#: 2: per-slice digests and zstd checksums (version-1 stores cannot be verified, so they are rebuilt).
+FORMAT_VERSION = 2
 
 
 def default_cache_dir() -> Path:
@@ -84,23 +90,59 @@ def cache_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def store_lock(path: str | os.PathLike | None):
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def store_lock(path: str | os.PathLike | None, on_wait=_say):
     """Inter-process lock for the store at ``path`` (a no-op for in-memory stores).
 
-    Hold it while opening and filling a store; ``filelock`` releases it if the process dies.
+    Hold it while opening and filling a store; ``filelock`` releases it if the process dies. Entering it
+    while another process holds it calls ``on_wait(message)`` once (the CLI prints it), then waits.
+    A folder where the lock file cannot be created raises :class:`~dinomed_napari.errors.CacheError`.
     """
     if path is None:
         from contextlib import nullcontext
 
         return nullcontext()
-    from filelock import FileLock
+    from filelock import FileLock, Timeout
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(path) + ".lock")
+    class StoreLock(FileLock):
+        def __enter__(self):
+            try:
+                try:
+                    self.acquire(timeout=0)
+                except Timeout:
+                    on_wait(f"waiting for another process computing features into {path} "
+                            f"(lock file {self.lock_file}) ...")
+                    self.acquire()
+            except OSError as exc:
+                raise _unwritable(Path(path), exc) from exc
+            return self
+
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(Path(path), exc) from exc
+    return StoreLock(str(path) + ".lock")
+
+
+def _unwritable(path: Path, exc: OSError):
+    from dinomed_napari.errors import CacheError
+
+    why = exc.strerror or type(exc).__name__
+    return CacheError(f"feature cache folder {path.parent} cannot be written ({why}); the features asked "
+                      f"for are not (all) there yet. Pass a writable --cache-dir (or set DINOMED_CACHE).")
+
+
+def slice_digest(feats16: np.ndarray) -> int:
+    """64-bit hash of one slice's float16 bytes (never 0: 0 marks "no digest")."""
+    h = hashlib.blake2b(np.ascontiguousarray(feats16, dtype=np.float16).data, digest_size=8)
+    return int.from_bytes(h.digest(), "little") | 1
 
 
 class FeatureStore:
-    """A feature array (zarr store on disk, or NumPy in memory) with its per-slice done mask.
+    """A feature array (zarr store on disk, or NumPy in memory) with its per-slice done mask and digests.
 
     Parameters
     ----------
@@ -108,40 +150,42 @@ class FeatureStore:
         ``<key>.zarr`` folder; None keeps everything in memory (nothing survives the process).
     shape : (S, h, w, C)
         Expected feature shape. An existing store of another shape or format is rebuilt. Open it while
-        holding :func:`store_lock`.
+        holding :func:`store_lock` (or use :meth:`peek` to read without writing).
     attrs : dict
         JSON-serialisable description stored in the group attributes.
     """
 
-    def __init__(self, path: str | os.PathLike | None, shape: tuple[int, int, int, int], attrs: dict):
+    def __init__(self, path: str | os.PathLike | None, shape: tuple[int, int, int, int], attrs: dict,
+                 _group: Any = None):
         self.path = None if path is None else Path(path)
         self.shape = tuple(int(s) for s in shape)
+        self.writable = _group is None
         if self.path is None:
             self.features: Any = np.zeros(self.shape, dtype=np.float16)
             self.done = np.zeros(self.shape[0], dtype=bool)
-            self._done_arr = None
+            self.digests = np.zeros(self.shape[0], dtype=np.uint64)
             self._group = None
             self.attrs = {**attrs, "format": FORMAT_VERSION}
             return
-        group = self._group = self._open(attrs)
+        group = self._group = _group if _group is not None else self._open(attrs)
         self.attrs = dict(group.attrs)
         self.features = group["features"]
-        self._done_arr = group["done"]
-        self.done = np.asarray(self._done_arr[:], dtype=bool)
+        self.done = np.asarray(group["done"][:], dtype=bool)
+        self.digests = np.asarray(group["digest"][:], dtype=np.uint64)
+
+    @classmethod
+    def peek(cls, path: str | os.PathLike, shape: tuple[int, int, int, int]) -> FeatureStore | None:
+        """The store at ``path`` opened read-only (no lock, nothing written), or None when it is missing,
+        unreadable or of another shape or format."""
+        group = _open_existing(Path(path), tuple(int(s) for s in shape), mode="r")
+        return None if group is None else cls(path, shape, {}, _group=group)
 
     def _open(self, attrs: dict):
         import zarr
+        from zarr.codecs import ZstdCodec
 
-        try:
-            group = zarr.open_group(self.path, mode="r+")
-            ok = (
-                group.attrs.get("format") == FORMAT_VERSION
-                and tuple(group["features"].shape) == self.shape
-                and tuple(group["done"].shape) == self.shape[:1]
-            )
-        except Exception:  # missing, half-created or unreadable store: rebuild it
-            ok = False
-        if ok:
+        group = _open_existing(self.path, self.shape, mode="r+")
+        if group is not None:
             return group
         if self.path.exists():
             shutil.rmtree(self.path)
@@ -151,7 +195,10 @@ class FeatureStore:
         group = zarr.open_group(tmp, mode="w", attributes={**attrs, "format": FORMAT_VERSION})
         s, h, w, c = self.shape
         # One slice per chunk: a batch writes whole chunks and the viewer reads one slice at a time.
-        group.create_array("features", shape=self.shape, chunks=(1, h, w, c), dtype="float16", fill_value=0)
+        # zstd's own checksum makes a flipped bit an error on every read, not silently wrong features.
+        group.create_array("features", shape=self.shape, chunks=(1, h, w, c), dtype="float16", fill_value=0,
+                           compressors=ZstdCodec(level=0, checksum=True))
+        group.create_array("digest", shape=(s,), chunks=(s,), dtype="uint64", fill_value=0)
         group.create_array("done", shape=(s,), chunks=(s,), dtype="bool", fill_value=False)
         os.replace(tmp, self.path)  # appear complete or not at all
         return zarr.open_group(self.path, mode="r+")
@@ -161,9 +208,10 @@ class FeatureStore:
         return bool(self.done.all())
 
     def write(self, indices: np.ndarray, feats: np.ndarray) -> None:
-        """Store float16 features of slices ``indices``, then mark them done (in this order)."""
+        """Store float16 features of slices ``indices``, then their digests, then mark them done."""
         indices = np.asarray(indices)
         feats = np.asarray(feats, dtype=np.float16)
+        self.digests[indices] = [slice_digest(f) for f in feats]
         if self.path is None:
             self.features[indices] = feats
         else:
@@ -172,12 +220,45 @@ class FeatureStore:
             for a, b in zip(starts, list(starts[1:]) + [len(indices)], strict=True):
                 self.features[int(indices[a]) : int(indices[b - 1]) + 1] = feats[a:b]
         self.done[indices] = True
-        if self._done_arr is not None:
-            self._done_arr[:] = self.done
+        self._save_masks()
+
+    def _save_masks(self) -> None:
+        if self._group is not None:
+            self._group["digest"][:] = self.digests
+            self._group["done"][:] = self.done
+
+    def verify(self) -> list[int]:
+        """Slices marked done whose stored features do not match their digest, sorted.
+
+        Catches deleted chunks (they read as zeros), truncated or bit-flipped ones (zstd errors or another
+        hash) and slices without a recorded digest. Reads every done slice once.
+        """
+        if self.path is None:
+            return []
+        bad = []
+        for i in np.flatnonzero(self.done):
+            try:
+                ok = self.digests[i] != 0 and slice_digest(self.features[int(i)]) == int(self.digests[i])
+            except Exception:  # zstd checksum / truncated frame / unreadable chunk
+                ok = False
+            if not ok:
+                bad.append(int(i))
+        return bad
+
+    def forget(self, indices) -> None:
+        """Mark ``indices`` as not done (e.g. damaged slices, before recomputing them)."""
+        if not self.writable:
+            raise RuntimeError("store opened read-only")
+        indices = np.asarray(list(indices), dtype=int)
+        self.done[indices] = False
+        self.digests[indices] = 0
+        self._save_masks()
 
     def read_only(self) -> Any:
         """The features for consumers: the zarr array reopened read-only (or the NumPy array)."""
         if self.path is None:
+            return self.features
+        if not self.writable:
             return self.features
         import zarr
 
@@ -188,3 +269,20 @@ class FeatureStore:
         self.attrs.update(values)
         if self._group is not None:
             self._group.attrs.update(values)
+
+
+def _open_existing(path: Path, shape: tuple[int, ...], mode: str):
+    """The zarr group at ``path`` if it is a store of this format and shape, else None."""
+    import zarr
+
+    try:
+        group = zarr.open_group(path, mode=mode)
+        ok = (
+            group.attrs.get("format") == FORMAT_VERSION
+            and tuple(group["features"].shape) == shape
+            and tuple(group["done"].shape) == shape[:1]
+            and tuple(group["digest"].shape) == shape[:1]
+        )
+    except Exception:  # missing, half-created or unreadable store
+        return None
+    return group if ok else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from dinomed_napari.errors import VolumeError, WeightsError
+from dinomed_napari.errors import CacheError, VolumeError, WeightsError
 from dinomed_napari.io.volume import Volume
 
 from .batches import fill_store
@@ -53,6 +54,24 @@ def shared_backbone(model: str, weights: str, device: str | None, layers: tuple[
     from dinomed_napari.models import load_backbone
 
     return load_backbone(model, weights, device=device, layers=layers)
+
+
+def _backbone_for_repair(model, weights, device, layers, label, repaired: list[int], path):
+    """The shared backbone; when it cannot be built and slices were damaged, say which and where."""
+    try:
+        return shared_backbone(model, str(weights), device, layers, label)
+    except WeightsError as exc:
+        if not repaired:
+            raise
+        raise CacheError(f"feature store {path}: slice(s) {describe_slices(repaired)} are damaged and "
+                         f"cannot be recomputed without the backbone ({exc})") from exc
+
+
+def describe_slices(indices: list[int], limit: int = 12) -> str:
+    """``[3, 4, 9]``, shortened to the first ``limit`` and a count for long lists."""
+    shown = ", ".join(str(int(i)) for i in indices[:limit])
+    return f"[{shown}{', ...' if len(indices) > limit else ''}] ({len(indices)} of them)" \
+        if len(indices) > limit else f"[{shown}]"
 
 
 def extract_features(
@@ -125,9 +144,18 @@ def extract_features(
         Not a usable 3D image (see :func:`dinomed_napari.io.check_image_volume`), or a bad ``axis``.
     ExtractionCancelled
         ``cancel()`` returned True.
+    CacheError
+        Damaged slices that cannot be recomputed (no backbone), or a cache folder that cannot be written
+        when something must be computed.
+
+    Notes
+    -----
+    Every stored slice is checked against the digest written with it before it is used; damaged slices
+    are recomputed and listed in ``extra["repaired"]`` of the result.
     """
     from dinomed_napari.io.validate import check_image_volume
-    from dinomed_napari.models.registry import norm_stats, resolve_spec
+    from dinomed_napari.models.normalisation import weights_normalisation
+    from dinomed_napari.models.registry import resolve_spec
     from dinomed_napari.preprocess import Preprocess, input_size
 
     if backbone is None:
@@ -149,7 +177,7 @@ def extract_features(
         patch, dim, norm = int(backbone.patch_size), int(backbone.dim), (backbone.mean, backbone.std)
     else:
         spec, label = resolve_spec(model), weights_label(model, weights)
-        norm = norm_stats(label)
+        norm = weights_normalisation(weights, label).mean_std
         if layers:
             from dinomed_napari.models.backbone import _check_layers  # imports torch: only when needed
 
@@ -177,23 +205,41 @@ def extract_features(
     path = None if cache_dir is False else Path(cache_dir or default_cache_dir()) / f"{key}.zarr"
     attrs = {**parts, "key": key, "volume_shape": list(vol.shape), "source": vol.source}
 
-    with store_lock(path):
-        store = FeatureStore(path, shape, attrs)
-        if not store.complete:
-            if backbone is None:
-                backbone = shared_backbone(model, str(weights), device, layers, label)
-            if int(backbone.dim) != dim or backbone.weights_label != label:
-                raise WeightsError(f"backbone {backbone!r} does not match the request "
-                                   f"({spec.timm_name} [{label}], {dim} features)")
-            store.update_attrs(backbone=backbone.spec.timm_name, device=str(backbone.device),
-                               dtype=str(backbone.dtype).removeprefix("torch."))
-            fill_store(store, vol, prep, backbone, axis, size, int(batch_size), progress, cancel, first,
-                       on_batch)
-        elif progress is not None:
-            progress(shape[0], shape[0])
+    # A complete, intact store is read without the lock (a read-only shared cache works); anything else
+    # (missing slices, damaged ones to repair) is done holding it.
+    store = FeatureStore.peek(path, shape) if path is not None else None
+    damaged = store.verify() if store is not None and store.complete else []
+    repaired: list[int] = []
+    if store is None or not store.complete or damaged:
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(store_lock(path))
+            except CacheError as exc:
+                if damaged:
+                    raise CacheError(f"feature store {path}: slice(s) {describe_slices(damaged)} are damaged "
+                                     f"and cannot be repaired here: {exc}") from exc
+                raise
+            store = FeatureStore(path, shape, attrs)
+            repaired = store.verify()
+            if repaired:
+                store.forget(repaired)
+            if not store.complete:
+                if backbone is None:
+                    backbone = _backbone_for_repair(model, weights, device, layers, label, repaired, path)
+                if int(backbone.dim) != dim or backbone.weights_label != label:
+                    raise WeightsError(f"backbone {backbone!r} does not match the request "
+                                       f"({spec.timm_name} [{label}], {dim} features)")
+                store.update_attrs(backbone=backbone.spec.timm_name, device=str(backbone.device),
+                                   dtype=str(backbone.dtype).removeprefix("torch."))
+                fill_store(store, vol, prep, backbone, axis, size, int(batch_size), progress, cancel, first,
+                           on_batch)
+            elif progress is not None:
+                progress(shape[0], shape[0])
+    elif progress is not None:
+        progress(shape[0], shape[0])
 
     extra = {"prep": prep.key(vol), "input_size": size, "path": None if path is None else str(path),
-             "device": store.attrs.get("device"), "dtype": store.attrs.get("dtype")}
+             "device": store.attrs.get("device"), "dtype": store.attrs.get("dtype"), "repaired": repaired}
     return FeatureVolume(
         data=store.read_only(), axis=int(axis), volume_shape=vol.shape,
         model=store.attrs.get("backbone", spec.timm_name), weights=label,

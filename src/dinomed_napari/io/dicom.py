@@ -42,12 +42,17 @@ def _choose(series: dict[str, list], folder: Path, series_uid, modality) -> list
             raise VolumeError(f"{folder}: no series {series_uid!r}; found {sorted(series)}")
         return series[series_uid]
     cands = {u: s for u, s in series.items() if modality is None or str(s[0].get("Modality")) == modality}
-    if len(cands) == 1 or (modality is not None and cands):
-        return max(cands.values(), key=len)
+    if len(cands) == 1:
+        return next(iter(cands.values()))
     listing = "; ".join(f"{u} ({s[0].get('Modality', '?')}, {len(s)} images, "
-                        f"{s[0].get('SeriesDescription', '')!s})" for u, s in series.items())
-    raise VolumeError(f"{folder}: {'no ' + modality + ' series among' if modality else 'several series:'} "
-                      f"{listing}. Choose one with modality='CT'/'PT'/'MR' or series=<SeriesInstanceUID>.")
+                        f"{s[0].get('SeriesDescription', '')!s})" for u, s in (cands or series).items())
+    if not cands:
+        raise VolumeError(f"{folder}: no {modality} series among {listing}. Choose one with "
+                          "modality='CT'/'PT'/'MR' or series=<SeriesInstanceUID> (--series UID).")
+    which = f"several {modality} series" if modality else "several series"
+    how = ("" if modality else "modality='CT'/'PT'/'MR' or ") + "series=<SeriesInstanceUID>"
+    raise VolumeError(f"{folder}: {which}: {listing}. Choose one with {how} (on the command line "
+                      "--series UID); none is picked silently.")
 
 
 def read_dicom_series(folder: Path, *, series_uid: str | None = None, modality: str | None = None) -> Volume:

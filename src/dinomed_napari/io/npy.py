@@ -38,8 +38,17 @@ def read_npy(path: Path) -> Volume:
                   meta={"format": "npy", "spacing_unit": unit})
 
 
-def write_npy(path: Path, labels_zyx: np.ndarray, like: Volume) -> Path:
-    """Write labels as .npy plus the side-car with ``like``'s spacing and affine."""
+def write_npy(path: Path, labels_zyx: np.ndarray, like: Volume, provenance: dict | None = None) -> Path:
+    """Write labels as .npy (the side-car is written by :func:`write_sidecar`, named after the target)."""
     np.save(str(path), np.ascontiguousarray(labels_zyx), allow_pickle=False)
-    sidecar(path).write_text(json.dumps(grid_record(like)))
     return Path(path)
+
+
+def write_sidecar(path: Path, like: Volume, provenance: dict | None = None) -> Path:
+    """The side-car of ``path``: ``like``'s spacing and affine (and the provenance), written atomically."""
+    from dinomed_napari.io.atomic import write_text
+
+    record = grid_record(like)
+    if provenance:
+        record["provenance"] = provenance
+    return write_text(sidecar(path), json.dumps(record))

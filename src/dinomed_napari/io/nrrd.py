@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +63,9 @@ def read_nrrd(path: Path) -> Volume:
     )
 
 
-def write_nrrd(path: Path, labels_zyx: np.ndarray, like: Volume) -> Path:
-    """Write a (Z, Y, X) label array as NRRD on ``like``'s grid (same space, directions and origin)."""
+def write_nrrd(path: Path, labels_zyx: np.ndarray, like: Volume, provenance: dict | None = None) -> Path:
+    """Write a (Z, Y, X) label array as NRRD on ``like``'s grid (same space, directions and origin); the
+    provenance goes into a ``dinomed_provenance`` JSON field."""
     import nrrd
 
     space = like.meta.get("nrrd", {}).get("space", "left-posterior-superior")
@@ -77,5 +79,7 @@ def write_nrrd(path: Path, labels_zyx: np.ndarray, like: Volume) -> Path:
         "space origin": flip @ affine[:3, 3],
         "kinds": ["domain", "domain", "domain"],
     }
+    if provenance:
+        header["dinomed_provenance"] = json.dumps(provenance)
     nrrd.write(str(path), np.asarray(labels_zyx).transpose(2, 1, 0), header, index_order="F")
     return Path(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +74,9 @@ def read_tiff(path: Path) -> Volume:
     )
 
 
-def write_tiff(path: Path, labels_zyx: np.ndarray, like: Volume) -> Path:
-    """Write labels as an ImageJ hyperstack carrying ``like``'s spacing (TIFF has no orientation)."""
+def write_tiff(path: Path, labels_zyx: np.ndarray, like: Volume, provenance: dict | None = None) -> Path:
+    """Write labels as an ImageJ hyperstack carrying ``like``'s spacing (TIFF has no orientation) and the
+    provenance as JSON in the ImageJ ``Info`` field."""
     import tifffile
 
     arr = labels_zyx
@@ -86,6 +88,8 @@ def write_tiff(path: Path, labels_zyx: np.ndarray, like: Volume) -> Path:
                               "do not fit a TIFF label image; expected non-negative labels <= 65535")
     z, y, x = (float(s) for s in like.spacing)
     unit = like.meta.get("spacing_unit", "mm")
-    tifffile.imwrite(str(path), arr, imagej=True, resolution=(1.0 / x, 1.0 / y),
-                     metadata={"spacing": z, "unit": unit, "axes": "ZYX"})
+    meta = {"spacing": z, "unit": unit, "axes": "ZYX"}
+    if provenance:
+        meta["Info"] = json.dumps(provenance)
+    tifffile.imwrite(str(path), arr, imagej=True, resolution=(1.0 / x, 1.0 / y), metadata=meta)
     return Path(path)

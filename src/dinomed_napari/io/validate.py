@@ -95,3 +95,43 @@ def check_image_volume(volume_or_array, source=None, min_inplane: int = 16) -> N
             f"{name}: volume is constant (every voxel = {lo.item()}, shape {tuple(data.shape)}); expected an "
             "image with contrast. Was the wrong file or an empty mask loaded?"
         )
+
+
+def check_same_grid(image: Volume, other: Volume, what: str, *, atol_mm: float = 1e-3) -> None:
+    """Raise `VolumeError` unless ``other`` (scribbles, mask, channel ...) lies on ``image``'s voxel grid.
+
+    Shapes must be equal. Affines must agree within ``atol_mm``; when one file has no orientation (TIFF,
+    or npy/zarr without an affine) only the spacings are compared, and a file without any grid
+    information (spacing unit "pixel") is taken as given.
+
+    Parameters
+    ----------
+    image : Volume
+        The reference image.
+    other : Volume
+        The volume that must overlay it.
+    what : str
+        How the message names ``other``, e.g. "--scribbles labels.nii.gz".
+    """
+    from dinomed_napari.io.plain_grid import affine_from_spacing
+
+    if other.shape != image.shape:
+        raise VolumeError(f"{what} has shape {other.shape} but image {image.source} has {image.shape} "
+                          "(Z, Y, X); it must be on the image's voxel grid")
+    a, b = np.asarray(image.affine, float), np.asarray(other.affine, float)
+    if np.allclose(a, b, rtol=0, atol=atol_mm) or other.meta.get("spacing_unit") == "pixel":
+        return
+    def plain(v: Volume) -> bool:  # no orientation stored: TIFF, or npy/zarr with only a spacing
+        fmt = v.meta.get("format")
+        return fmt == "tiff" or (fmt not in ("nifti", "nrrd", "dicom") and
+                                 np.allclose(v.affine, affine_from_spacing(v.spacing), atol=atol_mm))
+
+    same_spacing = np.allclose(image.spacing, other.spacing, rtol=1e-4, atol=atol_mm)
+    if (plain(image) or plain(other)) and same_spacing:
+        return
+    found = (f"spacing {tuple(round(float(s), 4) for s in other.spacing)} vs "
+             f"{tuple(round(float(s), 4) for s in image.spacing)}" if not same_spacing
+             else f"origin/orientation differ: affine {np.round(b, 3).tolist()} vs "
+                  f"{np.round(a, 3).tolist()}")
+    raise VolumeError(f"{what} has another affine than image {image.source} (same shape {image.shape}, "
+                      f"{found}); it would be used misaligned: resample it onto the image grid")

@@ -56,12 +56,14 @@ def read_zarr(path: Path) -> Volume:
                   meta={"format": "zarr", "spacing_unit": unit})
 
 
-def write_zarr(path: Path, labels_zyx: np.ndarray, like: Volume) -> Path:
-    """Write labels as a zarr array whose attributes hold ``like``'s spacing and affine."""
+def write_zarr(path: Path, labels_zyx: np.ndarray, like: Volume, provenance: dict | None = None) -> Path:
+    """Write labels as a zarr array whose attributes hold ``like``'s spacing and affine (and provenance)."""
     import zarr
 
     arr = zarr.create_array(str(path), shape=labels_zyx.shape, dtype=labels_zyx.dtype,
                             chunks=(1, *labels_zyx.shape[1:]), overwrite=True)
     arr[...] = labels_zyx
     arr.attrs.update(grid_record(like))
+    if provenance:
+        arr.attrs["provenance"] = provenance
     return Path(path)

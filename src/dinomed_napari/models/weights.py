@@ -22,7 +22,8 @@ from dinomed_napari.models.backbone import Backbone
 from dinomed_napari.models.device import compute_dtype, pick_device
 from dinomed_napari.models.hashing import file_sha256
 from dinomed_napari.models.hf_format import is_transformers_format, transformers_to_meta
-from dinomed_napari.models.registry import REGISTRY, BackboneSpec, norm_stats, resolve_spec, split_tag
+from dinomed_napari.models.normalisation import weights_normalisation
+from dinomed_napari.models.registry import REGISTRY, BackboneSpec, resolve_spec, split_tag
 
 # Wrappers found around the backbone state dict in Meta / MedDINOv3 training checkpoints, best first.
 _WRAPPERS = ("teacher", "model_ema", "model", "state_dict", "student", "module")
@@ -96,7 +97,8 @@ def load_backbone(model: str | BackboneSpec = "S", weights: str | Path = "hub", 
         net, label = _from_hub(spec, w[4:] or split_tag(str(model))[1] or spec.default_tag)
     else:
         net, spec, label = _from_file(spec, Path(w).expanduser())
-    return Backbone(net, spec, label, dev, compute_dtype(dev), layers, mean_std=norm_stats(label),
+    norm = weights_normalisation(w, label)  # from the file's metadata / config, not its name alone
+    return Backbone(net, spec, label, dev, compute_dtype(dev), layers, mean_std=norm.mean_std,
                     compile=compile)
 
 
