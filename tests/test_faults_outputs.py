@@ -25,8 +25,9 @@ def case(tmp_path_factory):
     scr[1, 26:30, 2:30] = 2
     scribbles = save_labels(d / "scr.nii.gz", scr, load_volume(image))
     model = d / "seg.npz"
+    # --spatial none: a saved segmenter re-applies the classifier (it keeps no scribbles to propagate)
     assert main(["segment", str(image), *FEATS, "--scribbles", str(scribbles), "--out", str(d / "s.nii.gz"),
-                 "--save-model", str(model)]) == 0
+                 "--spatial", "none", "--save-model", str(model)]) == 0
     return d, image, model
 
 
