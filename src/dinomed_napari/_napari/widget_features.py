@@ -193,10 +193,14 @@ class FeaturesWidget(DinomedWidget):
         """Worker thread: features, PCA and affinity maps as uint8 RGB. Only core calls here."""
         from dinomed_napari.analysis.affinity import affinity_maps
         from dinomed_napari.analysis.pca import pca_maps
-        from dinomed_napari.live.jobs import interactive_batch_size
+        from dinomed_napari.live.jobs import interactive_batch_size, worker_threads
         from dinomed_napari.models.device import pick_device
 
         device = str(pick_device(job["device"]))
+        if device == "cpu":
+            import torch
+
+            torch.set_num_threads(worker_threads())  # a core for the GUI (process-wide, viewer only)
         preview = self._previewer(job["volume"].shape, axis, job["prep"].resolution)
         common = dict(cancel=cancel, progress=self._relay.progress.emit, on_batch=preview,
                       batch_size=interactive_batch_size(device), **job)
@@ -214,6 +218,8 @@ class FeaturesWidget(DinomedWidget):
                 "affinity": to_rgb8(np.clip(affinity_maps(fv), 0.0, 1.0))}  # negative cosines (rare) -> 0
 
     def _on_progress(self, done: int, total: int) -> None:
+        if self._job.cancelled:  # queued before the cancel: stale
+            return
         self.progress.max = max(1, total)
         self.progress.value = min(total, done)
 
@@ -248,6 +254,8 @@ class FeaturesWidget(DinomedWidget):
         """New slices ready: write only them into the PCA layer (created empty on the first call)."""
         layer, _, label = self._target
         axis, indices, rgbs = payload
+        if self._job.cancelled or layer not in self.viewer.layers:
+            return
         pca = self.pca_layer
         if pca is None or pca not in self.viewer.layers or pca.metadata.get("dinomed_image") != \
                 layer.unique_id or pca.data.shape[:3] != tuple(layer.data.shape):

@@ -49,6 +49,16 @@ SHOW = (("contours", "contours"), ("light fill", "fill"))
 SHORTCUTS = {"train": "Shift-T", "predict": "Shift-P", "toggle": "Shift-V", "next_class": "Shift-N"}
 
 
+def _limited(func: Any, *args: Any) -> Any:
+    """``func(*args)`` with BLAS / OpenMP pools leaving a core to the GUI thread (worker thread)."""
+    from threadpoolctl import threadpool_limits
+
+    from dinomed_napari.live.jobs import worker_threads
+
+    with threadpool_limits(limits=worker_threads()):
+        return func(*args)
+
+
 class SegmentWidget(DinomedWidget):
     """Train on the scribble layer's labels (0 = unlabelled), predict the slice live or the volume."""
 
@@ -297,7 +307,8 @@ class SegmentWidget(DinomedWidget):
                     settings=req.settings, voxels=voxels)
         self.cancel_button.enabled = True
         self.progress.visible = volume
-        self._job.submit(lambda cancel: (meta, run_segment_job(req, cancel, progress, want_prob)))
+        self._job.submit(lambda cancel: (meta, _limited(run_segment_job, req, cancel, progress,
+                                                        want_prob)))
 
     def predict_volume(self) -> None:
         """Predict every slice (progress, Cancel), after retraining on any stroke not trained on yet."""

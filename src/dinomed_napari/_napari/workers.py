@@ -74,6 +74,11 @@ class LatestJob:
     def busy(self) -> bool:
         return self.worker is not None
 
+    @property
+    def cancelled(self) -> bool:
+        """The latest job was cancelled (its queued progress / partial signals should be ignored)."""
+        return self._flag()
+
     def submit(self, job: Callable[[CancelFlag], Any]) -> None:
         """Run ``job(cancel)`` now, or after the running one (replacing any job already waiting)."""
         if self.busy:

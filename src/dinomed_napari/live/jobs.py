@@ -22,6 +22,15 @@ def interactive_batch_size(device: str | None) -> int:
     return 1 if device in (None, "cpu") or str(device).startswith("cpu") else 4
 
 
+def worker_threads(cpus: int | None = None) -> int:
+    """Compute threads for jobs started from the viewer: one core is left to the GUI thread, which
+    (under software OpenGL especially) needs it to draw; with all cores busy it stalls for 0.3-1 s."""
+    import os
+
+    cpus = os.cpu_count() if cpus is None else cpus
+    return max(1, int(cpus or 1) - 1)
+
+
 def retrain_action(previous: tuple | None, scribbles: tuple[np.ndarray, np.ndarray], same_settings: bool,
                    trained: bool) -> str:
     """``"train"``, ``"predict"`` (nothing new painted, same settings) or ``"skip"`` (the same scribbles
