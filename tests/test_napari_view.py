@@ -47,7 +47,8 @@ def test_view_sets_the_preferred_reader(monkeypatch):
     monkeypatch.setattr(plugins, "extension2reader", {"*.tif": "someone-else"})
     added = prefer_reader()
     assert "*.nii.gz" in added and "*.tif" not in added  # the user's own choice stays
-    assert plugins.extension2reader["*.nii.gz"] == PLUGIN and plugins.extension2reader["*.tif"] == "someone-else"
+    prefs = plugins.extension2reader
+    assert prefs["*.nii.gz"] == PLUGIN and prefs["*.tif"] == "someone-else"
 
 
 def test_importing_the_plugin_leaves_triton_alone():
