@@ -331,3 +331,60 @@ def test_triplanar_random_forest_with_intensity(make_napari_viewer, qtbot, ct_cr
     score = dice(pred[3] == 1, gt[3])
     print(f"tri-planar rf + intensity, slice Dice {score:.3f}")
     assert score > 0.6, score
+
+
+def test_label_volume_as_scribbles_asks_first_and_clearing_is_no_error(make_napari_viewer, qtbot, ct_crop,
+                                                                        notes):
+    from dinomed_napari._napari.widget_segment import SegmentWidget
+
+    vol, gt = ct_crop
+    viewer = make_napari_viewer()
+    image = add_image(viewer, vol)
+    compute(viewer, qtbot, image)
+    organs = viewer.add_labels((np.arange(gt.size).reshape(gt.shape) % 12 + 1).astype(np.uint8),
+                               name="organs")  # 12 classes on every voxel: a segmentation
+    w = SegmentWidget(viewer)
+    w.scribbles.value = organs
+    w.retrain()
+    asking = lambda: not w.ask.native.isHidden()  # noqa: E731 (the widget itself is not shown)
+    assert asking() and "'organs' has 12 classes" in w.question.value and w.trainings == 0
+    w.no_button.clicked.emit()
+    assert not asking() and w.trainings == 0 and w.status.value.startswith("not trained")
+    w.scribbles.value = scribbles = w.add_scribble_layer()
+    core, far = scribble_masks(gt[3])
+    for mask, value in ((core, 1), (far, 2)):
+        full = np.zeros(gt.shape, bool)
+        full[3] = mask
+        paint(scribbles, full, value)
+    viewer.dims.set_point(0, 3 * image.scale[0])
+    qtbot.waitUntil(lambda: w.trainings >= 1, timeout=WAIT)
+    assert np.asarray(w.prediction_layer.data)[3].any()
+    scribbles.data = np.zeros_like(scribbles.data)  # the user clears the scribbles
+    qtbot.waitUntil(lambda: "paint some structure (1) and some background (2)" in w.status.value,
+                    timeout=WAIT)
+    assert not np.asarray(w.prediction_layer.data)[3].any()  # no stale prediction on this slice
+    assert not any("Error" in n or "scribble segmenter" in n for n in notes), notes
+
+
+def test_dock_shortcuts_and_closing_stops_the_running_job(make_napari_viewer, qtbot, ct_crop):
+    from dinomed_napari._napari.widget_dock import DinomedDock
+    from dinomed_napari._napari.widget_segment import SHORTCUTS
+
+    viewer = make_napari_viewer()
+    add_image(viewer, load_volume(sample_path("ct_organs"), modality="CT"))
+    dock = DinomedDock(viewer)
+    from napari.utils.key_bindings import coerce_keybinding
+
+    assert all(coerce_keybinding(k) in viewer.keymap for k in SHORTCUTS.values())
+    dock.segment.next_class()
+    assert dock.segment.paint_class.value == 2  # structure (1) -> background (2)
+    f = dock.features
+    f.weights.value, f.resolution.value = "random", 64
+    seen = []
+    f._relay.progress.connect(lambda d, _t: seen.append(d))
+    f.run()
+    qtbot.waitUntil(lambda: len(seen) >= 1, timeout=WAIT)
+    dock.close_tools()  # what closing the dock / napari does: cancel and wait for the thread
+    assert not f._job.busy or f._job.cancelled
+    qtbot.waitUntil(lambda: not f.running, timeout=5_000)
+    assert len(seen) < 30  # stopped early
