@@ -17,7 +17,6 @@ from dinomed_napari.errors import WeightsError
 from dinomed_napari.live.display import MODALITIES, choose_window, display_range
 
 from .layers import layer_volume
-from .notify import info
 from .results import put_slice, result_layer
 from .session import SESSIONS
 from .widget_base import DinomedWidget
@@ -276,8 +275,7 @@ class FeaturesWidget(DinomedWidget):
         result_layer(self.viewer, layer, "affinity", result["affinity"], "image", label, rgb=True,
                      visible=False)
         self.progress.value = self.progress.max
-        self.say(f"features ready: {label}")
-        info(f"DINOv3 features of {layer.name}: {label}")
+        self.say(f"features ready: {label}")  # the status says it: no toast to go stale
 
     def _error(self, exc: BaseException) -> None:
         self.fail(exc, "DINOv3 features")

@@ -79,7 +79,7 @@ class IsolateWidget(DinomedWidget):
         image = self.image_layer_or_notify("isolation")
         if image is None:
             return None
-        layer = add_aligned_points(self.viewer, image, f"seeds [{image.name}]", color="red")
+        layer = add_aligned_points(self.viewer, image, "seeds", color="red")
         self.seeds.value = layer
         return layer
 

@@ -36,7 +36,6 @@ from dinomed_napari.live.scribbles import (
 from dinomed_napari.live.segment_job import SegmentRequest, run_segment_job
 
 from .layers import layer_volume, to_source_grid
-from .notify import info
 from .results import find_result, keep_previous, label_colormap, place_below, put_slice, result_layer
 from .session import SESSIONS
 from .widget_base import DinomedWidget, LayerChooser, LayerWatch
@@ -186,7 +185,7 @@ class SegmentWidget(DinomedWidget):
         layer = self.viewer.add_labels(np.zeros(image.data.shape, np.uint8),
                                        **aligned_kwargs(image, "scribbles"))
         layer.colormap = label_colormap(label_colours(self.class_names, prediction=False))
-        layer.mode, layer.selected_label, layer.brush_size = "paint", 1, 5
+        layer.mode, layer.selected_label, layer.brush_size, layer.opacity = "paint", 1, 5, 1.0
         self.scribbles.value = layer
         self.paint_class.value = 1
         self.say(f"paint some {class_name(self.class_names, 1)}, then some {class_name(self.class_names, 2)}")
@@ -382,8 +381,6 @@ class SegmentWidget(DinomedWidget):
         where = "volume" if meta["volume"] else f"slice {meta['index']}"
         self.say(f"{where} predicted ({names}); trained on {self._trained_on} scribbled voxels; "
                  f"features {label}")
-        if meta["volume"]:
-            info(f"prediction of {image.name}: whole volume predicted")
 
     def _show_probability(self, image: Any, res: Any, meta: dict, label: str) -> None:
         shape = tuple(image.data.shape)

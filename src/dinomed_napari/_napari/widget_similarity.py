@@ -49,7 +49,7 @@ class SimilarityWidget(DinomedWidget):
         image = self.image_layer_or_notify("similarity")
         if image is None:
             return None
-        layer = add_aligned_points(self.viewer, image, f"similarity points [{image.name}]")
+        layer = add_aligned_points(self.viewer, image, "similarity points")
         self.points.value = layer
         return layer
 
