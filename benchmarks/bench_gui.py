@@ -34,7 +34,7 @@ class GapMeter:
     def __init__(self):
         from qtpy.QtCore import QTimer
 
-        self.on, self.last, self.max_gap = False, None, 0.0
+        self.on, self.last, self.max_gap, self.gaps = False, None, 0.0, []
         self.timer = QTimer()
         self.timer.setInterval(10)
         self.timer.timeout.connect(self._tick)
@@ -44,6 +44,7 @@ class GapMeter:
         now = time.perf_counter()
         if self.on and self.last is not None:
             self.max_gap = max(self.max_gap, now - self.last)
+            self.gaps.append(now - self.last)
         self.last = now
 
     def measure(self, on: bool):
@@ -102,14 +103,26 @@ def stroke(viewer, points_yx, z: int, duration: float = 0.15) -> float:
     return time.perf_counter()
 
 
+def redraw_time(viewer, repeats: int = 5) -> float:
+    """Median time of one synchronous canvas redraw with nothing else running (the floor of any gap:
+    under Xvfb this is software OpenGL)."""
+    canvas = viewer.window._qt_viewer.canvas.native
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        canvas.repaint()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def forward_time(model: str, weights: str, resolution: int, slice_2d: np.ndarray) -> float:
     """Best of 3 bare forward passes of one slice (the yardstick for the first visible slice)."""
     import torch
 
-    from dinomed_napari.models.weights import load_backbone
+    from dinomed_napari.live.backbones import cached_backbone
     from dinomed_napari.preprocess import to_network_batch
 
-    bb = load_backbone(model, weights)
+    bb = cached_backbone(model, weights)  # the one the Features tab loaded in the background
     x = to_network_batch(slice_2d[None].astype(np.float32), (resolution, resolution), bb.mean, bb.std)
     best = float("inf")
     with torch.inference_mode():
@@ -162,7 +175,12 @@ def main(argv=None) -> int:
     if os.path.isfile(args.weights):
         fw.weights_file.value = args.weights
     fw.resolution.value, fw.model.value = args.resolution, "S"
+    t_warm = pump(until=lambda: not fw._warm.busy)
+    print(f"backbone loaded in the background when the weights were chosen: {t_warm:.1f} s")
     fwd = forward_time("S", fw.weights_spec(), args.resolution, np.asarray(image.data[z]))
+    redraw = redraw_time(viewer)
+    print(f"canvas redraw alone (idle): {1000 * redraw:.0f} ms; load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores")
 
     # 1. extraction: first visible slice, event-loop gaps, then a cancelled run of another resolution
     first = []
@@ -229,6 +247,8 @@ def main(argv=None) -> int:
     print(f"volume prediction cancel {1000 * t_cancel_pred:.0f} ms")
     viewer.close()
     gap = max(gap_extract, gap_train)
+    p95 = 1000 * float(np.percentile(gaps.gaps, 95)) if gaps.gaps else 0.0
+    print(f"event-loop gap 95th percentile {p95:.0f} ms over {len(gaps.gaps)} timer ticks")
     med, worst = 1000 * statistics.median(latencies), 1000 * max(latencies)
     print(f"event-loop gap max: extraction {1000 * gap_extract:.0f} ms, retraining {1000 * gap_train:.0f} ms")
     print(f"stroke-to-prediction median {med:.0f} ms, max {worst:.0f} ms; "

@@ -93,12 +93,45 @@ class FeaturesWidget(DinomedWidget):
         self._weights_changed()
         self._relay = Relay()
         self._relay.progress.connect(self._on_progress)
+        from qtpy.QtCore import QTimer
+
+        self._progress_now = (0, 1)
+        self._progress_timer = QTimer()
+        self._progress_timer.setSingleShot(True)
+        self._progress_timer.setInterval(250)
+        self._progress_timer.timeout.connect(self._apply_progress)
         self._relay.partial.connect(self._on_partial)
         self._job = LatestJob(self._done, self._error, on_idle=self._finished)
         self.jobs.append(self._job)
         self._target = None
         self.pca_layer = None
         self.update_window()
+        self._warm = LatestJob(lambda _: None, lambda _exc: None)  # errors show at Compute
+        self.jobs.append(self._warm)
+        for w in (self.model, self.weights, self.hub_tag, self.weights_file, self.device):
+            w.changed.connect(self.warm_up)
+        self.warm_up()
+
+    def warm_up(self, *_: Any) -> None:
+        """Load the chosen backbone in the background (not for hub: that may download), so that the first
+        Compute shows its slice after about one forward pass."""
+        if self.weights.value in ("hub", "choose"):
+            return
+        try:
+            weights = self.weights_spec()
+        except Exception:  # no usable weights chosen yet
+            return
+        from .compat import block_triton_after_gl
+
+        block_triton_after_gl()
+        model, device = self.model.value, None if self.device.value == "auto" else self.device.value
+
+        def load(_cancel: Any) -> None:
+            from dinomed_napari.live.backbones import warm_up
+
+            warm_up(model, weights, device)
+
+        self._warm.submit(load)
 
     def _tags(self, _widget: Any = None) -> list[str]:
         from dinomed_napari.models import REGISTRY
@@ -182,6 +215,7 @@ class FeaturesWidget(DinomedWidget):
         self.say(f"computing {self.model.value} [{weights}], {choice.window} window, slice "
                  f"{point[axis]} first ...")
         self.run_button.enabled, self.cancel_button.enabled = False, True
+        self._pca_for(layer, self._target[2])  # made now: its creation overlaps the first forward pass
         self._job.submit(lambda cancel: self._compute(job, planes, axis, point, cancel))
 
     @staticmethod
@@ -200,9 +234,12 @@ class FeaturesWidget(DinomedWidget):
             import torch
 
             torch.set_num_threads(worker_threads())  # a core for the GUI (process-wide, viewer only)
+        from dinomed_napari.live.backbones import cached_backbone
+
         preview = self._previewer(job["volume"].shape, axis, job["prep"].resolution)
+        backbone = cached_backbone(job["model"], job["weights"], job["device"])
         common = dict(cancel=cancel, progress=self._relay.progress.emit, on_batch=preview,
-                      batch_size=interactive_batch_size(device), **job)
+                      batch_size=interactive_batch_size(device), backbone=backbone, **job)
         if planes == "tri":
             from dinomed_napari.features.triplanar import extract_triplanar
 
@@ -219,33 +256,31 @@ class FeaturesWidget(DinomedWidget):
     def _on_progress(self, done: int, total: int) -> None:
         if self._job.cancelled:  # queued before the cancel: stale
             return
+        # Each repaint of the dock costs a window composite (tens of ms under software OpenGL): at most
+        # a few per second, the last one always shown.
+        self._progress_now = (done, total)
+        if done >= total or not self._progress_timer.isActive():
+            self._apply_progress()
+            self._progress_timer.start()
+
+    def _apply_progress(self) -> None:
+        done, total = self._progress_now
         self.progress.max = max(1, total)
         self.progress.value = min(total, done)
 
     def _previewer(self, shape: tuple, axis: int, resolution: int):
-        """An ``on_batch`` callback (worker thread): PCA colours of each new slice of the main axis.
+        """An ``on_batch`` callback (worker thread): PCA colours of each new slice of the main axis
+        (:class:`~dinomed_napari.live.preview.SlicePreview`); the GUI thread only copies those slices."""
+        from dinomed_napari.live.preview import SlicePreview
 
-        The basis is fitted on the first batch (the current slice) and reused, so every slice shows as
-        soon as its forward pass ends; the GUI thread only copies those slices into the PCA layer.
-        """
-        from dinomed_napari.analysis.pca import fit_pca, project_slice
-        from dinomed_napari.features.volume import FeatureVolume
-
-        state: dict = {"basis": None, "seen": 0}
-        n_main = shape[axis]
+        preview = SlicePreview(shape, axis, resolution)
+        seen = [0]
 
         def on_batch(indices: np.ndarray, feats: np.ndarray) -> None:
-            if state["seen"] >= n_main:  # tri-planar: the other axes' passes are not previewed
+            if seen[0] >= shape[axis]:  # tri-planar: the other axes' passes are not previewed
                 return
-            state["seen"] += len(indices)
-            one = list(shape)
-            one[axis] = len(indices)
-            fv = FeatureVolume(np.asarray(feats), axis, tuple(one), "preview", "preview", resolution)
-            if state["basis"] is None:
-                state["basis"] = fit_pca(fv)
-            basis = state["basis"]
-            rgb = [to_rgb8(basis.to_rgb(project_slice(fv, basis, i))) for i in range(len(indices))]
-            self._relay.partial.emit((axis, [int(i) for i in indices], rgb))
+            seen[0] += len(indices)
+            self._relay.partial.emit((axis, [int(i) for i in indices], preview.rgb(feats)))
 
         return on_batch
 
@@ -255,15 +290,20 @@ class FeaturesWidget(DinomedWidget):
         axis, indices, rgbs = payload
         if self._job.cancelled or layer not in self.viewer.layers:
             return
+        pca = self._pca_for(layer, label)
+        for index, rgb in zip(indices, rgbs, strict=True):
+            put_slice(pca, rgb, axis, index)
+        if self.progress.value <= 1:
+            self.say(f"slice {indices[0]} ready; computing the rest ...")
+
+    def _pca_for(self, layer: Any, label: str) -> Any:
+        """The image's PCA layer, ready for slices to be written into (kept if it exists)."""
         pca = self.pca_layer
         if pca is None or pca not in self.viewer.layers or pca.metadata.get("dinomed_image") != \
                 layer.unique_id or pca.data.shape[:3] != tuple(layer.data.shape):
             pca = self.pca_layer = result_layer(self.viewer, layer, "PCA", np.zeros(
                 (*layer.data.shape, 3), np.uint8), "image", f"{label} (preview)", rgb=True, opacity=0.8)
-        for index, rgb in zip(indices, rgbs, strict=True):
-            put_slice(pca, rgb, axis, index)
-        if self.progress.value <= 1:
-            self.say(f"slice {indices[0]} ready; computing the rest ...")
+        return pca
 
     def _done(self, result: dict) -> None:
         layer, axis, _ = self._target
