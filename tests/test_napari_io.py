@@ -156,3 +156,16 @@ def test_empty_mask_opens_as_labels_but_constant_image_is_refused(tmp_path):
     assert kwargs["scale"] == (4.0, 3.0, 2.0)
     with pytest.raises(VolumeError, match="constant"):
         read_layers(str(tmp_path / "flat.nii.gz"))
+
+
+def test_plain_tiff_resolution_tags_give_the_in_plane_spacing(make_napari_viewer, tmp_path):
+    import tifffile
+
+    em = np.random.default_rng(0).integers(0, 255, (3, 32, 32)).astype(np.uint8)
+    path = tmp_path / "em_4nm.tif"  # 2,500,000 pixels per cm = 4 nm = 0.004 um per pixel
+    tifffile.imwrite(path, em, resolution=(2.5e6, 2.5e6), resolutionunit="CENTIMETER")
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path), plugin=PLUGIN)
+    np.testing.assert_allclose(layer.scale, [1.0, 0.004, 0.004])
+    assert layer.metadata["dinomed"]["meta"]["spacing_from"] == "resolution tags"
+    assert layer.metadata["dinomed"]["meta"]["spacing_unit"] == "µm"

@@ -367,17 +367,22 @@ def test_label_volume_as_scribbles_asks_first_and_clearing_is_no_error(make_napa
 
 
 def test_dock_shortcuts_and_closing_stops_the_running_job(make_napari_viewer, qtbot, ct_crop):
+    from dinomed_napari._napari.session import SESSIONS
     from dinomed_napari._napari.widget_dock import DinomedDock
     from dinomed_napari._napari.widget_segment import SHORTCUTS
 
     viewer = make_napari_viewer()
-    add_image(viewer, load_volume(sample_path("ct_organs"), modality="CT"))
+    image = add_image(viewer, load_volume(sample_path("ct_organs"), modality="CT"))
     dock = DinomedDock(viewer)
     from napari.utils.key_bindings import coerce_keybinding
 
     assert all(coerce_keybinding(k) in viewer.keymap for k in SHORTCUTS.values())
     dock.segment.next_class()
     assert dock.segment.paint_class.value == 2  # structure (1) -> background (2)
+    other = viewer.add_image(np.asarray(image.data)[:4].copy(), name="other")
+    SESSIONS.get(other)
+    viewer.layers.remove(other)  # its session (features) goes with it
+    assert other.unique_id not in SESSIONS._sessions and image in viewer.layers
     f = dock.features
     f.weights.value, f.resolution.value = "random", 64
     seen = []
@@ -388,3 +393,4 @@ def test_dock_shortcuts_and_closing_stops_the_running_job(make_napari_viewer, qt
     assert not f._job.busy or f._job.cancelled
     qtbot.waitUntil(lambda: not f.running, timeout=5_000)
     assert len(seen) < 30  # stopped early
+

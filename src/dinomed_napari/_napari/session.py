@@ -115,10 +115,6 @@ class SessionStore:
         """Forget ``layer``'s session (its layer was removed: free the features' memory)."""
         self._sessions.pop(layer.unique_id, None)
 
-    def drop_removed(self, event: Any) -> None:
-        """``viewer.layers.events.removed`` handler."""
-        self.drop(event.value)
-
 
 #: One store per process: every widget in every viewer looks sessions up here.
 SESSIONS = SessionStore()

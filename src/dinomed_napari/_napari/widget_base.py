@@ -99,6 +99,9 @@ class DinomedWidget(Container):
         # lambda holds the lists, not self, which may be half torn down by then).
         jobs = self.jobs
         self.native.destroyed.connect(lambda *_: (stop_jobs(jobs), run_closers(closers)))
+        # A removed image's features go with it (memory); its own lambda, so closing one widget does not
+        # disconnect the others'.
+        self.listen(self.viewer.layers.events.removed, lambda event: SESSIONS.drop(event.value))
 
     def on_close(self, func: Any) -> None:
         """Register ``func()`` to run when the widget is destroyed (disconnect viewer/layer events)."""

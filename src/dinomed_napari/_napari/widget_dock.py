@@ -9,7 +9,6 @@ from typing import Any
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
-from .session import SESSIONS
 from .widget_base import stop_jobs
 from .widget_features import FeaturesWidget
 from .widget_isolate import IsolateWidget
@@ -53,12 +52,9 @@ class DinomedDock(QWidget):
         for tool in self.tools:
             tool.image.changed.connect(self._sync_image)
         self._bindings = self._bind_keys()
-        layers_removed = self.viewer.layers.events.removed
-        layers_removed.connect(SESSIONS.drop_removed)
         jobs = [job for tool in self.tools for job in tool.jobs]
         viewer, bindings = self.viewer, self._bindings
-        self.destroyed.connect(lambda *_: (stop_jobs(jobs), _unbind(viewer, bindings),
-                                           _disconnect(layers_removed, SESSIONS.drop_removed)))
+        self.destroyed.connect(lambda *_: (stop_jobs(jobs), _unbind(viewer, bindings)))
 
     def _sync_image(self, value: Any) -> None:
         for tool in self.tools:
@@ -88,10 +84,3 @@ def _unbind(viewer: Any, keys: list[str]) -> None:
             viewer.bind_key(key, None, overwrite=True)
         except (KeyError, RuntimeError, ValueError):  # already unbound / viewer gone
             pass
-
-
-def _disconnect(emitter: Any, callback: Any) -> None:
-    try:
-        emitter.disconnect(callback)
-    except (RuntimeError, ValueError):
-        pass

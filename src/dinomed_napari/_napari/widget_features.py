@@ -96,10 +96,11 @@ class FeaturesWidget(DinomedWidget):
         from qtpy.QtCore import QTimer
 
         self._progress_now = (0, 1)
-        self._progress_timer = QTimer()
+        self._progress_timer = QTimer(self.native)  # dies with the widget: never fires into a deleted one
         self._progress_timer.setSingleShot(True)
         self._progress_timer.setInterval(250)
         self._progress_timer.timeout.connect(self._apply_progress)
+        self.on_close(self._progress_timer.stop)
         self._relay.partial.connect(self._on_partial)
         self._job = LatestJob(self._done, self._error, on_idle=self._finished)
         self.jobs.append(self._job)
