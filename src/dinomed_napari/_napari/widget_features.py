@@ -17,7 +17,7 @@ from dinomed_napari.errors import WeightsError
 from dinomed_napari.live.display import MODALITIES, choose_window, display_range
 
 from .layers import layer_volume
-from .results import put_slice, result_layer
+from .results import find_result, put_slice, result_layer
 from .session import SESSIONS
 from .widget_base import DinomedWidget
 from .workers import LatestJob, Relay
@@ -216,8 +216,12 @@ class FeaturesWidget(DinomedWidget):
         self.say(f"computing {self.model.value} [{weights}], {choice.window} window, slice "
                  f"{point[axis]} first ...")
         self.run_button.enabled, self.cancel_button.enabled = False, True
-        self._pca_for(layer, self._target[2])  # made now: its creation overlaps the first forward pass
         self._job.submit(lambda cancel: self._compute(job, planes, axis, point, cancel))
+        # Made now, so that creating them overlaps the forward passes instead of stalling the GUI later.
+        self._pca_for(layer, self._target[2])
+        if find_result(self.viewer, layer, "affinity") is None:
+            result_layer(self.viewer, layer, "affinity", np.zeros((*layer.data.shape, 3), np.uint8), "image",
+                         "", rgb=True, visible=False)
 
     @staticmethod
     def session_label(weights: str) -> str:

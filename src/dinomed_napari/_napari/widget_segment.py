@@ -48,13 +48,18 @@ SHOW = (("contours", "contours"), ("light fill", "fill"))
 SHORTCUTS = {"train": "Shift-T", "predict": "Shift-P", "toggle": "Shift-V", "next_class": "Shift-N"}
 
 
+_POOLS: list = []  # one threadpoolctl controller (finding the BLAS / OpenMP libraries costs ~10 ms)
+
+
 def _limited(func: Any, *args: Any) -> Any:
     """``func(*args)`` with BLAS / OpenMP pools leaving a core to the GUI thread (worker thread)."""
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import ThreadpoolController
 
     from dinomed_napari.live.jobs import worker_threads
 
-    with threadpool_limits(limits=worker_threads()):
+    if not _POOLS:
+        _POOLS.append(ThreadpoolController())
+    with _POOLS[0].limit(limits=worker_threads()):
         return func(*args)
 
 
@@ -347,9 +352,10 @@ class SegmentWidget(DinomedWidget):
         if layer is None or layer.data.shape != image.data.shape:
             layer = result_layer(self.viewer, image, "prediction", np.zeros(image.data.shape, np.uint8),
                                  "labels", "")
+            self.prediction_layer = layer
+            self._style_prediction()  # once: a new colormap re-colours the whole layer (slow)
         self.prediction_layer = layer
         place_below(self.viewer, layer, self.scribbles.value)  # scribbles stay on top
-        self._style_prediction()
         return layer
 
     def _clear_prediction_slice(self, image: Any, req: SegmentRequest) -> None:

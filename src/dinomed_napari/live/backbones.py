@@ -33,9 +33,10 @@ def forget() -> None:
 
 
 def warm_up(model: str, weights: str, device: str | None = None) -> Any:
-    """Load the backbone and pay the first-call costs of the preview (scikit-learn's import and first PCA
-    fit, about 1.5-2 s on a slow CPU), so that the first slice of the next extraction shows quickly."""
+    """Load the backbone and pay the first-call costs of an extraction (zarr's import for the cache,
+    scikit-learn's import and first PCA fit: 2-3 s on a slow CPU), so that its first slice shows quickly."""
     import numpy as np
+    import zarr  # noqa: F401  (imported by the feature cache on first use)
 
     from dinomed_napari.analysis.pca import fit_pca
     from dinomed_napari.features.volume import FeatureVolume
