@@ -2,10 +2,11 @@
 
 Run under a virtual display (no GPU needed)::
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/make_screenshots.py [--resolution 256]
+    xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python docs/make_screenshots.py [--resolution 256]
 
-Weights are "random" unless ``--weights`` is given (pretrained DINOv3 weights cannot be downloaded
-here); every layer name in the pictures says which weights made it.
+The window is 1920 x 1040 (a full-HD screen minus a task bar) with the one "DINOv3 tools" dock, as
+``dinomed-napari view`` opens it. Weights are "random" unless ``--weights`` is given (pretrained DINOv3
+weights cannot be downloaded here); the status lines in the pictures say which weights made the layers.
 """
 
 from __future__ import annotations
@@ -39,25 +40,24 @@ def dice(a, b) -> float:
     return float(2 * np.count_nonzero(a & b) / max(1, a.sum() + b.sum()))
 
 
-def viewer_with(sample_or_path, widget: str):
+def viewer_with(sample_or_path, tab: str):
+    """``dinomed-napari view``'s viewer and dock, full-HD sized, on the tab named ``tab``."""
     from dinomed_napari.cli.view import build_viewer
 
     if str(sample_or_path) in ("ct_organs", "em", "pet_ct_phantom"):
-        viewer, _ = build_viewer(sample=str(sample_or_path), widgets=False)
+        viewer, dock = build_viewer(sample=str(sample_or_path))
     else:
-        viewer, _ = build_viewer([sample_or_path], widgets=False)
-    viewer.window.resize(1400, 860)
-    _, w = viewer.window.add_plugin_dock_widget(PLUGIN, widget)
-    return viewer, w
+        viewer, dock = build_viewer([sample_or_path])
+    viewer.window.resize(1920, 1040)
+    titles = [dock.tabs.tabText(i) for i in range(dock.tabs.count())]
+    dock.tabs.setCurrentIndex(titles.index(tab))
+    return viewer, dock
 
 
-def features(viewer, args, planes=0):
-    from dinomed_napari._napari.widget_features import FeaturesWidget
-
-    fw = FeaturesWidget(viewer)  # not docked: only the widget being shown is
+def features(dock, args):
+    fw = dock.features
     fw.weights.value = args.weights
     fw.resolution.value = args.resolution
-    fw.planes.value = planes
     fw.run()
     wait(lambda: not fw.running)
     return fw
@@ -93,59 +93,56 @@ def main(argv=None) -> int:
     liver = seg == 5
     z = 15
 
-    # 1. features: PCA of the abdominal CT
-    viewer, fw = viewer_with("ct_organs", "DINOv3 features")
+    # 1. features: PCA of the abdominal CT (radiological view: the liver on the screen's left)
+    viewer, dock = viewer_with("ct_organs", "Features")
     viewer.dims.set_point(0, z * 3.0)
-    fw.weights.value, fw.resolution.value = args.weights, args.resolution
-    fw.run()
-    wait(lambda: not fw.running)
     viewer.layers["organs (TotalSegmentator)"].visible = False
+    features(dock, args)
+    liver = np.asarray(viewer.layers["organs (TotalSegmentator)"].data) == 5  # as displayed
     shot(viewer, "features.png")
 
     # 2. similarity: click in the liver
-    _, sw = viewer.window.add_plugin_dock_widget(PLUGIN, "Feature similarity")
-    for layer in viewer.layers:
-        layer.visible = layer.name.startswith("CT")
+    dock.tabs.setCurrentIndex(1)
+    sw = dock.similarity
+    viewer.layers["PCA"].visible = False
     pts = sw.add_points_layer()
     pts.add([z, *np.argwhere(liver[z])[len(np.argwhere(liver[z])) // 2]])
     wait(lambda: sw.result_layer is not None)
     shot(viewer, "similarity.png")
-    viewer.close()
 
-    # 3. scribble segmenter: a few strokes on one slice, then the volume
+    # 3. scribble segmenter: a few strokes on one slice (liver, then background), live prediction
     from scipy import ndimage
 
-    viewer, gw = viewer_with("ct_organs", "Scribble segmenter")
-    viewer.dims.set_point(0, z * 3.0)
-    features(viewer, args)
-    viewer.layers["organs (TotalSegmentator)"].visible = False
-    for layer in viewer.layers:
+    dock.tabs.setCurrentIndex(3)
+    for layer in list(viewer.layers):
         layer.visible = layer.name.startswith("CT")
+    gw = dock.segment
+    gw.classes.value = "liver, background"
     scr = gw.add_scribble_layer()
     rows = np.zeros(liver[z].shape, bool)
-    rows[::8] = True
-    fg = ndimage.binary_erosion(liver[z], iterations=4) & rows
-    bg = ~ndimage.binary_dilation(liver[z], iterations=8) & rows
-    bg[:, 1::2] = False
+    rows[::10] = True
+    fg = ndimage.binary_erosion(liver[z], iterations=5) & rows
+    bg = ~ndimage.binary_dilation(liver[z], iterations=8) & rows & ndimage.binary_fill_holes(
+        np.asarray(viewer.layers[0].data)[z] > -300)
+    bg[:, 1::3] = False
     for mask, value in ((fg, 1), (bg, 2)):
         full = np.zeros(scr.data.shape, bool)
         full[z] = mask
         scr.data_setitem(tuple(np.nonzero(full)), value)
     wait(lambda: gw.trainings >= 1)
-    gw.predict_volume()
-    wait(lambda: not gw._volume_wanted)
-    pred = gw.prediction_layer
-    print(f"scribble segmenter, liver Dice (whole volume): {dice(np.asarray(pred.data) == 1, liver):.3f}")
-    pred.selected_label, pred.show_selected_label = 1, True  # show the liver class only
+    pred = np.asarray(gw.prediction_layer.data)
+    print(f"scribble segmenter, liver Dice (slice {z}): {dice(pred[z] == 1, liver[z]):.3f}")
     shot(viewer, "segment.png")
     viewer.close()
 
     # 4. isolation: the lung nodule, intensity threshold inside the lung, seeded
     mask = np.asarray(load_volume(sample_path("lung_mask")).data)
     c = np.round(ndimage.center_of_mass(mask)).astype(int)
-    viewer, iw = viewer_with(sample_path("lung_ct"), "Tumour isolation")
+    viewer, dock = viewer_with(sample_path("lung_ct"), "Features")
     viewer.dims.set_point(0, c[0] * viewer.layers[0].scale[0])
-    features(viewer, args)
+    features(dock, args)
+    dock.tabs.setCurrentIndex(2)
+    iw = dock.isolate
     for layer in viewer.layers:
         layer.visible = layer.name.startswith("pyradiomics")
     seeds = iw.add_seed_layer()

@@ -18,7 +18,7 @@ def test_manifest_is_valid():
     pm = PluginManifest.from_distribution(PLUGIN)
     pm.validate_imports()
     assert {w.display_name for w in pm.contributions.widgets} == {
-        "DINOv3 features", "Feature similarity", "Tumour isolation", "Scribble segmenter"}
+        "DINOv3 tools", "DINOv3 features", "Feature similarity", "Tumour isolation", "Scribble segmenter"}
     assert any("SYNTHETIC" in s.display_name for s in pm.contributions.sample_data)
 
 
@@ -82,7 +82,21 @@ def test_writer_output_reloads_on_the_image_grid(make_napari_viewer, tmp_path, s
     np.testing.assert_allclose(back.spacing, src.spacing)
     if suffix != ".tif":  # TIFF has no orientation, only spacing
         np.testing.assert_allclose(back.affine, src.affine)
-    np.testing.assert_array_equal(np.asarray(back.data), mask)
+    # The layer shows the RAS file radiologically (flipped); the file gets the source's voxel order.
+    np.testing.assert_array_equal(np.asarray(back.data), (np.asarray(src.data) > 150).astype(np.uint8))
+
+
+def test_nifti_shows_radiologically_and_says_how(make_napari_viewer):
+    viewer = make_napari_viewer()
+    (ras,) = viewer.open(str(sample_path("ct_organs")), plugin=PLUGIN)  # stored R, A, S
+    src = np.asarray(load_volume(sample_path("ct_organs")).data)
+    # patient's right on the screen's left, anterior up: both in-plane axes flipped, never the slices
+    np.testing.assert_array_equal(np.asarray(ras.data), np.flip(src, (1, 2)))
+    assert ras.metadata["dinomed"]["display_flip"] == [1, 2]
+    (lps,) = viewer.open(str(sample_path("lung_ct")), plugin=PLUGIN)  # stored L, P, S: already so
+    np.testing.assert_array_equal(np.asarray(lps.data), np.asarray(load_volume(sample_path("lung_ct")).data))
+    assert "display_flip" not in lps.metadata["dinomed"]
+    assert tuple(ras.contrast_limits) == (-160.0, 240.0)  # CT soft-tissue window, not percentiles
 
 
 def test_sample_data_opens_real_and_synthetic(make_napari_viewer):
@@ -93,6 +107,8 @@ def test_sample_data_opens_real_and_synthetic(make_napari_viewer):
     np.testing.assert_allclose(ct[0].scale, ct[1].scale)
     em = viewer.open_sample(PLUGIN, "em")
     assert em[0].data.shape == (20, 352, 352)
+    np.testing.assert_allclose(em[0].scale, [50.0, 4.0, 4.0])  # nm (ISBI 2012), not 1, 1, 1
+    assert em[0].metadata["dinomed"]["meta"]["spacing_unit"] == "nm"
     # membranes are label 1 (the file stores them as 0)
     assert 0.1 < float(np.mean(np.asarray(em[1].data) == 1)) < 0.5
     phantom = viewer.open_sample(PLUGIN, "pet_ct_phantom")
@@ -140,3 +156,16 @@ def test_empty_mask_opens_as_labels_but_constant_image_is_refused(tmp_path):
     assert kwargs["scale"] == (4.0, 3.0, 2.0)
     with pytest.raises(VolumeError, match="constant"):
         read_layers(str(tmp_path / "flat.nii.gz"))
+
+
+def test_plain_tiff_resolution_tags_give_the_in_plane_spacing(make_napari_viewer, tmp_path):
+    import tifffile
+
+    em = np.random.default_rng(0).integers(0, 255, (3, 32, 32)).astype(np.uint8)
+    path = tmp_path / "em_4nm.tif"  # 2,500,000 pixels per cm = 4 nm = 0.004 um per pixel
+    tifffile.imwrite(path, em, resolution=(2.5e6, 2.5e6), resolutionunit="CENTIMETER")
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path), plugin=PLUGIN)
+    np.testing.assert_allclose(layer.scale, [1.0, 0.004, 0.004])
+    assert layer.metadata["dinomed"]["meta"]["spacing_from"] == "resolution tags"
+    assert layer.metadata["dinomed"]["meta"]["spacing_unit"] == "µm"

@@ -13,26 +13,51 @@ pytestmark = pytest.mark.gui
 def test_view_opens_image_with_widgets_docked(qtbot, tmp_path):
     import nibabel as nib
 
-    from dinomed_napari.cli.view import WIDGETS, build_viewer
+    from dinomed_napari.cli.view import build_viewer
 
     src = nib.load(sample_path("lung_ct"))  # 8 slices of the real chest CT, same header
     path = tmp_path / "lung_crop.nii.gz"
     nib.save(nib.Nifti1Image(np.asarray(src.dataobj)[:, :, 20:28], src.affine, src.header), path)
-    viewer, docked = build_viewer([path], show=False)
+    viewer, dock = build_viewer([path], show=False)
     try:
-        assert list(docked) == list(WIDGETS)
+        assert [dock.tabs.tabText(i) for i in range(4)] == ["Features", "Similarity", "Isolate", "Segment"]
         (layer,) = viewer.layers
         assert layer.data.shape == (8, 160, 160)
         np.testing.assert_allclose(layer.scale, [5.0, 0.5703125, 0.5703125])
-        features = docked["DINOv3 features"]
+        features = dock.features
+        assert dock.segment.image.value is layer  # every tool on the same image
+        assert "CT (auto: intensities" in features.window_note.value  # the file does not say CT
+        assert tuple(layer.contrast_limits) == (-160.0, 240.0)  # display = the soft-tissue window
         assert features.image.value is layer  # the docked widget sees the real layer, not a proxy
         features.weights.value, features.resolution.value = "random", 64
         features.run()
         qtbot.waitUntil(lambda: not features.running, timeout=60_000)
         assert features.status.value.startswith("features ready"), features.status.value
-        assert any(lyr.name.startswith("PCA ") for lyr in viewer.layers)
+        assert [lyr.name for lyr in viewer.layers] == ["lung_crop.nii.gz", "PCA", "affinity"]
     finally:
         viewer.close()
+
+
+def test_view_sets_the_preferred_reader(monkeypatch):
+    from napari.settings import get_settings
+
+    from dinomed_napari.cli.view import PLUGIN, prefer_reader
+
+    plugins = get_settings().plugins
+    monkeypatch.setattr(plugins, "extension2reader", {"*.tif": "someone-else"})
+    added = prefer_reader()
+    assert "*.nii.gz" in added and "*.tif" not in added  # the user's own choice stays
+    prefs = plugins.extension2reader
+    assert prefs["*.nii.gz"] == PLUGIN and prefs["*.tif"] == "someone-else"
+
+
+def test_importing_the_plugin_leaves_triton_alone():
+    import subprocess
+    import sys
+
+    code = "import sys, dinomed_napari._napari.widget_dock; print('triton' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_view_command_is_registered():

@@ -73,7 +73,7 @@ def test_features_widget_adds_aligned_pca_and_affinity(make_napari_viewer, qtbot
     viewer = make_napari_viewer()
     image = add_image(viewer, ct_crop[0])
     viewer.dims.set_point(0, 4 * image.scale[0])  # current slice 4 is computed (and shown) first
-    from dinomed_napari._napari.widget_features import PREVIEW_NAME, FeaturesWidget
+    from dinomed_napari._napari.widget_features import FeaturesWidget
 
     w = FeaturesWidget(viewer)
     partial = []
@@ -81,17 +81,20 @@ def test_features_widget_adds_aligned_pca_and_affinity(make_napari_viewer, qtbot
     w.weights.value, w.resolution.value = "random", 128
     w.run()
     qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
-    assert [p[1] for p in partial] == [4] and partial[0][2].shape == (101, 122, 3)
-    names = [lyr.name for lyr in viewer.layers]
-    pca = viewer.layers["PCA vit_small_patch16_dinov3 [random] @128"]
-    aff = viewer.layers["affinity vit_small_patch16_dinov3 [random] @128"]
-    assert PREVIEW_NAME not in names
+    # One slice per forward pass on CPU, the current slice first; each shows as soon as it is computed.
+    assert [p[1][0] for p in partial][0] == 4 and sorted(i for p in partial for i in p[1]) == list(range(6))
+    assert partial[0][2][0].shape == (101, 122, 3) and partial[0][2][0].dtype == np.uint8
+    pca, aff = viewer.layers["PCA"], viewer.layers["affinity"]
+    assert pca.metadata["dinomed_label"] == "vit_small_patch16_dinov3 [random] @128"
     for layer in (pca, aff):
         assert layer.rgb and layer.data.shape == (6, 101, 122, 3)
         np.testing.assert_allclose(layer.scale, image.scale)
         np.testing.assert_allclose(layer.translate, image.translate)
     assert pca.data.std() > 10  # real colours, not an empty layer
     assert w.progress.value == w.progress.max == 6
+    w.run()  # a second run updates the same layers in place: no pile of PCA layers
+    qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
+    assert [lyr.name for lyr in viewer.layers] == ["CT crop", "PCA", "affinity"]
 
 
 def test_cancel_stops_extraction_and_rerun_works(make_napari_viewer, qtbot, ct_crop, notes):
@@ -103,14 +106,15 @@ def test_cancel_stops_extraction_and_rerun_works(make_napari_viewer, qtbot, ct_c
     image = add_image(viewer, ct)
     w = FeaturesWidget(viewer)
     w.weights.value, w.resolution.value = "random", 64
-    # Click Cancel as soon as the first batch reports progress; the worker stops before a later batch.
-    w._relay.progress.connect(lambda done, total: done > 0 and w.cancel_button.clicked.emit())
+    # Click Cancel as soon as the first slice reports progress; the worker stops before a later one.
+    done_at_cancel = []
+    w._relay.progress.connect(lambda done, total: done > 0 and not done_at_cancel and (
+        done_at_cancel.append(done), w.cancel_button.clicked.emit()))
     w.run()
     qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
-    cancelled = [n for n in notes if "cancelled after" in n]
-    assert cancelled and int(cancelled[0].split("cancelled after ")[1].split()[0]) < 30, notes
-    assert w.status.value == "cancelled" and not SESSIONS.get(image).ready
-    assert not any(name.startswith("PCA") for name in [lyr.name for lyr in viewer.layers])
+    assert w.status.value.startswith("cancelled") and not SESSIONS.get(image).ready
+    assert w.progress.value == 0 and not any("Error" in n for n in notes), notes
+    assert w.run_button.enabled and not w.cancel_button.enabled
     w._relay.progress.disconnect()
     w._relay.progress.connect(w._on_progress)
     w.run()  # the widget is usable again and resumes from the cached slices
@@ -131,11 +135,15 @@ def test_similarity_updates_live_from_clicked_points(make_napari_viewer, qtbot, 
     points.add([3, *liver])  # data coordinates = voxels (the layer shares the image's scale)
     qtbot.waitUntil(lambda: w.result_layer is not None, timeout=WAIT)
     sim = np.asarray(w.result_layer.data).copy()
-    assert sim.shape == (6, 101, 122) and w.result_layer.name.endswith("[random] @128")
+    assert sim.shape == (6, 101, 122) and w.result_layer.name == "similarity"
+    assert w.result_layer.metadata["dinomed_label"].endswith("[random] @128")
     np.testing.assert_allclose(w.result_layer.scale, image.scale)
     assert sim[3, liver[0], liver[1]] > np.percentile(sim, 90)  # the clicked spot is among the most similar
     points.add([3, 5, 5])  # a background corner: the map must change
     qtbot.waitUntil(lambda: not np.allclose(w.result_layer.data, sim), timeout=WAIT)
+    points.data = np.empty((0, 3))  # every point deleted: no stale map
+    qtbot.waitUntil(lambda: "similarity" not in viewer.layers, timeout=WAIT)
+    assert w.status.value.startswith("no points")
 
 
 def test_isolation_preview_follows_sliders_and_applies_to_volume(make_napari_viewer, qtbot, ct_crop):
@@ -166,6 +174,13 @@ def test_isolation_preview_follows_sliders_and_applies_to_volume(make_napari_vie
     assert type(w.result_layer).__name__ == "Labels" and out.shape == image.data.shape
     np.testing.assert_allclose(w.result_layer.scale, image.scale)
     assert out[3, liver[0], liver[1]] == 1 and out.sum() > out[3].sum()  # 3D: grows past the seed slice
+    first = out.copy()
+    w.inner_threshold.value = float(np.percentile(np.asarray(image.data), 20))
+    w.apply()  # a second result keeps the first as a named, hidden undo layer
+    qtbot.waitUntil(lambda: not np.array_equal(np.asarray(w.result_layer.data), first), timeout=WAIT)
+    prev = viewer.layers["isolated (previous)"]
+    np.testing.assert_array_equal(np.asarray(prev.data), first)
+    assert not prev.visible and w.result_layer.name == "isolated"
 
 
 def paint(layer, mask, value):
@@ -197,15 +212,20 @@ def test_scribbles_retrain_live_and_predict_volume(make_napari_viewer, qtbot, ct
     core, far = scribble_masks(gt[3])
     one = np.zeros(gt.shape, bool)
     one[3] = core
-    paint(scribbles, one, 1)  # one class only: a notification, no crash
-    qtbot.waitUntil(lambda: any("only class 1" in n for n in notes), timeout=WAIT)
-    assert w.trainings == 0
+    paint(scribbles, one, 1)  # one class only: a hint in the status, no error notification
+    qtbot.waitUntil(lambda: "now paint some background (2)" in w.status.value, timeout=WAIT)
+    assert w.trainings == 0 and not any("only class" in n or "Error" in n for n in notes)
     two = np.zeros(gt.shape, bool)
     two[3] = far
     paint(scribbles, two, 2)
     qtbot.waitUntil(lambda: w.trainings >= 1, timeout=WAIT)
     pred = np.asarray(w.prediction_layer.data)
-    assert w.prediction_layer.name == "prediction vit_small_patch16_dinov3 [random] @128"
+    assert w.prediction_layer.name == "prediction" and "structure (1), background (2)" in w.status.value
+    names = [lyr.name for lyr in viewer.layers]
+    assert names.index("prediction") < names.index("scribbles")  # drawn below the scribbles
+    assert w.prediction_layer.contour > 0  # contours by default
+    assert w.prediction_layer.colormap.map(2)[3] == 0  # background class transparent
+    assert not np.allclose(w.prediction_layer.colormap.map(1), scribbles.colormap.map(1))
     np.testing.assert_allclose(w.prediction_layer.scale, image.scale)
     print(f"linear, scribbled slice Dice {dice(pred[3] == 1, gt[3]):.3f}")
     assert dice(pred[3] == 1, gt[3]) > 0.6  # measured 0.72 with random ViT-S features
@@ -221,6 +241,7 @@ def test_scribbles_retrain_live_and_predict_volume(make_napari_viewer, qtbot, ct
     w.probability.value = True
     w.predict_volume()
     qtbot.waitUntil(lambda: np.asarray(w.prediction_layer.data)[0].any(), timeout=WAIT)
+    assert viewer.layers["prediction (previous)"].data[3].any()  # the live slice result kept as undo
     pred = np.asarray(w.prediction_layer.data)
     print(f"linear, 6-slice volume Dice {dice(pred == 1, gt):.3f}")
     assert dice(pred == 1, gt) > 0.5  # whole 6-slice volume, from scribbles on one slice (0.69 measured)
@@ -310,3 +331,66 @@ def test_triplanar_random_forest_with_intensity(make_napari_viewer, qtbot, ct_cr
     score = dice(pred[3] == 1, gt[3])
     print(f"tri-planar rf + intensity, slice Dice {score:.3f}")
     assert score > 0.6, score
+
+
+def test_label_volume_as_scribbles_asks_first_and_clearing_is_no_error(make_napari_viewer, qtbot, ct_crop,
+                                                                        notes):
+    from dinomed_napari._napari.widget_segment import SegmentWidget
+
+    vol, gt = ct_crop
+    viewer = make_napari_viewer()
+    image = add_image(viewer, vol)
+    compute(viewer, qtbot, image)
+    organs = viewer.add_labels((np.arange(gt.size).reshape(gt.shape) % 12 + 1).astype(np.uint8),
+                               name="organs")  # 12 classes on every voxel: a segmentation
+    w = SegmentWidget(viewer)
+    w.scribbles.value = organs
+    w.retrain()
+    asking = lambda: not w.ask.native.isHidden()  # noqa: E731 (the widget itself is not shown)
+    assert asking() and "'organs' has 12 classes" in w.question.value and w.trainings == 0
+    w.no_button.clicked.emit()
+    assert not asking() and w.trainings == 0 and w.status.value.startswith("not trained")
+    w.scribbles.value = scribbles = w.add_scribble_layer()
+    core, far = scribble_masks(gt[3])
+    for mask, value in ((core, 1), (far, 2)):
+        full = np.zeros(gt.shape, bool)
+        full[3] = mask
+        paint(scribbles, full, value)
+    viewer.dims.set_point(0, 3 * image.scale[0])
+    qtbot.waitUntil(lambda: w.trainings >= 1, timeout=WAIT)
+    assert np.asarray(w.prediction_layer.data)[3].any()
+    scribbles.data = np.zeros_like(scribbles.data)  # the user clears the scribbles
+    qtbot.waitUntil(lambda: "paint some structure (1) and some background (2)" in w.status.value,
+                    timeout=WAIT)
+    assert not np.asarray(w.prediction_layer.data)[3].any()  # no stale prediction on this slice
+    assert not any("Error" in n or "scribble segmenter" in n for n in notes), notes
+
+
+def test_dock_shortcuts_and_closing_stops_the_running_job(make_napari_viewer, qtbot, ct_crop):
+    from dinomed_napari._napari.session import SESSIONS
+    from dinomed_napari._napari.widget_dock import DinomedDock
+    from dinomed_napari._napari.widget_segment import SHORTCUTS
+
+    viewer = make_napari_viewer()
+    image = add_image(viewer, load_volume(sample_path("ct_organs"), modality="CT"))
+    dock = DinomedDock(viewer)
+    from napari.utils.key_bindings import coerce_keybinding
+
+    assert all(coerce_keybinding(k) in viewer.keymap for k in SHORTCUTS.values())
+    dock.segment.next_class()
+    assert dock.segment.paint_class.value == 2  # structure (1) -> background (2)
+    other = viewer.add_image(np.asarray(image.data)[:4].copy(), name="other")
+    SESSIONS.get(other)
+    viewer.layers.remove(other)  # its session (features) goes with it
+    assert other.unique_id not in SESSIONS._sessions and image in viewer.layers
+    f = dock.features
+    f.weights.value, f.resolution.value = "random", 64
+    seen = []
+    f._relay.progress.connect(lambda d, _t: seen.append(d))
+    f.run()
+    qtbot.waitUntil(lambda: len(seen) >= 1, timeout=WAIT)
+    dock.close_tools()  # what closing the dock / napari does: cancel and wait for the thread
+    assert not f._job.busy or f._job.cancelled
+    qtbot.waitUntil(lambda: not f.running, timeout=5_000)
+    assert len(seen) < 30  # stopped early
+

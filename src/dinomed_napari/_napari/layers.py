@@ -1,6 +1,7 @@
 """Volume <-> napari layer data: scale = voxel spacing, metadata keeps what writing back needs.
 
-A layer made here carries ``metadata["dinomed"]`` = {spacing, affine, modality, units, source, meta};
+A layer made here carries ``metadata["dinomed"]`` = {spacing, affine, modality, units, source, meta, and
+``display_flip`` when the data were flipped for radiological display};
 :func:`layer_volume` rebuilds the :class:`~dinomed_napari.io.volume.Volume` from it, so results are
 written on the source grid, and :func:`aligned_kwargs` gives derived layers the image's placement.
 """
@@ -35,11 +36,35 @@ def volume_meta(vol: Volume) -> dict:
 
 
 def _display_limits(vol: Volume) -> tuple[float, float]:
-    # Display only (the network input window is chosen in the features widget): robust percentiles.
+    # The window the features widget will use by default (CT soft tissue, SUV 0-10, else percentiles),
+    # so the user sees what the network sees.
+    from dinomed_napari.live.display import choose_window, display_range
+
     data = np.asarray(vol.data)
     sample = data[:: max(1, data.shape[0] // 16)]
-    lo, hi = np.percentile(sample, [0.5, 99.5])
-    return (float(lo), float(hi)) if hi > lo else (float(sample.min()), float(sample.max()) + 1.0)
+    return display_range(choose_window(sample, vol.modality).window, sample)
+
+
+#: Formats whose affine says where the patient is (others have an identity placeholder).
+_ORIENTED = ("nifti", "nrrd", "dicom")
+
+
+def radiological_flips(vol: Volume) -> tuple[int, ...]:
+    """(Z, Y, X) data axes to flip so that a slice shows radiologically (patient's right on the screen's
+    left, anterior / superior up): in-plane axes pointing to R, A or S are flipped; the slice axis never.
+    """
+    if (vol.meta or {}).get("format") not in _ORIENTED:
+        return ()
+    import nibabel as nib
+
+    codes = nib.aff2axcodes(np.asarray(vol.affine, float))  # per stored axis (i, j, k) = data (2, 1, 0)
+    return tuple(ax for ax in (1, 2) if codes[2 - ax] in "RAS")
+
+
+def to_source_grid(array: np.ndarray, meta: dict) -> np.ndarray:
+    """Undo the display flips recorded in a layer's ``metadata`` (labels back on the file's grid)."""
+    flips = tuple((meta or {}).get(META_KEY, {}).get("display_flip", ()))
+    return np.flip(np.asarray(array), flips) if flips else np.asarray(array)
 
 
 def is_label_volume(vol: Volume, name: str = "") -> bool:
@@ -66,6 +91,10 @@ def volume_layer_data(vol: Volume, name: str | None = None, layer_type: str | No
         "metadata": {META_KEY: volume_meta(vol)},
     }
     data = np.asarray(vol.data)
+    flips = radiological_flips(vol)
+    if flips:  # shown radiologically; writers flip back (:func:`to_source_grid`)
+        data = np.ascontiguousarray(np.flip(data, flips))
+        kwargs["metadata"][META_KEY]["display_flip"] = list(flips)
     if layer_type == "image":
         kwargs["contrast_limits"] = _display_limits(vol)
         kwargs["colormap"] = "inferno" if vol.modality == "PT" else "gray"
@@ -76,6 +105,9 @@ def volume_layer_data(vol: Volume, name: str | None = None, layer_type: str | No
 
 def layer_volume(layer: Any) -> Volume:
     """The Volume behind a 3D image or labels layer (spacing from metadata, else the layer's scale).
+
+    ``data`` is the layer's (displayed) array; ``affine`` and ``meta`` stay the file's, so results are
+    written with :func:`to_source_grid` applied first.
 
     Raises
     ------
@@ -116,37 +148,3 @@ def aligned_kwargs(image_layer: Any, name: str, **extra: Any) -> dict:
     }
     kwargs.update(extra)
     return kwargs
-
-
-def upsert_layer(viewer: Any, data: Any, kind: str, kwargs: dict) -> Any:
-    """Add a result layer, or replace the data of the dedicated layer of that name (never a user layer).
-
-    A layer is reused only when it is one this plugin made (``metadata['dinomed_result']``) and has the
-    same kind; otherwise a new layer with a fresh name is added.
-    """
-    name = kwargs["name"]
-    if name in viewer.layers:
-        layer = viewer.layers[name]
-        if layer.metadata.get("dinomed_result") and type(layer).__name__.lower() == kind:
-            layer.data = data
-            return layer
-    kwargs = {**kwargs, "metadata": {**kwargs.get("metadata", {}), "dinomed_result": True}}
-    active = viewer.layers.selection.active
-    layer = getattr(viewer, f"add_{kind}")(data, **kwargs)
-    if kind == "labels":
-        # Once the user paints on a result it is theirs: the next result goes to a new layer.
-        layer.events.paint.connect(lambda *_: layer.metadata.update(dinomed_result=False))
-    if active is not None:  # keep the user's tool (painting, adding points) on the layer they were using
-        viewer.layers.selection.active = active
-    return layer
-
-
-def add_aligned_points(viewer: Any, image_layer: Any, name: str, color: str = "yellow") -> Any:
-    """An empty 3D points layer on ``image_layer``'s grid, in add mode, so that clicks add points."""
-    kwargs = aligned_kwargs(image_layer, name)
-    kwargs.pop("metadata")
-    extent = np.asarray(image_layer.data.shape[-2:]) * np.asarray(image_layer.scale[-2:])
-    layer = viewer.add_points(np.empty((0, 3)), ndim=3, size=0.025 * float(extent.max()),
-                              face_color=color, **kwargs)
-    layer.mode = "add"
-    return layer

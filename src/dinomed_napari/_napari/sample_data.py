@@ -6,6 +6,8 @@ import numpy as np
 
 from .layers import volume_layer_data
 
+ISBI_SPACING_NM = (50.0, 4.0, 4.0)  # (Z, Y, X), from the ISBI 2012 challenge description
+
 
 def _load(key: str, modality: str | None = None):
     from dinomed_napari.io import load_volume
@@ -27,6 +29,10 @@ def em_stack() -> list[tuple]:
     """ISBI 2012 serial-section TEM (20 x 352 x 352) with its membrane mask (research use, cite)."""
     em = _load("em", "EM")
     mask = _load("em_labels")
+    for vol in (em, mask):  # the crop's TIFF has no spacing tags; ISBI 2012 is 4 x 4 nm, 50 nm sections
+        if vol.meta.get("spacing_from") == "none":
+            vol.spacing, vol.meta["spacing_unit"] = ISBI_SPACING_NM, "nm"
+            vol.affine = np.diag([*ISBI_SPACING_NM[::-1], 1.0])
     # The file stores 0 = membrane, 255 = cell interior; show membranes as label 1.
     mask.data = (np.asarray(mask.data) == 0).astype(np.uint8)
     return [volume_layer_data(em, "EM (ISBI 2012)", "image"),

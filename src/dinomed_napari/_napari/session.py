@@ -38,6 +38,8 @@ class ImageSession:
         The last trained (or loaded) scribble segmenter for this image.
     segmenter_settings : tuple or None
         (classifier, intensity fusion, tri-planar) it was made with; other settings start a new one.
+    data_id : int
+        ``id`` of the layer data the session was made for (replaced data -> new session).
     """
 
     volume: Volume
@@ -47,6 +49,7 @@ class ImageSession:
     pca: Any = None
     segmenter: Any = None
     segmenter_settings: tuple | None = None
+    data_id: int = 0
 
     @property
     def ready(self) -> bool:
@@ -98,15 +101,18 @@ class SessionStore:
         key = layer.unique_id
         session = self._sessions.get(key)
         shape = tuple(layer.data.shape)
-        if session is None or session.volume.shape != shape:
+        # New data (even of the same shape) -> a fresh session: features of the old data are wrong.
+        if session is None or session.volume.shape != shape or session.data_id != id(layer.data):
             if volume is None:
                 from .layers import layer_volume
 
                 volume = layer_volume(layer)
             session = self._sessions[key] = ImageSession(volume, name=layer.name)
+            session.data_id = id(layer.data)
         return session
 
     def drop(self, layer: Any) -> None:
+        """Forget ``layer``'s session (its layer was removed: free the features' memory)."""
         self._sessions.pop(layer.unique_id, None)
 
 

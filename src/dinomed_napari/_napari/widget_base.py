@@ -10,7 +10,9 @@ from magicgui.widgets import ComboBox, Container, Label
 from dinomed_napari.errors import VolumeError
 
 from .notify import report_error
+from .results import KIND
 from .session import SESSIONS, ImageSession
+from .workers import wait_for_workers
 
 
 def layers_of(viewer: Any, kind: str) -> list:
@@ -40,8 +42,8 @@ class LayerChooser(ComboBox):
     def _choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         out = []
         for layer in layers_of(self._viewer, self._kind):
-            # Inputs only: our RGB result layers (PCA, affinity, similarity ...) are no images to analyse.
-            if self._inputs_only and (getattr(layer, "rgb", False) or layer.metadata.get("dinomed_result")):
+            # Our result layers (PCA, prediction, isolated ...) are no inputs; nor are RGB images.
+            if layer.metadata.get(KIND) or (self._inputs_only and getattr(layer, "rgb", False)):
                 continue
             out.append((layer.name, layer))
         return out
@@ -53,6 +55,13 @@ class LayerChooser(ComboBox):
         # (or a widget creates one), never by accident (e.g. a ground-truth mask as scribbles).
         if self.value is None and layers and self._inputs_only:
             self.value = layers[0]
+
+
+def stop_jobs(jobs: list, msecs: int = 3000) -> None:
+    """Cancel every job and wait (briefly) for their threads, so none emits into deleted Qt objects."""
+    running = [job.cancel() for job in jobs]
+    if any(running):
+        wait_for_workers(msecs)
 
 
 def run_closers(closers: list) -> None:
@@ -76,15 +85,23 @@ class DinomedWidget(Container):
         self.image = LayerChooser(self.viewer, "image", "image", inputs_only=True)
         self.status = Label(value="")
         self.status.native.setWordWrap(True)  # long messages wrap instead of widening the dock
-        self.max_width = 460
+        # Full dock width (a labelled container would squeeze it into the value column).
+        self.status_box = Container(widgets=[self.status], labels=False)
+        self.max_width = 440
         self.append(self.image)
         self.image._refresh()
+        self.image.tooltip = "The 3D image this tool works on"
         self.last_error: str | None = None
+        self.jobs: list = []  # objects with .cancel(): stopped when the widget closes
         closers: list = [self.image.close_connections]
         self._closers = closers
         # Viewer events outlive a closed dock widget: drop our connections when its Qt side goes (the
-        # lambda holds the list, not self, which may be half torn down by then).
-        self.native.destroyed.connect(lambda *_: run_closers(closers))
+        # lambda holds the lists, not self, which may be half torn down by then).
+        jobs = self.jobs
+        self.native.destroyed.connect(lambda *_: (stop_jobs(jobs), run_closers(closers)))
+        # A removed image's features go with it (memory); its own lambda, so closing one widget does not
+        # disconnect the others'.
+        self.listen(self.viewer.layers.events.removed, lambda event: SESSIONS.drop(event.value))
 
     def on_close(self, func: Any) -> None:
         """Register ``func()`` to run when the widget is destroyed (disconnect viewer/layer events)."""
@@ -96,7 +113,14 @@ class DinomedWidget(Container):
         self.on_close(lambda: emitter.disconnect(callback))
 
     def close_connections(self) -> None:
+        """Stop this widget's jobs and disconnect it from the viewer (also run when it is destroyed)."""
+        stop_jobs(self.jobs)
         run_closers(self._closers)
+
+    def say(self, message: str) -> None:
+        """Show ``message`` in the status area (no notification): hints, progress, results."""
+        self.last_error = None
+        self.status.value = message
 
     def image_layer(self) -> Any:
         """The chosen image layer, or a VolumeError that says why there is none usable."""
@@ -127,7 +151,7 @@ class DinomedWidget(Container):
     def fail(self, exc: BaseException, action: str = "") -> None:
         """Show ``exc`` as a notification and in the status line; the widget stays usable."""
         self.last_error = report_error(exc, action)
-        self.status.value = self.last_error[:120]
+        self.status.value = self.last_error  # wraps: never cut
 
 
 class LayerWatch:

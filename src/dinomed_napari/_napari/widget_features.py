@@ -1,7 +1,9 @@
 """Dock widget "DINOv3 features": extract features of an image layer, show PCA RGB and affinity maps.
 
-Extraction runs in a thread worker (progress bar, Cancel); the viewer's current slice is computed first.
-The features go into the image's session, where the other widgets find them.
+Extraction runs in a thread worker, one slice per forward pass on CPU, the viewer's current slice
+first: its PCA colours show after about one forward pass, later slices fill in as they are computed
+(only those slices are written on the GUI thread), and Cancel acts after the running slice. The
+features go into the image's session, where the other widgets find them.
 """
 
 from __future__ import annotations
@@ -9,24 +11,26 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
 
-from dinomed_napari.errors import ExtractionCancelled, WeightsError
+from dinomed_napari.errors import WeightsError
+from dinomed_napari.live.display import MODALITIES, choose_window, display_range
 
-from .layers import aligned_kwargs, layer_volume, upsert_layer
-from .notify import info, warn
+from .layers import layer_volume
+from .results import find_result, put_slice, result_layer
 from .session import SESSIONS
 from .widget_base import DinomedWidget
-from .workers import CancelFlag, Relay, start_worker
+from .workers import LatestJob, Relay
 
 MODELS = ("S", "S+", "B", "L", "H+")
 PLANES = (("axial (Z)", 0), ("coronal (Y)", 1), ("sagittal (X)", 2), ("tri-planar", "tri"))
-PREVIEW_NAME = "PCA preview (current slice, computing ...)"
+WEIGHTS = ("local file", "hub", "random", "choose")
 WINDOW_CHOICES = (
     ("auto (by modality)", "auto"), ("CT soft tissue", "soft_tissue"), ("CT lung", "lung"),
     ("CT bone", "bone"), ("CT brain", "brain"), ("CT 3 windows as RGB", "ct3"), ("PET SUV 0-10", "pet_suv"),
     ("percentile (MRI, EM)", "percentile"),
 )
+MODALITY_CHOICES = (("auto (file, else detect CT)", "auto"), *((m, m) for m in MODALITIES))
 
 
 def to_rgb8(rgb: np.ndarray) -> np.ndarray:
@@ -35,37 +39,100 @@ def to_rgb8(rgb: np.ndarray) -> np.ndarray:
 
 
 class FeaturesWidget(DinomedWidget):
-    """Compute DINOv3 features of the chosen image and add "PCA" and "affinity" layers on its grid."""
+    """Compute DINOv3 features of the chosen image and show "PCA" and "affinity" layers on its grid."""
+
+    title = "Features"
 
     def __init__(self, napari_viewer: Any):
         super().__init__(napari_viewer)
-        self.model = ComboBox(label="model", choices=MODELS, value="S")
-        self.weights = ComboBox(label="weights", choices=["hub", "local file", "random"], value="hub")
+        from dinomed_napari.live.weights import default_weights
+
+        self.model = ComboBox(label="model", choices=MODELS, value="S",
+                              tooltip="DINOv3 ViT size: S is fastest; bigger is not always better")
+        offer = default_weights("S")
+        self.weights = ComboBox(label="weights", choices=WEIGHTS, value=offer.kind,
+                                tooltip="local file: a DINOv3 .pth/.safetensors on this machine; hub: "
+                                        "download (needs network); random: tests the pipeline only")
         self.hub_tag = ComboBox(label="hub tag", choices=self._tags)
-        self.weights_file = FileEdit(label="weights file", mode="r", filter="*.pth *.pt *.safetensors")
+        if offer.kind == "hub":
+            self.hub_tag.value = offer.value
+        self.weights_file = FileEdit(label="weights file", mode="r", filter="*.pth *.pt *.safetensors",
+                                     value=offer.value if offer.kind == "local file" else "")
+        self.weights_note = Label(value=offer.reason)
+        self.weights_note.native.setWordWrap(True)
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
-        self.resolution = SpinBox(label="resolution", min=16, max=4096, step=16, value=512)
-        self.planes = ComboBox(label="slicing", choices=PLANES, value=0)
-        self.window = ComboBox(label="window", choices=WINDOW_CHOICES, value="auto")
-        self.run_button = PushButton(text="Compute features")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.resolution = SpinBox(label="resolution", min=16, max=4096, step=16, value=512,
+                                  tooltip="long side of each slice fed to the network (multiple of 16)")
+        self.planes = ComboBox(label="slicing", choices=PLANES, value=0,
+                               tooltip="tri-planar: features along all three axes (needed for tri-planar "
+                                       "segmentation; 3x the time)")
+        self.modality = ComboBox(label="modality", choices=MODALITY_CHOICES, value="auto",
+                                 tooltip="what the image is; auto = what the file says, else CT if the "
+                                         "intensities look like Hounsfield units")
+        self.window = ComboBox(label="window", choices=WINDOW_CHOICES, value="auto",
+                               tooltip="intensity window fed to the network (also set as display contrast)")
+        self.window_note = Label(value="")
+        self.window_note.native.setWordWrap(True)
+        self.run_button = PushButton(text="Compute features",
+                                     tooltip="extract features (the current slice first)")
+        self.cancel_button = PushButton(text="Cancel", enabled=False,
+                                        tooltip="stop after the running slice; finished slices stay cached")
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
-        self.extend([self.model, self.weights, self.hub_tag, self.weights_file, self.device,
-                     self.resolution, self.planes, self.window,
+        self.extend([self.model, self.weights, self.hub_tag, self.weights_file, self.weights_note,
+                     self.device, self.resolution, self.planes, self.modality, self.window,
+                     self.window_note,
                      Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
                                labels=False),
-                     self.progress, self.status])
+                     self.progress, self.status_box])
         self.model.changed.connect(lambda *_: self.hub_tag.reset_choices())
         self.weights.changed.connect(self._weights_changed)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
+        for w in (self.image, self.modality, self.window):
+            w.changed.connect(self.update_window)
         self._weights_changed()
-        self._cancel = CancelFlag()
         self._relay = Relay()
         self._relay.progress.connect(self._on_progress)
+        from qtpy.QtCore import QTimer
+
+        self._progress_now = (0, 1)
+        self._progress_timer = QTimer(self.native)  # dies with the widget: never fires into a deleted one
+        self._progress_timer.setSingleShot(True)
+        self._progress_timer.setInterval(250)
+        self._progress_timer.timeout.connect(self._apply_progress)
+        self.on_close(self._progress_timer.stop)
         self._relay.partial.connect(self._on_partial)
-        self.worker = None
+        self._job = LatestJob(self._done, self._error, on_idle=self._finished)
+        self.jobs.append(self._job)
         self._target = None
+        self.pca_layer = None
+        self.update_window()
+        self._warm = LatestJob(lambda _: None, lambda _exc: None)  # errors show at Compute
+        self.jobs.append(self._warm)
+        for w in (self.model, self.weights, self.hub_tag, self.weights_file, self.device):
+            w.changed.connect(self.warm_up)
+        self.warm_up()
+
+    def warm_up(self, *_: Any) -> None:
+        """Load the chosen backbone in the background (not for hub: that may download), so that the first
+        Compute shows its slice after about one forward pass."""
+        if self.weights.value in ("hub", "choose"):
+            return
+        try:
+            weights = self.weights_spec()
+        except Exception:  # no usable weights chosen yet
+            return
+        from .compat import block_triton_after_gl
+
+        block_triton_after_gl()
+        model, device = self.model.value, None if self.device.value == "auto" else self.device.value
+
+        def load(_cancel: Any) -> None:
+            from dinomed_napari.live.backbones import warm_up
+
+            warm_up(model, weights, device)
+
+        self._warm.submit(load)
 
     def _tags(self, _widget: Any = None) -> list[str]:
         from dinomed_napari.models import REGISTRY
@@ -75,6 +142,9 @@ class FeaturesWidget(DinomedWidget):
     def _weights_changed(self, *_: Any) -> None:
         self.hub_tag.visible = self.weights.value == "hub"
         self.weights_file.visible = self.weights.value == "local file"
+        self.weights_note.visible = self.weights.value in ("choose", "random")
+        if self.weights.value == "random":
+            self.weights_note.value = "random weights: for testing the pipeline only (results are noise)"
 
     def weights_spec(self) -> str:
         """The ``weights`` argument for the core: "hub:<tag>", a file path or "random"."""
@@ -83,15 +153,39 @@ class FeaturesWidget(DinomedWidget):
             return "random"
         if choice == "hub":
             return f"hub:{self.hub_tag.value}"
+        if choice == "choose":
+            raise WeightsError(self.weights_note.value or "choose weights: a local file, hub or random")
         path = self.weights_file.value
         if not str(path) or str(path) == "." or not path.is_file():
             raise WeightsError(f"weights file {str(path)!r} not found: choose a DINOv3 .pth or .safetensors "
                                "file, or pick 'hub' or 'random'")
         return str(path)
 
+    # -- modality and window -------------------------------------------------------------------
+    def window_choice(self, layer: Any = None) -> Any:
+        """The :class:`~dinomed_napari.live.display.WindowChoice` for the chosen image."""
+        layer = layer if layer is not None else self.image_layer()
+        declared = layer.metadata.get("dinomed", {}).get("modality")
+        data = np.asarray(layer.data)
+        sample = data[:: max(1, data.shape[0] // 16)]
+        return choose_window(sample, declared, self.modality.value, self.window.value)
+
+    def update_window(self, *_: Any) -> None:
+        """Show which modality and window will be used, and set the image's contrast to that window."""
+        try:
+            layer = self.image_layer()
+            choice = self.window_choice(layer)
+        except Exception:  # no usable image yet: nothing to show
+            self.window_note.value = "open an image to see its modality and window"
+            return
+        self.window_note.value = f"using: {choice.reason}"
+        data = np.asarray(layer.data)
+        layer.contrast_limits = display_range(choice.window, data[:: max(1, data.shape[0] // 16)])
+
+    # -- extraction ----------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self.worker is not None
+        return self._job.busy
 
     def run(self) -> None:
         """Start the extraction for the chosen image (no-op while one is running)."""
@@ -101,117 +195,143 @@ class FeaturesWidget(DinomedWidget):
             layer = self.image_layer()
             volume = layer_volume(layer)
             weights = self.weights_spec()
+            choice = self.window_choice(layer)
+            volume.modality = choice.modality or volume.modality
             from dinomed_napari.preprocess import Preprocess
 
-            prep = Preprocess(window=self.window.value, resolution=int(self.resolution.value))
+            prep = Preprocess(window=choice.window, resolution=int(self.resolution.value))
         except Exception as exc:  # every problem goes to a notification; the widget stays usable
             self.fail(exc, "DINOv3 features")
             return
+        from .compat import block_triton_after_gl
+
+        block_triton_after_gl()  # before timm is first imported (see compat)
         planes = self.planes.value
         axis = 0 if planes == "tri" else int(planes)
         point = [self.current_index(layer, a) for a in range(3)]
-        first = point if planes == "tri" else point[axis]
         job = dict(volume=volume, model=self.model.value, weights=weights, prep=prep,
                    device=None if self.device.value == "auto" else self.device.value)
-        self._target = (layer, axis)
-        self._cancel.clear()
+        self._target = (layer, axis, self.session_label(weights))
         self.progress.value = 0
-        self.status.value = f"computing {self.model.value} [{weights}] ..."
+        self.say(f"computing {self.model.value} [{weights}], {choice.window} window, slice "
+                 f"{point[axis]} first ...")
         self.run_button.enabled, self.cancel_button.enabled = False, True
-        self.worker = start_worker(self._compute, job, planes, axis, first, on_returned=self._done,
-                                   on_error=self._error, on_finished=self._finished)
+        self._job.submit(lambda cancel: self._compute(job, planes, axis, point, cancel))
+        # Made now, so that creating them overlaps the forward passes instead of stalling the GUI later.
+        self._pca_for(layer, self._target[2])
+        if find_result(self.viewer, layer, "affinity") is None:
+            result_layer(self.viewer, layer, "affinity", np.zeros((*layer.data.shape, 3), np.uint8), "image",
+                         "", rgb=True, visible=False)
 
-    def _compute(self, job: dict, planes: Any, axis: int, first: Any) -> dict:
-        """Worker thread: features (+ PCA and affinity maps). Only core calls here."""
+    @staticmethod
+    def session_label(weights: str) -> str:
+        return weights if len(weights) < 40 else "..." + weights[-37:]
+
+    def _compute(self, job: dict, planes: Any, axis: int, point: list, cancel: Any) -> dict:
+        """Worker thread: features, PCA and affinity maps as uint8 RGB. Only core calls here."""
         from dinomed_napari.analysis.affinity import affinity_maps
         from dinomed_napari.analysis.pca import pca_maps
+        from dinomed_napari.live.jobs import interactive_batch_size, worker_threads
+        from dinomed_napari.models.device import pick_device
 
-        index = first[axis] if planes == "tri" else first
-        preview = self._previewer(job["volume"].shape, axis, index, job["prep"].resolution)
-        common = dict(cancel=self._cancel, progress=self._relay.progress.emit, on_batch=preview, **job)
+        device = str(pick_device(job["device"]))
+        if device == "cpu":
+            import torch
+
+            torch.set_num_threads(worker_threads())  # a core for the GUI (process-wide, viewer only)
+        from dinomed_napari.live.backbones import cached_backbone
+
+        preview = self._previewer(job["volume"].shape, axis, job["prep"].resolution)
+        backbone = cached_backbone(job["model"], job["weights"], job["device"])
+        common = dict(cancel=cancel, progress=self._relay.progress.emit, on_batch=preview,
+                      batch_size=interactive_batch_size(device), backbone=backbone, **job)
         if planes == "tri":
             from dinomed_napari.features.triplanar import extract_triplanar
 
-            fvs = extract_triplanar(**common, first=first)
+            fvs = extract_triplanar(**common, first=point)
         else:
             from dinomed_napari.features.extract import extract_features
 
-            fvs = {axis: extract_features(**common, axis=axis, first=first)}
+            fvs = {axis: extract_features(**common, axis=axis, first=point[axis])}
         fv = fvs[axis]
         pca = pca_maps(fv)
-        return {"features": fvs, "pca": pca, "affinity": affinity_maps(fv)}
+        return {"features": fvs, "pca": pca, "pca_rgb": to_rgb8(pca.rgb),
+                "affinity": to_rgb8(np.clip(affinity_maps(fv), 0.0, 1.0))}  # negative cosines (rare) -> 0
 
     def _on_progress(self, done: int, total: int) -> None:
+        if self._job.cancelled:  # queued before the cancel: stale
+            return
+        # Each repaint of the dock costs a window composite (tens of ms under software OpenGL): at most
+        # a few per second, the last one always shown.
+        self._progress_now = (done, total)
+        if done >= total or not self._progress_timer.isActive():
+            self._apply_progress()
+            self._progress_timer.start()
+
+    def _apply_progress(self) -> None:
+        done, total = self._progress_now
         self.progress.max = max(1, total)
         self.progress.value = min(total, done)
 
-    def _previewer(self, shape: tuple, axis: int, index: int, resolution: int):
-        """An ``on_batch`` callback that, once, turns the current slice's features into PCA colours."""
-        from dinomed_napari.analysis.pca import fit_pca, project_slice
-        from dinomed_napari.features.volume import FeatureVolume
+    def _previewer(self, shape: tuple, axis: int, resolution: int):
+        """An ``on_batch`` callback (worker thread): PCA colours of each new slice of the main axis
+        (:class:`~dinomed_napari.live.preview.SlicePreview`); the GUI thread only copies those slices."""
+        from dinomed_napari.live.preview import SlicePreview
 
-        done = []
+        preview = SlicePreview(shape, axis, resolution)
+        seen = [0]
 
         def on_batch(indices: np.ndarray, feats: np.ndarray) -> None:
-            hit = np.flatnonzero(np.asarray(indices) == index)
-            if done or not len(hit):
+            if seen[0] >= shape[axis]:  # tri-planar: the other axes' passes are not previewed
                 return
-            done.append(index)
-            one = list(shape)
-            one[axis] = 1  # a one-slice feature volume: the core's PCA works on it unchanged
-            fv = FeatureVolume(feats[hit[0]: hit[0] + 1], axis, tuple(one), "preview", "preview", resolution)
-            basis = fit_pca(fv)
-            rgb = basis.to_rgb(project_slice(fv, basis, 0))
-            self._relay.partial.emit((axis, index, to_rgb8(rgb)))
+            seen[0] += len(indices)
+            self._relay.partial.emit((axis, [int(i) for i in indices], preview.rgb(feats)))
 
         return on_batch
 
     def _on_partial(self, payload: Any) -> None:
-        """First slice ready: show its PCA colours before the rest of the volume is done."""
-        layer, _ = self._target
-        axis, index, rgb = payload
-        full = np.zeros(tuple(layer.data.shape) + (3,), np.uint8)
-        sl = [slice(None)] * 3
-        sl[axis] = index
-        full[tuple(sl)] = rgb
-        self.preview_layer = upsert_layer(self.viewer, full, "image",
-                                          aligned_kwargs(layer, PREVIEW_NAME, rgb=True, opacity=0.8))
-        self.status.value = f"slice {index} ready; computing the rest ..."
+        """New slices ready: write only them into the PCA layer (created empty on the first call)."""
+        layer, _, label = self._target
+        axis, indices, rgbs = payload
+        if self._job.cancelled or layer not in self.viewer.layers:
+            return
+        pca = self._pca_for(layer, label)
+        for index, rgb in zip(indices, rgbs, strict=True):
+            put_slice(pca, rgb, axis, index)
+        if self.progress.value <= 1:
+            self.say(f"slice {indices[0]} ready; computing the rest ...")
 
-    def _drop_preview(self) -> None:
-        if PREVIEW_NAME in self.viewer.layers:
-            self.viewer.layers.remove(PREVIEW_NAME)
+    def _pca_for(self, layer: Any, label: str) -> Any:
+        """The image's PCA layer, ready for slices to be written into (kept if it exists)."""
+        pca = self.pca_layer
+        if pca is None or pca not in self.viewer.layers or pca.metadata.get("dinomed_image") != \
+                layer.unique_id or pca.data.shape[:3] != tuple(layer.data.shape):
+            pca = self.pca_layer = result_layer(self.viewer, layer, "PCA", np.zeros(
+                (*layer.data.shape, 3), np.uint8), "image", f"{label} (preview)", rgb=True, opacity=0.8)
+        return pca
 
     def _done(self, result: dict) -> None:
-        layer, axis = self._target
-        self._drop_preview()
+        layer, axis, _ = self._target
         session = SESSIONS.get(layer)
         session.set_features(result["features"], axis, result["pca"])
         label = session.label
-        pca_layer = upsert_layer(self.viewer, to_rgb8(result["pca"].rgb), "image",
-                                 aligned_kwargs(layer, f"PCA {label}", rgb=True, opacity=0.8))
-        aff = to_rgb8(np.clip(result["affinity"], 0.0, 1.0))  # cosines; negatives (rare) shown as 0
-        upsert_layer(self.viewer, aff, "image",
-                     aligned_kwargs(layer, f"affinity {label}", rgb=True, visible=False))
+        self.pca_layer = result_layer(self.viewer, layer, "PCA", result["pca_rgb"], "image", label,
+                                      rgb=True, opacity=0.8)
+        result_layer(self.viewer, layer, "affinity", result["affinity"], "image", label, rgb=True,
+                     visible=False)
         self.progress.value = self.progress.max
-        self.status.value = f"features ready: {label}"
-        info(f"DINOv3 features of {layer.name}: {label}")
-        self.pca_layer = pca_layer
+        self.say(f"features ready: {label}")  # the status says it: no toast to go stale
 
     def _error(self, exc: BaseException) -> None:
-        self._drop_preview()
-        if isinstance(exc, ExtractionCancelled):
-            warn(str(exc))
-            self.status.value = "cancelled"
-        else:
-            self.fail(exc, "DINOv3 features")
+        self.fail(exc, "DINOv3 features")
 
     def _finished(self) -> None:
-        self.worker = None
         self.run_button.enabled, self.cancel_button.enabled = True, False
 
-    def cancel(self) -> None:
-        """Ask the running extraction to stop after its current batch (finished slices stay cached)."""
-        if self.running:
-            self._cancel.set()
-            self.status.value = "cancelling after the current batch ..."
+    def cancel(self) -> bool:
+        """Stop the running extraction after its current slice (finished slices stay cached)."""
+        if not self._job.cancel():
+            return False
+        self.say("cancelled: the slices computed so far stay cached; Compute resumes from them")
+        self.progress.value = 0
+        return True

@@ -9,13 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, FloatSlider, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, ProgressBar, PushButton
 
-from .layers import add_aligned_points, aligned_kwargs, upsert_layer
+from dinomed_napari.live.jobs import PREVIEW_DELAY_MS
+
+from .results import add_aligned_points, find_result, keep_previous, put_slice, result_layer
 from .session import SESSIONS
 from .widget_base import DinomedWidget, LayerChooser, LayerWatch
 from .widget_similarity import points_to_voxels
-from .workers import Debouncer, LatestJob, start_worker
+from .workers import Debouncer, LatestJob
 
 CHANNELS = (("PC1", "pc1"), ("PC2", "pc2"), ("PC3", "pc3"), ("similarity to seeds", "similarity"),
             ("image intensity (e.g. PET SUV)", "image"))
@@ -27,9 +29,11 @@ PREVIEW = "isolation preview"
 class IsolateWidget(DinomedWidget):
     """Isolate the structure under the seeds: PC1 foreground, then a channel threshold, 3D connectivity."""
 
+    title = "Isolate"
+
     def __init__(self, napari_viewer: Any):
         super().__init__(napari_viewer)
-        self.seeds = LayerChooser(self.viewer, "points", "seeds")
+        self.seeds = LayerChooser(self.viewer, "points", "seeds", tooltip="points inside the structure")
         self.new_seeds = PushButton(text="New seed layer")
         self.foreground = CheckBox(text="step 1: PC1 foreground", value=True)
         self.fg_auto = CheckBox(text="PC1 threshold: Otsu", value=True)
@@ -39,18 +43,28 @@ class IsolateWidget(DinomedWidget):
         self.inner_threshold = FloatSlider(label="inner threshold", min=-1.0, max=1.0, value=0.0,
                                            step=0.01)
         self.live = CheckBox(text="live preview on the current slice", value=True)
-        self.apply_button = PushButton(text="Apply to volume")
+        self.apply_button = PushButton(text="Apply to volume",
+                                       tooltip="isolate in 3D; the previous result is kept as "
+                                               "'isolated (previous)'")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(label="progress", min=0, max=0, visible=False)  # busy indicator
         controls = [self.foreground, self.fg_auto, self.fg_threshold, self.channel, self.inner_rule,
                     self.inner_threshold, self.live]
-        self.extend([self.seeds, self.new_seeds, *controls, self.apply_button, self.status])
+        buttons = Container(widgets=[self.apply_button, self.cancel_button], layout="horizontal",
+                            labels=False)
+        self.extend([self.seeds, self.new_seeds, *controls, buttons, self.progress, self.status_box])
+        self.cancel_button.clicked.connect(self.cancel)
         self.new_seeds.clicked.connect(self.add_seed_layer)
         self.apply_button.clicked.connect(self.apply)
-        self._debounce = Debouncer(self.preview, 120)
+        self._debounce = Debouncer(self.preview, PREVIEW_DELAY_MS)
         for w in controls:
             w.changed.connect(self._debounce.trigger)
         self.channel.changed.connect(self.fit_slider_ranges)
         self.listen(self.viewer.dims.events.current_step, self._debounce.trigger)
         self._job = LatestJob(self._show_preview, lambda exc: self.fail(exc, "isolation preview"))
+        self._apply = LatestJob(self._show_result, lambda exc: self.fail(exc, "isolation"),
+                                on_idle=self._finished)
+        self.jobs.extend([self._job, self._apply])
         self.seeds._refresh()
         self._watch = LayerWatch(self.seeds, ("data",), self._debounce.trigger)
         self.on_close(self._watch.close)
@@ -58,14 +72,14 @@ class IsolateWidget(DinomedWidget):
         self.on_close(self._debounce.stop)
         self.preview_layer = None
         self.result_layer = None
-        self.worker = None
         self._ranges_for = None
+        self._preview_at: tuple | None = None
 
     def add_seed_layer(self) -> Any:
         image = self.image_layer_or_notify("isolation")
         if image is None:
             return None
-        layer = add_aligned_points(self.viewer, image, f"seeds [{image.name}]", color="red")
+        layer = add_aligned_points(self.viewer, image, "seeds", color="red")
         self.seeds.value = layer
         return layer
 
@@ -134,25 +148,30 @@ class IsolateWidget(DinomedWidget):
             return
         from dinomed_napari.analysis.isolate import isolate
 
-        self._job.submit(lambda: (image, session.axis, index, *isolate(source, **kwargs)))
+        self._job.submit(lambda _cancel: (image, session.axis, index, *isolate(source, **kwargs)))
 
     def _show_preview(self, result: tuple) -> None:
         image, axis, index, plane, thresholds = result
-        full = np.zeros(image.data.shape, np.uint8)
-        sl = [slice(None)] * 3
-        sl[axis] = index
-        full[tuple(sl)] = plane
-        self.preview_layer = upsert_layer(self.viewer, full, "labels",
-                                          aligned_kwargs(image, PREVIEW, opacity=0.5))
+        if image not in self.viewer.layers:
+            return
+        layer = find_result(self.viewer, image, PREVIEW)
+        if layer is None or layer.data.shape != image.data.shape:
+            layer = result_layer(self.viewer, image, PREVIEW, np.zeros(image.data.shape, np.uint8), "labels",
+                                 opacity=0.5)
+        if self._preview_at is not None and self._preview_at != (axis, index):
+            put_slice(layer, 0, *self._preview_at)  # the preview shows one slice only
+        put_slice(layer, plane.astype(np.uint8), axis, index)
+        self._preview_at = (axis, index)
+        self.preview_layer = layer
         self._show_thresholds(thresholds, f"preview slice {index}: {int(plane.sum())} px")
 
     def _show_thresholds(self, t: dict, what: str) -> None:
         fg = "off" if t["foreground"] is None else f"{t['foreground']:.3g}"
-        self.status.value = f"{what}; PC1 > {fg}, inner > {t['inner']:.3g}"
+        self.say(f"{what}; PC1 > {fg}, inner > {t['inner']:.3g}")
 
     def apply(self) -> None:
         """Isolate in the whole volume (worker thread) and add the result as a new labels layer."""
-        if self.worker is not None:
+        if self._apply.busy:
             return
         try:
             image, session, source, kwargs = self._request(None)
@@ -162,21 +181,25 @@ class IsolateWidget(DinomedWidget):
             return
         from dinomed_napari.analysis.isolate import isolate
 
-        self.status.value = "isolating in the volume ..."
-        self.apply_button.enabled = False
-        self.worker = start_worker(lambda: (image, label, *isolate(source, **kwargs)),
-                                   on_returned=self._show_result,
-                                   on_error=lambda exc: self.fail(exc, "isolation"),
-                                   on_finished=self._finished)
+        self.say("isolating in the volume ...")
+        self.apply_button.enabled, self.cancel_button.enabled, self.progress.visible = False, True, True
+        self._apply.submit(lambda _cancel: (image, label, *isolate(source, **kwargs)))
+
+    def cancel(self) -> None:
+        """Stop waiting for the running isolation (its result is dropped)."""
+        if self._apply.cancel():
+            self.say("isolation cancelled")
 
     def _show_result(self, result: tuple) -> None:
         image, label, mask, thresholds = result
-        kwargs = aligned_kwargs(image, f"isolated {label}")
-        self.result_layer = upsert_layer(self.viewer, mask, "labels", kwargs)
+        if image not in self.viewer.layers:
+            return
+        keep_previous(self.viewer, image, "isolated")
+        self.result_layer = result_layer(self.viewer, image, "isolated", mask.astype(np.uint8), "labels",
+                                         label)
         voxels = int(mask.sum())
         ml = voxels * float(np.prod(image.scale[-3:])) / 1000.0
         self._show_thresholds(thresholds, f"{voxels} voxels ({ml:.3g} ml if mm)")
 
     def _finished(self) -> None:
-        self.worker = None
-        self.apply_button.enabled = True
+        self.apply_button.enabled, self.cancel_button.enabled, self.progress.visible = True, False, False

@@ -1,9 +1,11 @@
 """Dock widget "Scribble segmenter": paint a few strokes per class, see the current slice segmented.
 
 Each finished stroke (the labels layer's ``paint`` event, or a replaced ``data``) retrains a
-:class:`~dinomed_napari.analysis.segment.ScribbleSegmenter` off the GUI thread (debounced; strokes made
-meanwhile collapse into one retrain) and predicts the current slice. The scribble layer is never
-written; predictions go to a dedicated "prediction" layer (and an optional probability layer).
+:class:`~dinomed_napari.analysis.segment.ScribbleSegmenter` off the GUI thread (strokes made meanwhile
+collapse into one retrain) and predicts the current slice. The policy (ready to train? absurd input?
+train or only predict?) is :mod:`dinomed_napari.live`; this module wires it to napari. The scribble
+layer is never written; the prediction goes to a "prediction" layer drawn *below* the scribbles, as
+contours or a light fill in colours the scribbles do not use, the background class transparent.
 """
 
 from __future__ import annotations
@@ -11,49 +13,128 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, PushButton
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+)
 
-from .layers import aligned_kwargs, layer_volume, upsert_layer
-from .notify import info
+from dinomed_napari.live.jobs import SLICE_DELAY_MS, STROKE_DELAY_MS, retrain_action, scribble_points
+from dinomed_napari.live.scribbles import (
+    DEFAULT_CLASSES,
+    check_scribbles,
+    class_name,
+    label_colours,
+    parse_class_names,
+    subsample,
+)
+from dinomed_napari.live.segment_job import SegmentRequest, run_segment_job
+
+from .layers import layer_volume, to_source_grid
+from .results import find_result, keep_previous, label_colormap, place_below, put_slice, result_layer
 from .session import SESSIONS
 from .widget_base import DinomedWidget, LayerChooser, LayerWatch
-from .workers import Debouncer, LatestJob
+from .workers import Debouncer, LatestJob, Relay
 
 CLASSIFIERS = (("linear (fast)", "linear"), ("random forest", "rf"))
 INTENSITY = (("DINOv3 only", None), ("+ intensity", "raw"), ("+ intensity filters", "filters"))
+SHOW = (("contours", "contours"), ("light fill", "fill"))
+#: Keyboard shortcuts (viewer-wide, bound by the dock): what they do is in the widget's tooltips.
+SHORTCUTS = {"train": "Shift-T", "predict": "Shift-P", "toggle": "Shift-V", "next_class": "Shift-N"}
+
+
+_POOLS: list = []  # one threadpoolctl controller (finding the BLAS / OpenMP libraries costs ~10 ms)
+
+
+def _limited(func: Any, *args: Any) -> Any:
+    """``func(*args)`` with BLAS / OpenMP pools leaving a core to the GUI thread (worker thread)."""
+    from threadpoolctl import ThreadpoolController
+
+    from dinomed_napari.live.jobs import worker_threads
+
+    if not _POOLS:
+        _POOLS.append(ThreadpoolController())
+    with _POOLS[0].limit(limits=worker_threads()):
+        return func(*args)
 
 
 class SegmentWidget(DinomedWidget):
     """Train on the scribble layer's labels (0 = unlabelled), predict the slice live or the volume."""
 
+    title = "Segment"
+
     def __init__(self, napari_viewer: Any):
         super().__init__(napari_viewer)
-        self.scribbles = LayerChooser(self.viewer, "labels", "scribbles")
+        self.scribbles = LayerChooser(self.viewer, "labels", "scribbles",
+                                      tooltip="labels layer you paint on (0 = unlabelled)")
         self.new_scribbles = PushButton(text="New scribble layer")
+        self.classes = LineEdit(label="classes", value=", ".join(DEFAULT_CLASSES),
+                                tooltip="names of labels 1, 2, ... ('background' is drawn transparent in "
+                                        "the prediction)")
+        self.paint_class = ComboBox(label="paint", choices=self._class_choices,
+                                    tooltip=f"label the brush paints ({SHORTCUTS['next_class']}: next class)")
         self.classifier = ComboBox(label="classifier", choices=CLASSIFIERS, value="linear")
-        self.intensity = ComboBox(label="fusion", choices=INTENSITY, value=None)
+        self.intensity = ComboBox(label="fusion", choices=INTENSITY, value=None,
+                                  tooltip="also use the image intensity at each voxel")
         self.triplanar = CheckBox(text="tri-planar (needs tri-planar features)", value=False)
+        self.show_as = ComboBox(label="prediction", choices=SHOW, value="contours",
+                                tooltip=f"how the prediction is drawn ({SHORTCUTS['toggle']}: show/hide)")
         self.probability = CheckBox(text="show probability layer", value=False)
         self.live = CheckBox(text="retrain after each stroke", value=True)
-        self.predict_button = PushButton(text="Predict volume")
+        self.train_button = PushButton(text="Train", tooltip=f"train and predict this slice "
+                                       f"({SHORTCUTS['train']})")
+        self.predict_button = PushButton(
+            text="Predict volume", tooltip=f"every slice ({SHORTCUTS['predict']}); the previous volume "
+                                           "result is kept as 'prediction (previous)'")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(label="progress", min=0, max=1, value=0, visible=False)
+        self.question = Label(value="")
+        self.question.native.setWordWrap(True)
+        self.yes_button, self.no_button = PushButton(text="Train anyway"), PushButton(text="No")
+        self.ask = Container(widgets=[self.question, Container(widgets=[self.yes_button, self.no_button],
+                                                               layout="horizontal", labels=False)],
+                             labels=False, visible=False)
+        #: Where a suggestion such as "annotate slice N next" goes (:meth:`show_suggestion`).
+        self.suggestion = Label(value="", visible=False)
+        self.suggestion.native.setWordWrap(True)
+        self.status_box.append(self.suggestion)
         self.seg_file = FileEdit(label="segmenter file", mode="w", filter="*.npz")
         self.save_button, self.load_button = PushButton(text="Save segmenter"), PushButton(text="Load")
         self.export_file = FileEdit(label="export labels", mode="w", filter="*.nii.gz *.nrrd *.tif")
         self.export_button = PushButton(text="Export prediction")
         row = Container(widgets=[self.save_button, self.load_button], layout="horizontal", labels=False)
-        self.extend([self.scribbles, self.new_scribbles, self.classifier, self.intensity, self.triplanar,
-                     self.probability, self.live, self.predict_button, self.seg_file, row,
-                     self.export_file, self.export_button, self.status])
+        buttons = Container(widgets=[self.train_button, self.predict_button, self.cancel_button],
+                            layout="horizontal", labels=False)
+        self.extend([self.scribbles, self.new_scribbles, self.classes, self.paint_class, self.classifier,
+                     self.intensity, self.triplanar, self.show_as, self.probability, self.live, buttons,
+                     self.progress, self.ask, self.status_box, self.seg_file, row,
+                     self.export_file, self.export_button])
         self.new_scribbles.clicked.connect(self.add_scribble_layer)
+        self.train_button.clicked.connect(self.retrain)
         self.predict_button.clicked.connect(self.predict_volume)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.yes_button.clicked.connect(lambda: self._answer(True))
+        self.no_button.clicked.connect(lambda: self._answer(False))
         self.save_button.clicked.connect(self.save)
         self.load_button.clicked.connect(self.load)
         self.export_button.clicked.connect(self.export)
-        self._debounce = Debouncer(self.retrain, 300)
-        self._slice_debounce = Debouncer(self.predict_slice, 100)
-        self._job = LatestJob(self._show, self._error)
-        self._volume_wanted = False
+        self.classes.changed.connect(self._classes_changed)
+        self.paint_class.changed.connect(self._paint_class_changed)
+        self.show_as.changed.connect(lambda *_: self._style_prediction())
+        self._debounce = Debouncer(self.retrain, STROKE_DELAY_MS)
+        self._slice_debounce = Debouncer(self.predict_slice, SLICE_DELAY_MS)
+        self._relay = Relay()
+        self._relay.progress.connect(self._on_progress)
+        self._job = LatestJob(self._show, self._error, on_idle=self._idle)
+        self.jobs.append(self._job)
         self._last_scribbles = None
+        self._confirmed: set = set()  # scribble layers the user said "train anyway" for
+        self._trained_on = 0
         self.trainings = self.updates = 0  # finished retrains / predictions shown
         self.prediction_layer = self.probability_layer = None
         self.scribbles._refresh()
@@ -61,9 +142,42 @@ class SegmentWidget(DinomedWidget):
         # which retrain() recognises as unchanged scribbles).
         self._watch = LayerWatch(self.scribbles, ("paint", "set_data"), self._stroke)
         self.listen(self.viewer.dims.events.current_step, self._slice_changed)
+        self.scribbles.changed.connect(self._scribbles_chosen)
         for func in (self._watch.close, self.scribbles.close_connections, self._debounce.stop,
                      self._slice_debounce.stop):
             self.on_close(func)
+
+    # -- classes -------------------------------------------------------------------------------
+    @property
+    def class_names(self) -> list[str]:
+        return parse_class_names(self.classes.value)
+
+    def _class_choices(self, _widget: Any = None) -> list[tuple[str, int]]:
+        names = parse_class_names(self.classes.value) if hasattr(self, "classes") else DEFAULT_CLASSES
+        return [(class_name(names, v), v) for v in range(1, len(names) + 1)]
+
+    def _classes_changed(self, *_: Any) -> None:
+        self.paint_class.reset_choices()
+        layer = self.scribbles.value
+        if layer is not None:
+            layer.colormap = label_colormap(label_colours(self.class_names, prediction=False))
+        self._style_prediction()
+
+    def _paint_class_changed(self, *_: Any) -> None:
+        layer = self.scribbles.value
+        if layer is not None and self.paint_class.value is not None:
+            layer.selected_label = int(self.paint_class.value)
+
+    def next_class(self) -> None:
+        """Paint the next class (wraps around)."""
+        n = len(self.class_names)
+        current = int(self.paint_class.value or 1)
+        self.paint_class.value = current % n + 1
+
+    def show_suggestion(self, text: str) -> None:
+        """Show a suggestion (e.g. "annotate slice 12 next") under the status; empty text hides it."""
+        self.suggestion.value = text
+        self.suggestion.visible = bool(text)
 
     # -- layers --------------------------------------------------------------------------------
     def add_scribble_layer(self) -> Any:
@@ -71,11 +185,36 @@ class SegmentWidget(DinomedWidget):
         image = self.image_layer_or_notify("scribbles")
         if image is None:
             return None
+        from .layers import aligned_kwargs
+
         layer = self.viewer.add_labels(np.zeros(image.data.shape, np.uint8),
-                                       **aligned_kwargs(image, f"scribbles [{image.name}]"))
-        layer.mode, layer.selected_label, layer.brush_size = "paint", 1, 5
+                                       **aligned_kwargs(image, "scribbles"))
+        layer.colormap = label_colormap(label_colours(self.class_names, prediction=False))
+        layer.mode, layer.selected_label, layer.brush_size, layer.opacity = "paint", 1, 5, 1.0
         self.scribbles.value = layer
+        self.paint_class.value = 1
+        self.say(f"paint some {class_name(self.class_names, 1)}, then some {class_name(self.class_names, 2)}")
         return layer
+
+    def _scribbles_chosen(self, *_: Any) -> None:
+        self.ask.visible = False
+        self._last_scribbles = None
+        if self.live.value and self.scribbles.value is not None:
+            self._debounce.trigger()
+
+    def toggle_prediction(self) -> None:
+        layer = self.prediction_layer
+        if layer is not None and layer in self.viewer.layers:
+            layer.visible = not layer.visible
+
+    def _style_prediction(self) -> None:
+        layer = self.prediction_layer
+        if layer is None or layer not in self.viewer.layers:
+            return
+        layer.colormap = label_colormap(label_colours(self.class_names, prediction=True))
+        contours = self.show_as.value == "contours"
+        layer.contour = 2 if contours else 0
+        layer.opacity = 0.9 if contours else 0.3
 
     def _stroke(self, *_: Any) -> None:
         if self.live.value:
@@ -85,20 +224,10 @@ class SegmentWidget(DinomedWidget):
         if self.live.value:
             self._slice_debounce.trigger()
 
-    def predict_slice(self) -> None:
-        """A trained segmenter predicts the newly shown slice (no retrain, no notification if untrained)."""
-        try:
-            session = SESSIONS.get(self.image_layer())
-            if session.segmenter is None:
-                return
-            req = self._request(scribbles=False, triplanar=session.segmenter_settings[2])
-        except Exception:  # nothing usable to predict on: the next stroke reports why
-            return
-        self._job.submit(lambda: self._train_predict(req))
-
     # -- training / prediction -----------------------------------------------------------------
-    def _request(self, scribbles: bool = True, triplanar: bool | None = None) -> dict:
-        """Read everything a train/predict job needs on the GUI thread (raises on bad input)."""
+    def _base_request(self, index: int | None, triplanar: bool | None = None) -> tuple:
+        """(image layer, session, SegmentRequest without scribbles), read on the GUI thread (raises on
+        bad input)."""
         image = self.image_layer()
         session = SESSIONS.get(image)
         fv = session.primary
@@ -106,112 +235,173 @@ class SegmentWidget(DinomedWidget):
         if tri and not session.triplanar:
             raise ValueError("tri-planar segmentation needs tri-planar features: choose 'tri-planar' in "
                              "the DINOv3 features widget and compute again")
-        points, values = np.empty((0, 3), int), np.empty(0, int)
-        if scribbles:
+        settings = (self.classifier.value, self.intensity.value, tri)
+        req = SegmentRequest(features=session.features if tri else fv, axis=session.axis,
+                             index=self.current_index(image, session.axis) if index is None else index,
+                             settings=settings,
+                             image=np.asarray(image.data) if self.intensity.value else None,
+                             segmenter=session.segmenter, segmenter_settings=session.segmenter_settings)
+        return image, session, req
+
+    def predict_slice(self) -> None:
+        """A trained segmenter predicts the newly shown slice (no retrain, no notification if untrained)."""
+        try:
+            image, session, req = self._base_request(None)
+            if session.segmenter is None:
+                return
+            req.settings = session.segmenter_settings
+        except Exception:  # nothing usable to predict on: the next stroke reports why
+            return
+        self._submit(image, session, req, volume=False)
+
+    def retrain(self, volume: bool = False) -> None:
+        """Train on the current scribbles and predict the current slice (or the volume)."""
+        try:
+            image, session, req = self._base_request(None)
             layer = self.scribbles.value
             if layer is None:
-                raise ValueError("no scribble layer: click 'New scribble layer' and paint two classes")
+                self.say("no scribble layer: click 'New scribble layer' and paint")
+                return
             data = np.asarray(layer.data)
             if data.shape != image.data.shape:
                 raise ValueError(f"scribble layer {layer.name!r} has shape {data.shape}; expected the "
                                  f"image's {tuple(image.data.shape)}")
-            # Sparse copy: painting may continue while the worker trains.
-            points = np.argwhere(data > 0)
-            values = data[tuple(points.T)]
-        return dict(image=image, session=session, label=session.label, axis=session.axis,
-                    features=session.features if tri else fv, scribbles=(points, values),
-                    index=self.current_index(image, session.axis),
-                    settings=(self.classifier.value, self.intensity.value, tri),
-                    raw=np.asarray(image.data) if self.intensity.value else None,
-                    volume=self._volume_wanted, train=scribbles)
-
-    def retrain(self) -> None:
-        """Retrain on the current scribbles and predict the current slice (or the volume if asked)."""
-        try:
-            req = self._request()
-        except Exception as exc:  # no image / features / scribbles: tell the user
-            self._volume_wanted = False
+        except Exception as exc:  # no image / features: tell the user
             self.fail(exc, "scribble segmenter")
             return
-        last, session = self._last_scribbles, req["session"]
-        same = last is not None and all(np.array_equal(a, b) for a, b in zip(last, req["scribbles"],
-                                                                              strict=True))
-        if same and session.segmenter_settings == req["settings"]:
-            req["train"] = False  # nothing new painted, same settings: predict only
-        elif same and session.segmenter is None and not req["volume"]:
-            return  # the same scribbles already failed to train and the error was shown
-        self._last_scribbles = req["scribbles"]
-        self.status.value = f"training on {len(req['scribbles'][1])} scribbled voxels ..."
-        self._job.submit(lambda: self._train_predict(req))
+        points, values = scribble_points(data)
+        check = check_scribbles(values, data.size, self.class_names, layer_name=layer.name,
+                                confirmed=layer.unique_id in self._confirmed)
+        if check.question:
+            self.question.value = check.question
+            self.ask.visible = True
+            self.say(check.hint)
+            return
+        self.ask.visible = False
+        if not check.ready:  # nothing or one class painted: a hint, not an error
+            self._last_scribbles = None
+            self.say(check.hint)
+            self._clear_prediction_slice(image, req)
+            return
+        points, values = subsample(points, values)
+        action = retrain_action(self._last_scribbles, (points, values),
+                                session.segmenter_settings == req.settings, session.segmenter is not None)
+        if action == "skip" and not volume:
+            return
+        self._last_scribbles = (points, values)
+        req.scribbles = (points, values) if action == "train" or session.segmenter is None else None
+        self.say(check.hint if req.scribbles is not None else "predicting ...")
+        self._submit(image, session, req, volume=volume, voxels=len(values))
 
-    @staticmethod
-    def _train_predict(req: dict) -> dict:
-        """Worker thread: fit (reusing the session's segmenter when the settings match) and predict."""
-        from dinomed_napari.analysis.segment import ScribbleSegmenter
+    def _answer(self, yes: bool) -> None:
+        self.ask.visible = False
+        layer = self.scribbles.value
+        if yes and layer is not None:
+            self._confirmed.add(layer.unique_id)
+            self.retrain()
+        else:
+            self.say("not trained: choose or create a scribble layer ('New scribble layer')")
 
-        session, (kind, intensity, _tri) = req["session"], req["settings"]
-        seg = session.segmenter
-        if req["train"] and (seg is None or session.segmenter_settings != req["settings"]):
-            seg = ScribbleSegmenter(classifier=kind, intensity=intensity)  # settings changed: new one
-        if req["train"]:
-            seg.fit(req["features"], req["scribbles"], image=req["raw"])
-        index = None if req["volume"] else req["index"]
-        image = req["raw"] if req.get("new_image") else None  # a loaded segmenter needs the image once
-        pred = seg.predict(index=index, axis=req["axis"], features=req["features"], image=image)
-        return {**req, "segmenter": seg, "prediction": pred}
+    def _submit(self, image: Any, session: Any, req: SegmentRequest, volume: bool, voxels: int = -1) -> None:
+        if volume:
+            req.index = None
+        want_prob = bool(self.probability.value)
+        progress = self._relay.progress.emit if volume else None
+        meta = dict(image=image, session=session, volume=volume, axis=req.axis, index=req.index,
+                    settings=req.settings, voxels=voxels)
+        self.cancel_button.enabled = True
+        self.progress.visible = volume
+        self._job.submit(lambda cancel: (meta, _limited(run_segment_job, req, cancel, progress,
+                                                        want_prob)))
 
     def predict_volume(self) -> None:
-        """Predict every voxel, after retraining on any stroke not trained on yet.
-
-        If a job is running, this one waits behind it (and replaces any waiting live update).
-        """
-        self._volume_wanted = True
+        """Predict every slice (progress, Cancel), after retraining on any stroke not trained on yet."""
         self._debounce.stop()
-        self.retrain()
-
-    def _show(self, out: dict) -> None:
-        image, pred, session = out["image"], out["prediction"], out["session"]
-        session.segmenter, session.segmenter_settings = out["segmenter"], out["settings"]
-        self.trainings += bool(out["train"])
-        self.updates += 1
-        name = f"prediction {out['label']}"
-        layer = self.prediction_layer
-        if layer is None or layer not in self.viewer.layers or layer.data.shape != image.data.shape:
-            layer = upsert_layer(self.viewer, np.zeros(image.data.shape, np.uint8), "labels",
-                                 aligned_kwargs(image, name, opacity=0.45))
-            self.prediction_layer = layer
-        self._write(layer, pred.labels, out)
-        if self.probability.value:
-            self._show_probability(image, pred, out)
-        where = "volume" if out["volume"] else f"slice {out['index']}"
-        self.status.value = (f"{where} predicted from {len(out['scribbles'][1])} scribbled voxels, "
-                             f"classes {[int(c) for c in pred.classes]}: {out['label']}")
-        if out["volume"]:
-            self._volume_wanted = False
-            info(f"{name}: whole volume predicted")
-
-    def _write(self, layer: Any, values: np.ndarray, out: dict) -> None:
-        """Put a slice (or the volume) into a dedicated result layer and redraw it."""
-        if out["volume"]:
-            layer.data = values.astype(layer.data.dtype, copy=False)
+        if self.scribbles.value is None and self._has_segmenter():
+            try:
+                image, session, req = self._base_request(None)
+            except Exception as exc:
+                self.fail(exc, "scribble segmenter")
+                return
+            req.settings = session.segmenter_settings
+            self._submit(image, session, req, volume=True)
             return
-        sl = [slice(None)] * 3
-        sl[out["axis"]] = out["index"]
-        layer.data[tuple(sl)] = values
-        layer.refresh()
+        self.retrain(volume=True)
 
-    def _show_probability(self, image: Any, pred: Any, out: dict) -> None:
-        cls = int(pred.classes[0])
-        layer = self.probability_layer
-        if layer is None or layer not in self.viewer.layers or layer.data.shape != image.data.shape:
-            kwargs = aligned_kwargs(image, f"probability of class {cls} {out['label']}", colormap="magma",
-                                    contrast_limits=(0.0, 1.0), opacity=0.6, blending="additive")
-            layer = upsert_layer(self.viewer, np.zeros(image.data.shape, np.float32), "image", kwargs)
-            self.probability_layer = layer
-        self._write(layer, pred.probabilities[..., 0].astype(np.float32), out)
+    def _has_segmenter(self) -> bool:
+        try:
+            return SESSIONS.get(self.image_layer()).segmenter is not None
+        except Exception:
+            return False
+
+    def cancel(self) -> None:
+        """Stop the running job (a volume prediction stops between slices; its result is dropped)."""
+        if self._job.cancel():
+            self.say("cancelled")
+        self.progress.visible = False
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress.max, self.progress.value = max(1, total), done
+
+    def _idle(self) -> None:
+        self.cancel_button.enabled = False
+        self.progress.visible = False
+
+    def _prediction(self, image: Any) -> Any:
+        layer = find_result(self.viewer, image, "prediction")
+        if layer is None or layer.data.shape != image.data.shape:
+            layer = result_layer(self.viewer, image, "prediction", np.zeros(image.data.shape, np.uint8),
+                                 "labels", "")
+            self.prediction_layer = layer
+            self._style_prediction()  # once: a new colormap re-colours the whole layer (slow)
+        self.prediction_layer = layer
+        place_below(self.viewer, layer, self.scribbles.value)  # scribbles stay on top
+        return layer
+
+    def _clear_prediction_slice(self, image: Any, req: SegmentRequest) -> None:
+        layer = find_result(self.viewer, image, "prediction")
+        if layer is not None and layer.data.shape == image.data.shape and req.index is not None:
+            put_slice(layer, 0, req.axis, req.index)
+
+    def _show(self, out: tuple) -> None:
+        meta, res = out
+        image, session = meta["image"], meta["session"]
+        if image not in self.viewer.layers:
+            return
+        session.segmenter, session.segmenter_settings = res.segmenter, meta["settings"]
+        self.trainings += bool(res.trained)
+        self.updates += 1
+        if res.trained:
+            self._trained_on = meta["voxels"]
+        layer = self._prediction(image)
+        label = session.label
+        layer.metadata["dinomed_label"] = label
+        if meta["volume"]:
+            keep_previous(self.viewer, image, "prediction")
+            layer.data = res.labels.astype(layer.data.dtype, copy=False)
+        else:
+            put_slice(layer, res.labels, meta["axis"], meta["index"])
+        if res.probabilities is not None:
+            self._show_probability(image, res, meta, label)
+        names = ", ".join(class_name(self.class_names, c) for c in res.classes)
+        where = "volume" if meta["volume"] else f"slice {meta['index']}"
+        self.say(f"{where} predicted ({names}); trained on {self._trained_on} scribbled voxels; "
+                 f"features {label}")
+
+    def _show_probability(self, image: Any, res: Any, meta: dict, label: str) -> None:
+        shape = tuple(image.data.shape)
+        layer = find_result(self.viewer, image, "probability")
+        if meta["volume"] or layer is None or layer.data.shape != shape:
+            data = res.probabilities if meta["volume"] else np.zeros(shape, np.float32)
+            layer = result_layer(self.viewer, image, "probability", data, "image", label, colormap="magma",
+                                 contrast_limits=(0.0, 1.0), opacity=0.6, blending="additive")
+        if not meta["volume"]:
+            put_slice(layer, res.probabilities, meta["axis"], meta["index"])
+        layer.name = layer.name if layer.name.startswith("probability") else "probability"
+        self.probability_layer = layer
+        place_below(self.viewer, layer, self.prediction_layer)
 
     def _error(self, exc: BaseException) -> None:
-        self._volume_wanted = False
         self.fail(exc, "scribble segmenter")
 
     # -- files ---------------------------------------------------------------------------------
@@ -227,7 +417,7 @@ class SegmentWidget(DinomedWidget):
         except Exception as exc:  # unwritable path, untrained segmenter
             self.fail(exc, "save segmenter")
             return
-        self.status.value = f"segmenter saved to {path}"
+        self.say(f"segmenter saved to {path}")
 
     def load(self) -> None:
         """Load a segmenter file and predict the current slice with this image's features."""
@@ -235,17 +425,18 @@ class SegmentWidget(DinomedWidget):
 
         try:
             seg = load_segmenter(self.seg_file.value)
-            req = self._request(scribbles=False, triplanar=len(seg.models) > 1)
-            seg.check_features(req["features"])
-            req["session"].segmenter = seg
-            req.update(raw=np.asarray(req["image"].data), new_image=True,
-                       settings=(seg.kind, seg.intensity, len(seg.models) > 1))
-            req["session"].segmenter_settings = req["settings"]
+            tri = len(seg.models) > 1
+            image, session, req = self._base_request(None, triplanar=tri)
+            seg.check_features(req.features)
+            req.settings = (seg.kind, seg.intensity, tri)
+            session.segmenter, session.segmenter_settings = seg, req.settings
+            req.segmenter, req.segmenter_settings = seg, req.settings
+            req.image, req.new_image = np.asarray(image.data), True
         except Exception as exc:  # missing file, other model/weights (FeatureMismatchError)
             self.fail(exc, "load segmenter")
             return
-        self.status.value = f"segmenter loaded from {self.seg_file.value}"
-        self._job.submit(lambda: self._train_predict(req))
+        self.say(f"segmenter loaded from {self.seg_file.value}")
+        self._submit(image, session, req, volume=False)
 
     def export(self) -> None:
         """Save the prediction layer on the image's grid (NIfTI / NRRD / TIFF by suffix)."""
@@ -253,11 +444,12 @@ class SegmentWidget(DinomedWidget):
 
         try:
             image = self.image_layer()
-            layer = self.prediction_layer
-            if layer is None or layer not in self.viewer.layers:
+            layer = find_result(self.viewer, image, "prediction")
+            if layer is None:
                 raise ValueError("no prediction to export: paint scribbles, then 'Predict volume'")
-            path = save_labels(self.export_file.value, np.asarray(layer.data), layer_volume(image))
+            labels = to_source_grid(np.asarray(layer.data), image.metadata)
+            path = save_labels(self.export_file.value, labels, layer_volume(image))
         except Exception as exc:  # bad path / suffix / shape
             self.fail(exc, "export labels")
             return
-        self.status.value = f"labels written to {path}"
+        self.say(f"labels written to {path}")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import PushButton
 
-from .layers import add_aligned_points, aligned_kwargs, upsert_layer
+from .results import add_aligned_points, find_result, result_layer
 from .session import SESSIONS
 from .widget_base import DinomedWidget, LayerChooser, LayerWatch
 from .workers import LatestJob
@@ -27,13 +27,17 @@ def points_to_voxels(points_layer: Any, image_layer: Any) -> np.ndarray:
 class SimilarityWidget(DinomedWidget):
     """Similarity map of the chosen image's features to the mean feature at the clicked points."""
 
+    title = "Similarity"
+
     def __init__(self, napari_viewer: Any):
         super().__init__(napari_viewer)
-        self.points = LayerChooser(self.viewer, "points", "points")
-        self.new_points = PushButton(text="New points layer")
-        self.extend([self.points, self.new_points, self.status])
+        self.points = LayerChooser(self.viewer, "points", "points",
+                                   tooltip="points whose mean feature is compared with every voxel")
+        self.new_points = PushButton(text="New points layer", tooltip="then click on the image to add points")
+        self.extend([self.points, self.new_points, self.status_box])
         self.new_points.clicked.connect(self.add_points_layer)
         self._job = LatestJob(self._show, lambda exc: self.fail(exc, "similarity"))
+        self.jobs.append(self._job)
         self.result_layer = None
         self.points._refresh()
         self._watch = LayerWatch(self.points, ("data",), self.update)
@@ -45,7 +49,7 @@ class SimilarityWidget(DinomedWidget):
         image = self.image_layer_or_notify("similarity")
         if image is None:
             return None
-        layer = add_aligned_points(self.viewer, image, f"similarity points [{image.name}]")
+        layer = add_aligned_points(self.viewer, image, "similarity points")
         self.points.value = layer
         return layer
 
@@ -59,6 +63,7 @@ class SimilarityWidget(DinomedWidget):
             fv = session.primary
             label = session.label
             if self.points.value is None or len(self.points.value.data) == 0:
+                self._clear(image)  # every point deleted: no stale map
                 return
             pts = points_to_voxels(self.points.value, image)
         except Exception as exc:  # no image / no features: tell the user, stay usable
@@ -66,16 +71,25 @@ class SimilarityWidget(DinomedWidget):
             return
         from dinomed_napari.analysis.similarity import similarity_map
 
-        self.status.value = f"similarity to {len(pts)} point(s) ..."
-        self._job.submit(lambda: (image, label, len(pts), similarity_map(fv, pts)))
+        self.say(f"similarity to {len(pts)} point(s) ...")
+        self._job.submit(lambda _cancel: (image, label, len(pts), similarity_map(fv, pts)))
+
+    def _clear(self, image: Any) -> None:
+        self._job.cancel()
+        layer = find_result(self.viewer, image, "similarity")
+        if layer is not None:
+            self.viewer.layers.remove(layer)
+        self.result_layer = None
+        self.say("no points: click on the image to add one")
 
     def _show(self, result: tuple) -> None:
         image, label, n, sim = result
         # Contrast from the median to the maximum: the most similar half stands out whatever the
         # features' overall cosine level (random or shallow features are similar everywhere).
         lo, hi = float(np.percentile(sim, 50)), float(sim.max())
-        kwargs = aligned_kwargs(image, f"similarity {label}", colormap="turbo", opacity=0.6,
-                                contrast_limits=(lo, hi if hi > lo else lo + 1e-3))
-        self.result_layer = upsert_layer(self.viewer, sim.astype(np.float32), "image", kwargs)
-        self.result_layer.contrast_limits = kwargs["contrast_limits"]
-        self.status.value = f"similarity to {n} point(s): {label}"
+        if image not in self.viewer.layers:
+            return
+        self.result_layer = result_layer(self.viewer, image, "similarity", sim.astype(np.float32), "image",
+                                         label, colormap="turbo", opacity=0.6,
+                                         contrast_limits=(lo, hi if hi > lo else lo + 1e-3))
+        self.say(f"similarity to {n} point(s): {label}")

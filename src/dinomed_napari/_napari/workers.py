@@ -1,7 +1,9 @@
 """Off-GUI-thread plumbing: napari thread workers, progress relays, cancel flags and debouncing.
 
 Core calls run in ``napari.qt.threading`` workers; results come back to the GUI thread through the
-worker's ``returned`` signal, errors through ``errored`` (shown as notifications by the caller).
+worker's ``returned`` signal, errors through ``errored`` (shown by the caller). Every job gets a
+:class:`CancelFlag`; a cancelled job's late result is dropped, and :func:`wait_for_workers` lets a
+closing widget wait for its threads so that none emits into deleted Qt objects.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from napari.qt.threading import create_worker
-from qtpy.QtCore import QObject, QTimer, Signal
+from qtpy.QtCore import QObject, QThreadPool, QTimer, Signal
 
 
 class Relay(QObject):
@@ -29,6 +31,11 @@ def start_worker(func: Callable, *args: Any, on_returned: Callable | None = None
     connect = {"returned": on_returned, "errored": on_error, "finished": on_finished}
     return create_worker(func, *args, _start_thread=True,
                          _connect={k: v for k, v in connect.items() if v is not None}, **kwargs)
+
+
+def wait_for_workers(msecs: int = 3000) -> bool:
+    """Wait (GUI thread blocked) up to ``msecs`` for every thread worker to end; True if all did."""
+    return bool(QThreadPool.globalInstance().waitForDone(int(msecs)))
 
 
 class CancelFlag:
@@ -51,7 +58,8 @@ class LatestJob:
     """Run jobs off the GUI thread one at a time; requests made meanwhile collapse into the latest one.
 
     Used for live updates (retrain after each stroke, preview after each slider move): the GUI thread
-    never waits, and a burst of requests costs at most one extra run with the newest inputs.
+    never waits, and a burst of requests costs at most one extra run with the newest inputs. A job is
+    ``job(cancel)``; :meth:`cancel` sets the running job's flag and drops its result and the waiting job.
     """
 
     def __init__(self, on_returned: Callable, on_error: Callable, on_idle: Callable | None = None):
@@ -59,19 +67,33 @@ class LatestJob:
         self._on_error = on_error
         self._on_idle = on_idle
         self._pending: Callable | None = None
+        self._flag = CancelFlag()
         self.worker = None
 
     @property
     def busy(self) -> bool:
         return self.worker is not None
 
-    def submit(self, job: Callable[[], Any]) -> None:
-        """Run ``job()`` now, or after the running one (replacing any job already waiting)."""
+    @property
+    def cancelled(self) -> bool:
+        """The latest job was cancelled (its queued progress / partial signals should be ignored)."""
+        return self._flag()
+
+    def submit(self, job: Callable[[CancelFlag], Any]) -> None:
+        """Run ``job(cancel)`` now, or after the running one (replacing any job already waiting)."""
         if self.busy:
             self._pending = job
             return
-        self.worker = start_worker(job, on_returned=self._on_returned, on_error=self._on_error,
+        flag = self._flag = CancelFlag()
+        self.worker = start_worker(job, flag, on_returned=lambda out: flag() or self._on_returned(out),
+                                   on_error=lambda exc: flag() or self._on_error(exc),
                                    on_finished=self._finished)
+
+    def cancel(self) -> bool:
+        """Stop the running job (its result is dropped) and forget the waiting one; True if one ran."""
+        self._pending = None
+        self._flag.set()
+        return self.busy
 
     def _finished(self) -> None:
         self.worker = None

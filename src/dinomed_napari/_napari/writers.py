@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .layers import grid_volume
+from .layers import grid_volume, to_source_grid
 
 
 def write_labels(path: str, data: Any, attributes: dict) -> list[str]:
@@ -18,6 +18,6 @@ def write_labels(path: str, data: Any, attributes: dict) -> list[str]:
     """
     from dinomed_napari.io import save_labels
 
-    labels = np.asarray(data)
+    labels = to_source_grid(np.asarray(data), attributes.get("metadata", {}))
     like = grid_volume(attributes.get("metadata", {}), labels.shape, attributes.get("scale"))
     return [str(save_labels(path, labels, like))]

@@ -1,11 +1,13 @@
-"""`dinomed-napari view IMAGE`: open volumes in napari with the dinomed widgets docked."""
+"""`dinomed-napari view IMAGE`: open volumes in napari with the dinomed tools docked."""
 
 from __future__ import annotations
 
 import argparse
 
 PLUGIN = "dinomed-napari"
-WIDGETS = ("DINOv3 features", "Feature similarity", "Tumour isolation", "Scribble segmenter")
+DOCK = "DINOv3 tools"
+#: File patterns this plugin becomes napari's preferred reader for (spacing, orientation and modality kept).
+READER_PATTERNS = ("*.nii", "*.nii.gz", "*.nrrd", "*.nhdr", "*.dcm", "*.tif", "*.tiff")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -13,31 +15,44 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "(masks named *_mask / *_seg open as labels)")
     parser.add_argument("--sample", choices=["ct_organs", "em", "pet_ct_phantom"],
                         help="open a bundled sample instead of (or besides) files")
-    parser.add_argument("--no-widgets", action="store_true", help="do not dock the dinomed widgets")
+    parser.add_argument("--no-widgets", action="store_true", help="do not dock the dinomed tools")
+
+
+def prefer_reader(patterns: tuple[str, ...] = READER_PATTERNS) -> list[str]:
+    """Make this plugin napari's reader for ``patterns`` unless the user chose another; returns the
+    patterns set (so File > Open and drag-and-drop of a .nii.gz use it, not imageio)."""
+    from napari.settings import get_settings
+
+    plugins = get_settings().plugins
+    current = dict(plugins.extension2reader)
+    added = [p for p in patterns if p not in current]
+    if added:
+        plugins.extension2reader = {**current, **dict.fromkeys(added, PLUGIN)}
+    return added
 
 
 def build_viewer(images=(), sample: str | None = None, widgets: bool = True, show: bool = True):
-    """A napari viewer with ``images`` opened by the dinomed reader and the widgets docked.
+    """A napari viewer with ``images`` opened by the dinomed reader and the tools docked (one dock).
 
     Returns
     -------
-    (napari.Viewer, dict of str -> widget)
+    (napari.Viewer, DinomedDock or None)
     """
     from dinomed_napari._napari.compat import block_triton_after_gl
 
     block_triton_after_gl()  # before napari creates the GL context (see compat)
     import napari
 
+    prefer_reader()
     viewer = napari.Viewer(title="dinomed-napari", show=show)
     if sample:
         viewer.open_sample(PLUGIN, sample)
     for path in images:
         viewer.open(str(path), plugin=PLUGIN)
-    docked = {}
+    dock = None
     if widgets:
-        for name in WIDGETS:
-            _, docked[name] = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=True)
-    return viewer, docked
+        _, dock = viewer.window.add_plugin_dock_widget(PLUGIN, DOCK)
+    return viewer, dock
 
 
 def run(args: argparse.Namespace) -> int:

@@ -35,6 +35,13 @@ def _spacing(tif) -> tuple[tuple[float, float, float], str, str]:
     shaped = tif.shaped_metadata
     if shaped and isinstance(shaped[0], dict) and "spacing" in shaped[0]:
         return tuple(float(s) for s in shaped[0]["spacing"]), str(shaped[0].get("spacing_unit", "mm")), "json"
+    # Plain TIFF resolution tags in pixels per inch / cm (microscopes write these): in-plane spacing only.
+    unit = int(page.tags["ResolutionUnit"].value) if "ResolutionUnit" in page.tags else 1
+    if unit in (2, 3) and "XResolution" in page.tags and "YResolution" in page.tags:
+        um = 25400.0 if unit == 2 else 10000.0
+        ys, xs = (um * den / num if num else 1.0 for num, den in (page.tags[t].value for t in
+                                                                   ("YResolution", "XResolution")))
+        return (1.0, float(ys), float(xs)), "µm", "resolution tags"
     return (1.0, 1.0, 1.0), "pixel", "none"
 
 

@@ -1,0 +1,98 @@
+"""Result layers: one layer per kind and image, updated in place, the previous result kept as an undo.
+
+A result layer carries ``metadata["dinomed_kind"]`` (e.g. "PCA", "prediction") and
+``metadata["dinomed_image"]`` (the image layer's ``unique_id``); its name is the short kind, so the
+layer list does not cut it, and the weights that made it are in ``metadata["dinomed_label"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .layers import aligned_kwargs
+
+KIND, IMAGE, LABEL = "dinomed_kind", "dinomed_image", "dinomed_label"
+
+
+def find_result(viewer: Any, image: Any, kind: str) -> Any:
+    """The result layer of ``kind`` made for ``image``, or None."""
+    for layer in viewer.layers:
+        md = layer.metadata
+        if md.get(KIND) == kind and md.get(IMAGE) == image.unique_id:
+            return layer
+    return None
+
+
+def result_layer(viewer: Any, image: Any, kind: str, data: Any, layer_type: str, label: str = "",
+                 **kwargs: Any) -> Any:
+    """Show ``data`` in the ``kind`` layer of ``image``: its data replaced in place, or a new layer.
+
+    Keeps the user's active layer (painting, adding points) selected.
+    """
+    layer = find_result(viewer, image, kind)
+    if layer is not None and type(layer).__name__.lower() == layer_type and \
+            np.shape(layer.data) == np.shape(data):
+        layer.data = data
+        layer.metadata[LABEL] = label
+        for key in ("contrast_limits",):
+            if key in kwargs:
+                setattr(layer, key, kwargs[key])
+        return layer
+    if layer is not None:
+        viewer.layers.remove(layer)
+    kw = aligned_kwargs(image, kind, **kwargs)
+    kw["metadata"] = {**kw["metadata"], KIND: kind, IMAGE: image.unique_id, LABEL: label}
+    active = viewer.layers.selection.active
+    layer = getattr(viewer, f"add_{layer_type}")(data, **kw)
+    if active is not None and active in viewer.layers:
+        viewer.layers.selection.active = active
+    return layer
+
+
+def keep_previous(viewer: Any, image: Any, kind: str) -> Any:
+    """Copy the current ``kind`` result into a hidden "<kind> (previous)" layer before it is replaced."""
+    layer = find_result(viewer, image, kind)
+    if layer is None or not np.asarray(layer.data).any():
+        return None
+    prev = result_layer(viewer, image, f"{kind} (previous)", np.array(layer.data, copy=True),
+                        type(layer).__name__.lower(), layer.metadata.get(LABEL, ""), visible=False)
+    if hasattr(layer, "colormap") and hasattr(prev, "colormap"):
+        prev.colormap = layer.colormap
+    return prev
+
+
+def put_slice(layer: Any, values: np.ndarray, axis: int, index: int) -> None:
+    """Write one slice of a result layer in place and redraw (no full-volume copy on the GUI thread)."""
+    sl = [slice(None)] * 3
+    sl[axis] = index
+    layer.data[tuple(sl)] = values
+    layer.refresh()
+
+
+def label_colormap(colours: dict) -> Any:
+    """A napari DirectLabelColormap from ``{label: RGBA}`` (``None`` = every other label)."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    return DirectLabelColormap(color_dict=colours)
+
+
+def place_below(viewer: Any, layer: Any, other: Any) -> None:
+    """Move ``layer`` just below ``other`` in the layer list (drawn under it)."""
+    if other is None or other not in viewer.layers or layer not in viewer.layers:
+        return
+    src, dst = viewer.layers.index(layer), viewer.layers.index(other)
+    if src > dst:
+        viewer.layers.move(src, dst)
+
+
+def add_aligned_points(viewer: Any, image_layer: Any, name: str, color: str = "yellow") -> Any:
+    """An empty 3D points layer on ``image_layer``'s grid, in add mode, so that clicks add points."""
+    kwargs = aligned_kwargs(image_layer, name)
+    kwargs.pop("metadata")
+    extent = np.asarray(image_layer.data.shape[-2:]) * np.asarray(image_layer.scale[-2:])
+    layer = viewer.add_points(np.empty((0, 3)), ndim=3, size=0.025 * float(extent.max()),
+                              face_color=color, **kwargs)
+    layer.mode = "add"
+    return layer

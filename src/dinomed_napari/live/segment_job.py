@@ -1,0 +1,87 @@
+"""One scribble-segmenter job as the viewer runs it (Qt-free): fit if needed, predict a slice or the
+volume slice by slice (progress, cancel between slices). The CLI and the GUI benchmark call it too."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dinomed_napari.errors import DinomedError
+
+
+class JobCancelled(DinomedError):
+    """The user cancelled a running job."""
+
+
+@dataclass
+class SegmentRequest:
+    """Everything a train / predict job needs, read on the GUI thread.
+
+    ``segmenter`` is reused when ``settings`` match the ones it was made with (incremental fit);
+    ``index`` None = whole volume.
+    """
+
+    features: Any
+    axis: int
+    index: int | None
+    settings: tuple  # (classifier, intensity, tri-planar)
+    scribbles: tuple[np.ndarray, np.ndarray] | None = None  # None = predict only
+    image: np.ndarray | None = None
+    segmenter: Any = None
+    segmenter_settings: tuple | None = None
+    new_image: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class SegmentResult:
+    segmenter: Any
+    labels: np.ndarray
+    probabilities: np.ndarray | None  # of the first class, same shape as labels
+    classes: np.ndarray
+    trained: bool
+
+
+def run_segment_job(req: SegmentRequest, cancel: Callable[[], bool] | None = None,
+                    progress: Callable[[int, int], Any] | None = None,
+                    want_probability: bool = False) -> SegmentResult:
+    """Fit (when scribbles are given) and predict; raises :class:`JobCancelled` between slices."""
+    from dinomed_napari.analysis.segment import ScribbleSegmenter
+
+    kind, intensity, _tri = req.settings
+    seg = req.segmenter
+    trained = req.scribbles is not None
+    if trained:
+        if seg is None or req.segmenter_settings != req.settings:
+            seg = ScribbleSegmenter(classifier=kind, intensity=intensity)  # settings changed: a new one
+        seg.fit(req.features, req.scribbles, image=req.image)
+    image = req.image if req.new_image else None  # a loaded segmenter needs the image once
+    # Features only when the segmenter has none (loaded from a file): passing them again would drop
+    # its cached tri-planar scores.
+    features = None if seg.features else req.features
+    if req.index is not None:
+        pred = seg.predict(index=req.index, axis=req.axis, features=features, image=image)
+        prob = pred.probabilities[..., 0].astype(np.float32) if want_probability else None
+        return SegmentResult(seg, pred.labels, prob, pred.classes, trained)
+    first = next(iter(req.features.values())) if isinstance(req.features, dict) else req.features
+    shape = tuple(first.volume_shape)
+    n = shape[req.axis]
+    labels = probs = classes = None
+    for i in range(n):
+        if cancel is not None and cancel():
+            raise JobCancelled(f"volume prediction cancelled after {i} of {n} slices")
+        pred = seg.predict(index=i, axis=req.axis, features=features, image=image)
+        image = features = None
+        if labels is None:
+            labels = np.zeros(shape, pred.labels.dtype)
+            probs = np.zeros(shape, np.float32) if want_probability else None
+            classes = pred.classes
+        np.moveaxis(labels, req.axis, 0)[i] = pred.labels
+        if probs is not None:
+            np.moveaxis(probs, req.axis, 0)[i] = pred.probabilities[..., 0]
+        if progress is not None:
+            progress(i + 1, n)
+    return SegmentResult(seg, labels, probs, classes, trained)

@@ -1,0 +1,83 @@
+"""The Qt-free policy of the interactive tools (dinomed_napari.live): hints, guards, window choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dinomed_napari.live import display, jobs, scribbles
+from dinomed_napari.live.weights import default_weights
+
+
+def test_one_class_is_a_hint_naming_the_class_to_paint():
+    names = scribbles.parse_class_names("liver, background")
+    check = scribbles.check_scribbles(np.ones(40, int), 10_000, names)
+    assert not check.ready and check.question is None
+    assert check.hint == "40 voxels of liver (1); now paint some background (2)"
+    empty = scribbles.check_scribbles(np.zeros(0, int), 10_000, names)
+    assert not empty.ready and "paint some liver (1) and some background (2)" in empty.hint
+    both = scribbles.check_scribbles(np.array([1] * 5 + [2] * 7), 10_000, names)
+    assert both.ready and both.hint == "training on 12 voxels (liver (1): 5, background (2): 7)"
+
+
+def test_full_label_volume_gets_a_question_until_confirmed():
+    organs = np.arange(1, 42).repeat(100)  # 41 classes
+    check = scribbles.check_scribbles(organs, 1_000_000, layer_name="organs")
+    assert not check.ready and "'organs' has 41 classes" in check.question and "anyway?" in check.question
+    dense = scribbles.check_scribbles(np.array([1, 2] * 30_000), 100_000)
+    assert "60,000 labelled voxels (60.0 % of the image)" in dense.question
+    assert scribbles.check_scribbles(np.array([1, 2] * 30_000), 100_000, confirmed=True).ready
+
+
+def test_subsample_keeps_every_class_in_proportion():
+    values = np.array([1] * 9000 + [2] * 1000 + [3] * 2)
+    points = np.arange(len(values) * 3).reshape(-1, 3)
+    p, v = scribbles.subsample(points, values, limit=1000)
+    counts = dict(zip(*np.unique(v, return_counts=True), strict=True))
+    assert counts[1] == 900 and counts[2] == 100 and counts[3] == 1 and len(p) == len(v)
+    assert len(np.unique(p[:, 0])) == len(p)  # no voxel twice
+
+
+def test_prediction_colours_differ_from_scribbles_and_background_is_transparent():
+    names = ["lesion", "background"]
+    scr = scribbles.label_colours(names, prediction=False)
+    pred = scribbles.label_colours(names, prediction=True)
+    assert pred[2][3] == 0 and scr[2][3] == 1 and pred[0][3] == 0
+    assert all(pred[v] != scr[v] for v in range(1, 7) if v != 2)
+
+
+def test_retrain_action():
+    pts, vals = np.array([[0, 1, 2]]), np.array([1])
+    assert jobs.retrain_action(None, (pts, vals), True, False) == "train"
+    assert jobs.retrain_action((pts, vals), (pts, vals), True, True) == "predict"
+    assert jobs.retrain_action((pts, vals), (pts, vals), False, True) == "train"
+    assert jobs.retrain_action((pts, vals), (pts, vals), True, False) == "skip"
+    assert jobs.interactive_batch_size("cpu") == 1 and jobs.interactive_batch_size("cuda:0") == 4
+
+
+def test_ct_is_detected_from_hounsfield_range_and_says_so():
+    rng = np.random.default_rng(0)
+    ct = rng.integers(-1024, 1500, size=(4, 32, 32)).astype(np.int16)
+    choice = display.choose_window(ct)
+    assert choice.modality == "CT" and choice.window == "soft_tissue"
+    assert "auto" in choice.reason and "Hounsfield" in choice.reason
+    assert display.display_range("soft_tissue", ct) == (-160.0, 240.0)
+    em = rng.integers(0, 255, size=(4, 32, 32)).astype(np.uint8)
+    em_choice = display.choose_window(em)
+    assert em_choice.modality is None and em_choice.window == "percentile"
+    assert display.choose_window(em, "PT").window == "pet_suv"
+    assert display.choose_window(ct, modality="MR").window == "percentile"
+    assert display.choose_window(ct, window="lung").reason.endswith("window lung (chosen)")
+
+
+@pytest.mark.parametrize("with_file", [False, True])
+def test_default_weights_is_what_is_on_this_machine(tmp_path, monkeypatch, with_file):
+    monkeypatch.setenv("DINOMED_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    if with_file:
+        (tmp_path / "dinov3_vits16_pretrain_lvd1689m-08c60483.pth").write_bytes(b"x")
+    offer = default_weights("S")
+    if with_file:
+        assert offer.kind == "local file" and offer.value.endswith("-08c60483.pth")
+    else:
+        assert offer.kind == "choose" and str(tmp_path) in offer.reason and "'random'" in offer.reason
