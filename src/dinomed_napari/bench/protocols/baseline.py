@@ -6,79 +6,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from dinomed_napari.features.grid import slice_of
+from dinomed_napari.analysis.filterbank import MAX_3D_VOXELS, FilterBankRF
 
-#: Above this many voxels the filter bank runs per 2D slice (~24 float32 filters per voxel: 8 M voxels
-#: ~ 0.8 GB in 3D), so memory stays bounded by one slice on real-sized volumes.
-MAX_3D_VOXELS = 8_000_000
-
-
-class FilterBankRF:
-    """``skimage.feature.multiscale_basic_features`` + a random forest, trained on scribbled voxels.
-
-    Parameters
-    ----------
-    image : np.ndarray, (Z, Y, X)
-        Intensities already windowed to [0, 1] (the same preprocessing the backbone gets).
-    axis : int
-        Slicing axis of the 2D mode.
-    sigma_max : float
-        Largest Gaussian scale of the filter bank, in voxels (capped at half the smallest side).
-    max_voxels_3d : int
-        3D filters (ilastik's default for volumes) up to this size, per-slice 2D filters above it.
-
-    Notes
-    -----
-    Intensity, edges and texture at scales 0.5..sigma_max, then ``skimage.future.fit_segmenter`` /
-    ``predict_segmenter`` with a class-balanced forest: what ilastik's pixel classification does by default.
-    The filters do not depend on the scribbles, so they are computed once per case (3D mode).
-    """
-
-    def __init__(self, image: np.ndarray, axis: int = 0, sigma_max: float = 16.0,
-                 max_voxels_3d: int = MAX_3D_VOXELS):
-        self.image = np.asarray(image, dtype=np.float32)
-        self.axis = int(axis)
-        self.mode = "3d" if self.image.size <= max_voxels_3d else "2d"
-        shape = self.image.shape if self.mode == "3d" else np.delete(self.image.shape, self.axis)
-        self.sigma_max = float(min(sigma_max, max(1.0, min(shape) / 2)))
-        self.features = self._filters(self.image) if self.mode == "3d" else None
-
-    def _filters(self, data: np.ndarray) -> np.ndarray:
-        from skimage.feature import multiscale_basic_features
-
-        return multiscale_basic_features(data, sigma_min=0.5, sigma_max=self.sigma_max).astype(np.float32)
-
-    def segment(self, scribbles: np.ndarray, *, seed: int = 0, n_estimators: int = 50) -> np.ndarray:
-        """Train on ``scribbles`` (0 unlabelled, 1..K); the predicted class (1..K) of every voxel."""
-        from skimage.future import fit_segmenter, predict_segmenter
-        from sklearn.ensemble import RandomForestClassifier
-
-        from dinomed_napari.errors import ScribbleError
-
-        scribbles = np.asarray(scribbles).astype(np.int64)
-        if scribbles.shape != self.image.shape:
-            raise ScribbleError(f"scribbles of shape {scribbles.shape} do not match the image "
-                                f"{self.image.shape}")
-        clf = RandomForestClassifier(n_estimators=n_estimators, max_depth=10, max_samples=0.5, n_jobs=1,
-                                     random_state=seed, class_weight="balanced")
-        if self.mode == "3d":
-            clf = fit_segmenter(scribbles, self.features, clf)
-            return predict_segmenter(self.features, clf).astype(np.uint8)
-        other = tuple(a for a in range(3) if a != self.axis)
-        xs, ys = [], []
-        for s in np.flatnonzero(np.any(scribbles > 0, axis=other)):
-            lab = slice_of(scribbles, self.axis, int(s))
-            xs.append(self._filters(slice_of(self.image, self.axis, int(s)))[lab > 0])
-            ys.append(lab[lab > 0])
-        if not xs:
-            raise ScribbleError("no scribbles to train the filter-bank baseline on")
-        clf.fit(np.concatenate(xs), np.concatenate(ys))
-        out = np.empty(self.image.shape, np.uint8)
-        for s in range(self.image.shape[self.axis]):
-            plane = predict_segmenter(self._filters(slice_of(self.image, self.axis, s)), clf)
-            np.moveaxis(out, self.axis, 0)[s] = plane
-        return out
-
+__all__ = ["FilterBankRF", "MAX_3D_VOXELS", "baseline_records"]
 
 def baseline_records(lc, settings) -> Iterator[tuple[dict, np.ndarray]]:
     """Baseline rows on the same seeded scribbles as the few-click protocol, for each number of slices."""
