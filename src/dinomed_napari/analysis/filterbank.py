@@ -43,15 +43,15 @@ class FilterBankRF:
         shape = self.image.shape if self.mode == "3d" else np.delete(self.image.shape, self.axis)
         self.sigma_max = float(min(sigma_max, max(1.0, min(shape) / 2)))
         self.features = self._filters(self.image) if self.mode == "3d" else None
+        self.clf = None
 
     def _filters(self, data: np.ndarray) -> np.ndarray:
         from skimage.feature import multiscale_basic_features
 
         return multiscale_basic_features(data, sigma_min=0.5, sigma_max=self.sigma_max).astype(np.float32)
 
-    def segment(self, scribbles: np.ndarray, *, seed: int = 0, n_estimators: int = 50) -> np.ndarray:
-        """Train on ``scribbles`` (0 unlabelled, 1..K); the predicted class (1..K) of every voxel."""
-        from skimage.future import fit_segmenter, predict_segmenter
+    def fit(self, scribbles: np.ndarray, *, seed: int = 0, n_estimators: int = 50) -> FilterBankRF:
+        """Train the forest on ``scribbles`` (0 unlabelled, 1..K) of the image's grid."""
         from sklearn.ensemble import RandomForestClassifier
 
         from dinomed_napari.errors import ScribbleError
@@ -60,22 +60,44 @@ class FilterBankRF:
         if scribbles.shape != self.image.shape:
             raise ScribbleError(f"scribbles of shape {scribbles.shape} do not match the image "
                                 f"{self.image.shape}")
-        clf = RandomForestClassifier(n_estimators=n_estimators, max_depth=10, max_samples=0.5, n_jobs=1,
-                                     random_state=seed, class_weight="balanced")
+        self.clf = RandomForestClassifier(n_estimators=n_estimators, max_depth=10, max_samples=0.5, n_jobs=1,
+                                          random_state=seed, class_weight="balanced")
         if self.mode == "3d":
-            clf = fit_segmenter(scribbles, self.features, clf)
-            return predict_segmenter(self.features, clf).astype(np.uint8)
+            mask = scribbles > 0
+            if not mask.any():
+                raise ScribbleError("no scribbles to train the filter-bank classifier on")
+            self.clf.fit(self.features[mask], scribbles[mask])
+            return self
         other = tuple(a for a in range(3) if a != self.axis)
         xs, ys = [], []
         for s in np.flatnonzero(np.any(scribbles > 0, axis=other)):
             lab = slice_of(scribbles, self.axis, int(s))
-            xs.append(self._filters(slice_of(self.image, self.axis, int(s)))[lab > 0])
+            xs.append(self._plane_filters(int(s))[lab > 0])
             ys.append(lab[lab > 0])
         if not xs:
-            raise ScribbleError("no scribbles to train the filter-bank baseline on")
-        clf.fit(np.concatenate(xs), np.concatenate(ys))
+            raise ScribbleError("no scribbles to train the filter-bank classifier on")
+        self.clf.fit(np.concatenate(xs), np.concatenate(ys))
+        return self
+
+    def _plane_filters(self, index: int) -> np.ndarray:
+        if self.mode == "3d":
+            return slice_of(self.features, self.axis, index)
+        return self._filters(slice_of(self.image, self.axis, index))
+
+    def plane_proba(self, index: int) -> np.ndarray:
+        """(H, W, K) class probabilities of plane ``index`` along ``axis`` (``clf.classes_`` order)."""
+        feats = self._plane_filters(int(index))
+        p = self.clf.predict_proba(feats.reshape(-1, feats.shape[-1]))
+        return p.reshape(feats.shape[:-1] + (p.shape[-1],)).astype(np.float32)
+
+    def segment(self, scribbles: np.ndarray, *, seed: int = 0, n_estimators: int = 50) -> np.ndarray:
+        """Train on ``scribbles`` (0 unlabelled, 1..K); the predicted class (1..K) of every voxel."""
+        from skimage.future import predict_segmenter
+
+        self.fit(scribbles, seed=seed, n_estimators=n_estimators)
+        if self.mode == "3d":
+            return predict_segmenter(self.features, self.clf).astype(np.uint8)
         out = np.empty(self.image.shape, np.uint8)
         for s in range(self.image.shape[self.axis]):
-            plane = predict_segmenter(self._filters(slice_of(self.image, self.axis, s)), clf)
-            np.moveaxis(out, self.axis, 0)[s] = plane
+            np.moveaxis(out, self.axis, 0)[s] = predict_segmenter(self._plane_filters(s), self.clf)
         return out

@@ -36,7 +36,8 @@ def save_segmenter(seg: ScribbleSegmenter, path, include_samples: bool = True) -
         "options": seg.options, "signature": seg.signature, "settings": seg.settings,
         "classes": [int(c) for c in seg.classes_], "axes": sorted(int(a) for a in seg.models),
         "n_dino": seg.n_dino, "image_range": list(seg.image_range) if seg.image_range else None,
-        "spatial": seg.spatial, "spacing": list(seg.spacing) if seg.spacing else None,
+        "spatial": seg.spatial, "forest_prior": seg.forest_prior,
+        "spacing": list(seg.spacing) if seg.spacing else None,
     }
     arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(meta))}
     for axis, model in seg.models.items():
@@ -85,7 +86,8 @@ def load_segmenter(path) -> ScribbleSegmenter:
     seg = ScribbleSegmenter(classifier=meta["classifier"], intensity=meta["intensity"],
                             cleanup=meta["cleanup"], fill_holes=meta["fill_holes"],
                             min_size=meta["min_size"], seed=meta["seed"],
-                            spatial=meta.get("spatial", "none"), **meta["options"])
+                            spatial=meta.get("spatial", "none"),
+                            forest_prior=meta.get("forest_prior", True), **meta["options"])
     seg.spacing = tuple(meta["spacing"]) if meta.get("spacing") else None
     seg.signature, seg.settings, seg.n_dino = meta["signature"], meta["settings"], int(meta["n_dino"])
     seg.image_range = tuple(meta["image_range"]) if meta["image_range"] else None

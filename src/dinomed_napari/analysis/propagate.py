@@ -162,15 +162,20 @@ def _pool_seeds(seeds: np.ndarray, f: int, n: int) -> np.ndarray:
     return out
 
 
+def _with(feats: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
+    return feats if extra is None else np.concatenate([feats, extra.astype(np.float32)], axis=-1)
+
+
 def _local_proba(planes: list[np.ndarray], masks: list[np.ndarray], rings: list[np.ndarray],
-                 target: np.ndarray, where: np.ndarray) -> np.ndarray | None:
+                 target: np.ndarray, where: np.ndarray, extras=None, target_extra=None) -> np.ndarray | None:
     """P(structure) on ``target`` at ``where`` from a class-balanced logistic regression on the source
     planes' masks vs their rings (standardised features)."""
     from sklearn.linear_model import LogisticRegression
 
     xs, ys = [], []
-    for plane, mask, ring in zip(planes, masks, rings, strict=True):
-        feats = pixel_features(plane)
+    extras = extras if extras is not None else [None] * len(planes)
+    for plane, mask, ring, extra in zip(planes, masks, rings, extras, strict=True):
+        feats = _with(pixel_features(plane), extra)
         bg = ring & ~mask
         if mask.sum() < 3 or bg.sum() < 3:
             continue
@@ -188,7 +193,7 @@ def _local_proba(planes: list[np.ndarray], masks: list[np.ndarray], rings: list[
     with threadpool_limits(1):  # tiny problem: BLAS threads only fight torch's and each other
         model = LogisticRegression(class_weight="balanced", max_iter=200).fit((X - mean) / std, y)
     p = np.zeros(target.shape, np.float32)
-    p[where] = model.predict_proba((pixel_features(target)[where] - mean) / std)[:, 1]
+    p[where] = model.predict_proba((_with(pixel_features(target), target_extra)[where] - mean) / std)[:, 1]
     return p
 
 
@@ -222,7 +227,7 @@ def _disk(radius: int) -> np.ndarray:
 
 def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 0,
               background: int | None = None, proba=None, max_angle: float = MAX_ANGLE,
-              threshold: float = 0.5, min_fraction: float = 0.05, cancel=None) -> Propagation:
+              threshold: float = 0.5, min_fraction: float = 0.05, cancel=None, extra=None) -> Propagation:
     """Segment the painted structures on their annotated slices and follow them through the volume.
 
     Parameters
@@ -248,6 +253,9 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
         The walk stops when a slice's mask is smaller than this fraction of the previous one's.
     cancel : callable, optional
         ``cancel() -> bool`` checked between slices; raises :class:`~dinomed_napari.errors.Cancelled`.
+    extra : callable, optional
+        ``extra(index, cls) -> (H, W, F)`` more per-pixel features for the slice-to-slice model (e.g. a
+        classifier's probability of class ``cls``); the model learns on each slice how far to trust them.
 
     Returns
     -------
@@ -290,8 +298,9 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
             prev = np.logical_or.reduce([done[t] for t in srcs])
             allowed = ndimage.binary_dilation(prev, disk)
             ring = ndimage.binary_dilation(allowed, disk) & ~prev
+            ex = None if extra is None else [extra(t, c) for t in srcs]
             p = _local_proba([img[t] for t in srcs], [done[t] for t in srcs], [ring] * len(srcs), img[s],
-                             allowed)
+                             allowed, ex, None if extra is None else extra(s, c))
             if p is None:
                 continue
             conf = float(np.abs(2 * p[allowed] - 1).mean())

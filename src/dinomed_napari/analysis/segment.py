@@ -98,6 +98,10 @@ class ScribbleSegmenter:
         label volume in :meth:`fit`); "none" labels every voxel by the classifier alone; "auto"
         (default) propagates when fit() got both, else uses the classifier (``Segmentation.propagation``
         is then None).
+    forest_prior : bool
+        With propagation, also train a random forest on multiscale filters (ilastik's recipe,
+        :class:`.filterbank.FilterBankRF`) on the same scribbles; its probability is one more input of the
+        slice-to-slice model, which learns on each slice how far to trust it.
     cleanup : bool
         On whole-volume predictions, keep per class only the 3D components touching one of its scribbles.
     fill_holes, min_size
@@ -108,11 +112,12 @@ class ScribbleSegmenter:
     """
 
     def __init__(self, classifier: str = "linear", intensity: str | None = None,
-                 spatial: str = "auto", cleanup: bool = False, fill_holes: bool = False,
-                 min_size: int = 0, seed: int = 0, **options):
+                 spatial: str = "auto", forest_prior: bool = True, cleanup: bool = False,
+                 fill_holes: bool = False, min_size: int = 0, seed: int = 0, **options):
         if spatial not in ("auto", "propagate", "none"):
             raise ValueError(f"spatial must be 'auto', 'propagate' or 'none', got {spatial!r}")
-        self.spatial, self.spacing = spatial, None
+        self.spatial, self.spacing, self.forest_prior = spatial, None, forest_prior
+        self._bank = None
         self.kind, self.intensity, self.cleanup = classifier, intensity, cleanup
         self.fill_holes, self.min_size, self.seed, self.options = fill_holes, min_size, seed, options
         self.models: dict[int, object] = {}
@@ -277,7 +282,8 @@ class ScribbleSegmenter:
             raise ScribbleError("segmenter is not trained: call fit() with scribbles first")
         self._adopt(features, image)
         propagating = self._can_propagate()
-        want = probabilities if probabilities is not None else not (propagating and index is None)
+        # The classifier's pass is needed for its labels (not propagating, or a preview) or when asked for.
+        want = probabilities or not (propagating and index is None)
         proba = softmax(self.logits(index, axis)) if want else None
         classes = self.classes_
         dtype = np.uint8 if classes.max() < 256 else np.int32
@@ -287,7 +293,8 @@ class ScribbleSegmenter:
             scr_axis = next(iter(self.features)) if axis is None else axis
             if index is None:
                 prop = propagate(self.image, self.scribbles, self.spacing or (1.0, 1.0, 1.0), axis=scr_axis,
-                                 proba=lambda s: self._structure_proba(s, scr_axis), cancel=cancel)
+                                 proba=lambda s: self._structure_proba(s, scr_axis), cancel=cancel,
+                                 extra=self._forest_prior(scr_axis))
                 labels = prop.labels.astype(dtype)
             else:
                 labels = self._annotated_preview(index, scr_axis, labels, proba)
@@ -306,6 +313,26 @@ class ScribbleSegmenter:
 
     def _background(self) -> int:
         return background_of(np.asarray(self.scribbles))
+
+    def _forest_prior(self, axis: int):
+        """``extra(index, cls)`` for :func:`propagate`: the filter-bank forest's probability of ``cls``."""
+        if not self.forest_prior:
+            return None
+        from .filterbank import FilterBankRF
+
+        key = (id(self.image), axis)
+        if self._bank is None or self._bank[0] != key:  # filters depend on the image only: kept
+            self._bank = (key, FilterBankRF(np.clip(self.image, 0.0, 1.0), axis=axis))
+        bank = self._bank[1].fit(np.asarray(self.scribbles), seed=self.seed)
+        classes = list(bank.clf.classes_)
+        planes: dict[int, np.ndarray] = {}
+
+        def extra(index: int, cls: int) -> np.ndarray:
+            if index not in planes:
+                planes[index] = bank.plane_proba(index)
+            return planes[index][..., [classes.index(cls)]]
+
+        return extra
 
     def _structure_proba(self, index: int, axis: int) -> np.ndarray:
         """(H, W, K-1) classifier probabilities of the non-background classes on one plane."""
