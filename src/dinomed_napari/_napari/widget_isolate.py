@@ -56,7 +56,7 @@ class IsolateWidget(DinomedWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.new_seeds.clicked.connect(self.add_seed_layer)
         self.apply_button.clicked.connect(self.apply)
-        self._debounce = Debouncer(self.preview, PREVIEW_DELAY_MS)
+        self._debounce = Debouncer(self.preview, PREVIEW_DELAY_MS, self.native)
         for w in controls:
             w.changed.connect(self._debounce.trigger)
         self.channel.changed.connect(self.fit_slider_ranges)
