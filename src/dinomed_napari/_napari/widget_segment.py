@@ -290,7 +290,8 @@ class SegmentWidget(DinomedWidget):
             return
         self._last_scribbles = (points, values)
         req.scribbles = (points, values) if action == "train" or session.segmenter is None else None
-        self.say(check.hint if req.scribbles is not None else "predicting ...")
+        if volume or not self.live.value:  # live strokes: the result's line follows within ~0.3 s, and
+            self.say(check.hint if req.scribbles is not None else "predicting ...")  # each repaint costs
         self._submit(image, session, req, volume=volume, voxels=len(values))
 
     def _answer(self, yes: bool) -> None:
