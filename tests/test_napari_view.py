@@ -72,3 +72,19 @@ def test_view_command_is_registered():
     view.configure(parser)
     args = parser.parse_args(["a.nii.gz", "--sample", "em"])
     assert args.images == ["a.nii.gz"] and args.sample == "em" and not args.no_widgets
+
+
+def test_closing_napari_during_an_extraction_stops_it_cleanly(qtbot):
+    from dinomed_napari.cli.view import build_viewer
+
+    viewer, dock = build_viewer(sample="ct_organs", show=False)
+    f = dock.features
+    f.weights.value, f.resolution.value = "random", 64
+    done = []
+    f._relay.progress.connect(lambda d, _t: done.append(d))
+    f.run()
+    qtbot.waitUntil(lambda: len(done) >= 2, timeout=60_000)
+    job = f._job
+    viewer.close()  # the dock goes: its job is cancelled and waited for; nothing touches deleted widgets
+    qtbot.wait(500)
+    assert not job.busy and job.cancelled and done[-1] < 30

@@ -59,7 +59,7 @@ class LayerChooser(ComboBox):
 
 def stop_jobs(jobs: list, msecs: int = 3000) -> None:
     """Cancel every job and wait (briefly) for their threads, so none emits into deleted Qt objects."""
-    running = [job.cancel() for job in jobs]
+    running = [job.close() for job in jobs]
     if any(running):
         wait_for_workers(msecs)
 

@@ -42,6 +42,7 @@ class DinomedDock(QWidget):
         self.tabs = QTabWidget()
         for tool in self.tools:
             tool.native.setMinimumWidth(DOCK_WIDTH - 40)
+            tool.native.layout().addStretch(1)  # controls packed at the top, not spread over the height
             self.tabs.addTab(scrolled(tool.native), tool.title)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

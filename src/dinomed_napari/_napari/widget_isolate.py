@@ -13,7 +13,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, Progres
 
 from dinomed_napari.live.jobs import PREVIEW_DELAY_MS
 
-from .results import add_aligned_points, find_result, keep_previous, put_slice, result_layer
+from .results import add_aligned_points, find_result, keep_previous, place_below, put_slice, result_layer
 from .session import SESSIONS
 from .widget_base import DinomedWidget, LayerChooser, LayerWatch
 from .widget_similarity import points_to_voxels
@@ -56,7 +56,7 @@ class IsolateWidget(DinomedWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.new_seeds.clicked.connect(self.add_seed_layer)
         self.apply_button.clicked.connect(self.apply)
-        self._debounce = Debouncer(self.preview, PREVIEW_DELAY_MS)
+        self._debounce = Debouncer(self.preview, PREVIEW_DELAY_MS, self.native)
         for w in controls:
             w.changed.connect(self._debounce.trigger)
         self.channel.changed.connect(self.fit_slider_ranges)
@@ -163,6 +163,7 @@ class IsolateWidget(DinomedWidget):
         put_slice(layer, plane.astype(np.uint8), axis, index)
         self._preview_at = (axis, index)
         self.preview_layer = layer
+        place_below(self.viewer, layer, self.seeds.value)  # the seeds stay visible
         self._show_thresholds(thresholds, f"preview slice {index}: {int(plane.sum())} px")
 
     def _show_thresholds(self, t: dict, what: str) -> None:
@@ -197,6 +198,7 @@ class IsolateWidget(DinomedWidget):
         keep_previous(self.viewer, image, "isolated")
         self.result_layer = result_layer(self.viewer, image, "isolated", mask.astype(np.uint8), "labels",
                                          label)
+        place_below(self.viewer, self.result_layer, self.seeds.value)
         voxels = int(mask.sum())
         ml = voxels * float(np.prod(image.scale[-3:])) / 1000.0
         self._show_thresholds(thresholds, f"{voxels} voxels ({ml:.3g} ml if mm)")

@@ -126,8 +126,8 @@ class SegmentWidget(DinomedWidget):
         self.classes.changed.connect(self._classes_changed)
         self.paint_class.changed.connect(self._paint_class_changed)
         self.show_as.changed.connect(lambda *_: self._style_prediction())
-        self._debounce = Debouncer(self.retrain, STROKE_DELAY_MS)
-        self._slice_debounce = Debouncer(self.predict_slice, SLICE_DELAY_MS)
+        self._debounce = Debouncer(self.retrain, STROKE_DELAY_MS, self.native)
+        self._slice_debounce = Debouncer(self.predict_slice, SLICE_DELAY_MS, self.native)
         self._relay = Relay()
         self._relay.progress.connect(self._on_progress)
         self._job = LatestJob(self._show, self._error, on_idle=self._idle)
@@ -290,7 +290,8 @@ class SegmentWidget(DinomedWidget):
             return
         self._last_scribbles = (points, values)
         req.scribbles = (points, values) if action == "train" or session.segmenter is None else None
-        self.say(check.hint if req.scribbles is not None else "predicting ...")
+        if volume or not self.live.value:  # live strokes: the result's line follows within ~0.3 s, and
+            self.say(check.hint if req.scribbles is not None else "predicting ...")  # each repaint costs
         self._submit(image, session, req, volume=volume, voxels=len(values))
 
     def _answer(self, yes: bool) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import PushButton
 
-from .results import add_aligned_points, find_result, result_layer
+from .results import add_aligned_points, find_result, place_below, result_layer
 from .session import SESSIONS
 from .widget_base import DinomedWidget, LayerChooser, LayerWatch
 from .workers import LatestJob
@@ -92,4 +92,5 @@ class SimilarityWidget(DinomedWidget):
         self.result_layer = result_layer(self.viewer, image, "similarity", sim.astype(np.float32), "image",
                                          label, colormap="turbo", opacity=0.6,
                                          contrast_limits=(lo, hi if hi > lo else lo + 1e-3))
+        place_below(self.viewer, self.result_layer, self.points.value)  # the points stay visible
         self.say(f"similarity to {n} point(s): {label}")

@@ -95,6 +95,13 @@ class LatestJob:
         self._flag.set()
         return self.busy
 
+    def close(self) -> bool:
+        """:meth:`cancel` and forget every callback: the owner's Qt widgets are going away, and a late
+        ``finished`` must not touch them (PyQt aborts the process on an error in a slot)."""
+        running = self.cancel()
+        self._on_idle = None
+        return running
+
     def _finished(self) -> None:
         self.worker = None
         job, self._pending = self._pending, None
@@ -107,8 +114,8 @@ class LatestJob:
 class Debouncer:
     """Call ``callback`` once, ``delay_ms`` after the last :meth:`trigger` (a burst of events -> one call)."""
 
-    def __init__(self, callback: Callable[[], Any], delay_ms: int = 250):
-        self._timer = QTimer()
+    def __init__(self, callback: Callable[[], Any], delay_ms: int = 250, parent: Any = None):
+        self._timer = QTimer(parent)  # parent: the widget, so that it never fires into a deleted one
         self._timer.setSingleShot(True)
         self._timer.setInterval(int(delay_ms))
         self._timer.timeout.connect(callback)
