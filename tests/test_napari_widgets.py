@@ -244,8 +244,9 @@ def test_scribbles_retrain_live_and_predict_volume(make_napari_viewer, qtbot, ct
     assert viewer.layers["prediction (previous)"].data[3].any()  # the live slice result kept as undo
     pred = np.asarray(w.prediction_layer.data)
     print(f"linear, 6-slice volume Dice {dice(pred == 1, gt):.3f}")
-    assert dice(pred == 1, gt) > 0.5  # whole 6-slice volume, from scribbles on one slice (0.69 measured)
+    assert dice(pred == 1, gt) > 0.6  # whole 6-slice volume from scribbles on one slice (0.738 measured)
     assert w.probability_layer.data.shape == gt.shape
+    assert "3D: followed from annotated slices [3]" in w.suggestion.value and "next" in w.suggestion.value
     assert set(np.unique(scribbles.data)) == {0, 1, 2}  # the user's layer was never written
     # export on the image grid, save / load the segmenter
     w.export_file.value = tmp_path / "liver.nii.gz"
@@ -260,7 +261,11 @@ def test_scribbles_retrain_live_and_predict_volume(make_napari_viewer, qtbot, ct
     n = w.updates
     w.load()
     qtbot.waitUntil(lambda: w.updates > n, timeout=WAIT)
-    np.testing.assert_array_equal(np.asarray(w.prediction_layer.data)[3], pred[3])
+    # A loaded segmenter keeps no scribbles: slice 3 is the classifier's answer, not the outline the
+    # scribbles gave, so it is close to the saved result but need not be equal.
+    again = np.asarray(w.prediction_layer.data)[3]
+    print(f"loaded segmenter, slice 3 Dice vs the propagated result {dice(again == 1, pred[3] == 1):.3f}")
+    assert dice(again == 1, pred[3] == 1) > 0.8
 
 
 def test_errors_are_notifications_and_widgets_stay_usable(make_napari_viewer, qtbot, ct_crop, notes,

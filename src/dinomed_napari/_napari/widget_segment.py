@@ -33,7 +33,7 @@ from dinomed_napari.live.scribbles import (
     parse_class_names,
     subsample,
 )
-from dinomed_napari.live.segment_job import SegmentRequest, run_segment_job
+from dinomed_napari.live.segment_job import SegmentRequest, run_segment_job, suggestion_text
 
 from .layers import layer_volume, to_source_grid
 from .results import find_result, keep_previous, label_colormap, place_below, put_slice, result_layer
@@ -283,6 +283,9 @@ class SegmentWidget(DinomedWidget):
             self.say(check.hint)
             self._clear_prediction_slice(image, req)
             return
+        if volume:  # the 3D step follows the painted structures from the whole scribble volume
+            req.extra.update(scribble_volume=data.copy(), spacing=tuple(float(v) for v in image.scale[-3:]))
+            req.image = np.asarray(image.data)
         points, values = subsample(points, values)
         action = retrain_action(self._last_scribbles, (points, values),
                                 session.segmenter_settings == req.settings, session.segmenter is not None)
@@ -384,6 +387,8 @@ class SegmentWidget(DinomedWidget):
             put_slice(layer, res.labels, meta["axis"], meta["index"])
         if res.probabilities is not None:
             self._show_probability(image, res, meta, label)
+        if meta["volume"]:
+            self.show_suggestion(suggestion_text(res.propagation))
         names = ", ".join(class_name(self.class_names, c) for c in res.classes)
         where = "volume" if meta["volume"] else f"slice {meta['index']}"
         self.say(f"{where} predicted ({names}); trained on {self._trained_on} scribbled voxels; "

@@ -227,7 +227,8 @@ def _disk(radius: int) -> np.ndarray:
 
 def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 0,
               background: int | None = None, proba=None, max_angle: float = MAX_ANGLE,
-              threshold: float = 0.5, min_fraction: float = 0.05, cancel=None, extra=None) -> Propagation:
+              threshold: float = 0.5, min_fraction: float = 0.05, cancel=None, extra=None,
+              progress=None) -> Propagation:
     """Segment the painted structures on their annotated slices and follow them through the volume.
 
     Parameters
@@ -256,6 +257,8 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
     extra : callable, optional
         ``extra(index, cls) -> (H, W, F)`` more per-pixel features for the slice-to-slice model (e.g. a
         classifier's probability of class ``cls``); the model learns on each slice how far to trust them.
+    progress : callable, optional
+        ``progress(done, total)`` after each slice (per structure class).
 
     Returns
     -------
@@ -285,12 +288,16 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
         confidence[s] = 1.0
     shift = max(sp_slice * np.tan(np.radians(max_angle)), 2 * sp2.max())
     disk = _disk(int(round(shift / sp2.min())))
+    total, step = max(1, len(masks) * (n - len(annotated))), 0
     for c, seeds in masks.items():
         done = dict(seeds)
         dist = np.min(np.abs(np.arange(n)[:, None] - np.array(list(seeds))[None, :]), axis=1)
         for s in sorted((s for s in range(n) if s not in seeds), key=lambda s: dist[s]):
             if cancel is not None and cancel():
                 raise Cancelled("propagation cancelled")
+            step += 1
+            if progress is not None:
+                progress(step, total)
             srcs = [t for t in (s - 1, s + 1) if 0 <= t < n and dist[t] < dist[s] and done.get(t) is not None
                     and done[t].any()]
             if not srcs:

@@ -268,7 +268,7 @@ class ScribbleSegmenter:
 
     def predict(self, index: int | None = None, axis: int | None = None, features=None,
                 image: np.ndarray | None = None, cancel=None,
-                probabilities: bool | None = None) -> Segmentation:
+                probabilities: bool | None = None, progress=None) -> Segmentation:
         """Labels and per-class probabilities of slice ``index`` (along ``axis``) or of the whole volume.
 
         With 3D propagation (see ``spatial``) the whole-volume labels follow the painted structures from
@@ -276,7 +276,8 @@ class ScribbleSegmenter:
         slice), and an annotated slice's preview is its outline from the scribbles. ``probabilities`` are
         the classifier's; for a propagated volume they are computed only when asked for
         (``probabilities=True``: a whole-volume pass of the classifier), else None. ``cancel()`` is
-        checked between slices of the propagation. Clean-up options run on whole volumes only.
+        checked between slices of the propagation, ``progress(done, total)`` called after each.
+        Clean-up options run on whole volumes only.
         """
         if not self.models:
             raise ScribbleError("segmenter is not trained: call fit() with scribbles first")
@@ -294,7 +295,7 @@ class ScribbleSegmenter:
             if index is None:
                 prop = propagate(self.image, self.scribbles, self.spacing or (1.0, 1.0, 1.0), axis=scr_axis,
                                  proba=lambda s: self._structure_proba(s, scr_axis), cancel=cancel,
-                                 extra=self._forest_prior(scr_axis))
+                                 extra=self._forest_prior(scr_axis), progress=progress)
                 labels = prop.labels.astype(dtype)
             else:
                 labels = self._annotated_preview(index, scr_axis, labels, proba)

@@ -43,6 +43,7 @@ class SegmentResult:
     probabilities: np.ndarray | None  # of the first class, same shape as labels
     classes: np.ndarray
     trained: bool
+    propagation: Any = None  # analysis.propagate.Propagation of a propagated volume
 
 
 def run_segment_job(req: SegmentRequest, cancel: Callable[[], bool] | None = None,
@@ -66,6 +67,9 @@ def run_segment_job(req: SegmentRequest, cancel: Callable[[], bool] | None = Non
         pred = seg.predict(index=req.index, axis=req.axis, features=features, image=image)
         prob = pred.probabilities[..., 0].astype(np.float32) if want_probability else None
         return SegmentResult(seg, pred.labels, prob, pred.classes, trained)
+    volume_scribbles = req.extra.get("scribble_volume")
+    if volume_scribbles is not None and req.image is not None:
+        return _propagated(seg, req, volume_scribbles, cancel, progress, want_probability)
     first = next(iter(req.features.values())) if isinstance(req.features, dict) else req.features
     shape = tuple(first.volume_shape)
     n = shape[req.axis]
@@ -85,3 +89,29 @@ def run_segment_job(req: SegmentRequest, cancel: Callable[[], bool] | None = Non
         if progress is not None:
             progress(i + 1, n)
     return SegmentResult(seg, labels, probs, classes, trained)
+
+
+def _propagated(seg, req: SegmentRequest, scribbles: np.ndarray, cancel, progress,
+                want_probability: bool) -> SegmentResult:
+    """The whole volume from the scribble volume: each painted structure followed from its annotated
+    slices (``spatial="auto"``), with the per-slice confidence and the slice to annotate next."""
+    from dinomed_napari.errors import Cancelled
+
+    seg.fit(req.features, scribbles, image=req.image, spacing=req.extra.get("spacing"))
+    try:
+        pred = seg.predict(axis=req.axis, cancel=cancel, progress=progress, probabilities=want_probability)
+    except Cancelled as exc:
+        raise JobCancelled(str(exc)) from exc
+    probs = pred.probabilities[..., 0].astype(np.float32) if pred.probabilities is not None else None
+    return SegmentResult(seg, pred.labels, probs, pred.classes, True, pred.propagation)
+
+
+def suggestion_text(propagation) -> str:
+    """What the user reads after a propagated volume: where it came from and which slice to paint next."""
+    if propagation is None:
+        return ""
+    nxt = propagation.suggest()
+    text = f"3D: followed from annotated slices {list(propagation.annotated)}"
+    if nxt is None:
+        return text
+    return f"{text}; least sure on slice {nxt} ({propagation.confidence[nxt]:.2f}): annotate slice {nxt} next"
