@@ -183,6 +183,29 @@ def test_isolation_preview_follows_sliders_and_applies_to_volume(make_napari_vie
     assert not prev.visible and w.result_layer.name == "isolated"
 
 
+def test_auto_isolation_preview_is_the_applied_volume_slice(make_napari_viewer, qtbot, ct_crop):
+    from dinomed_napari._napari.widget_isolate import IsolateWidget
+
+    viewer = make_napari_viewer()
+    image = add_image(viewer, ct_crop[0])
+    compute(viewer, qtbot, image)
+    viewer.dims.set_point(0, 3 * image.scale[0])
+    w = IsolateWidget(viewer)
+    assert w.channel.value == "auto"  # the default recipe
+    seeds = w.add_seed_layer()
+    liver = np.argwhere(ct_crop[1][3])[len(np.argwhere(ct_crop[1][3])) // 2]
+    seeds.add([3, *liver])
+    qtbot.waitUntil(lambda: w.preview_layer is not None and np.asarray(w.preview_layer.data).any(),
+                    timeout=WAIT)
+    plane = np.asarray(w.preview_layer.data)[3].copy()
+    assert plane[liver[0], liver[1]] == 1 and "intensity" in w.status.value
+    w.apply()
+    qtbot.waitUntil(lambda: w.result_layer is not None, timeout=WAIT)
+    out = np.asarray(w.result_layer.data)
+    np.testing.assert_array_equal(out[3], plane)  # preview == Apply on the same slice
+    assert " ml" in w.status.value
+
+
 def paint(layer, mask, value):
     """Paint like a finished napari stroke: data_setitem records history and emits `events.paint`."""
     layer.data_setitem(tuple(np.nonzero(mask)), value)

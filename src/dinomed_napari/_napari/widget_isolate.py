@@ -19,7 +19,8 @@ from .widget_base import DinomedWidget, LayerChooser, LayerWatch
 from .widget_similarity import points_to_voxels
 from .workers import Debouncer, LatestJob
 
-CHANNELS = (("PC1", "pc1"), ("PC2", "pc2"), ("PC3", "pc3"), ("similarity to seeds", "similarity"),
+CHANNELS = (("auto (threshold around the seed)", "auto"), ("PC1", "pc1"), ("PC2", "pc2"), ("PC3", "pc3"),
+            ("similarity to seeds", "similarity"),
             ("image intensity (e.g. PET SUV)", "image"))
 INNER_RULES = (("Otsu", "otsu"), ("slider value", "value"), ("41% of seed max", "41%"),
                ("50% of seed max", "50%"))
@@ -38,7 +39,9 @@ class IsolateWidget(DinomedWidget):
         self.foreground = CheckBox(text="step 1: PC1 foreground", value=True)
         self.fg_auto = CheckBox(text="PC1 threshold: Otsu", value=True)
         self.fg_threshold = FloatSlider(label="PC1 threshold", min=-1.0, max=1.0, value=0.0, step=0.01)
-        self.channel = ComboBox(label="inner channel", choices=CHANNELS, value="pc1")
+        self.channel = ComboBox(label="inner channel", choices=CHANNELS, value="auto",
+                                tooltip="auto: intensity threshold picked in a box around the seed, PC1 "
+                                        "only when it holds the seed; the preview is the 3D result's slice")
         self.inner_rule = ComboBox(label="inner rule", choices=INNER_RULES, value="otsu")
         self.inner_threshold = FloatSlider(label="inner threshold", min=-1.0, max=1.0, value=0.0,
                                            step=0.01)
@@ -120,6 +123,14 @@ class IsolateWidget(DinomedWidget):
         seeds = points_to_voxels(seeds_layer, image) if seeds_layer is not None else np.empty((0, 3))
         seeds = seeds if len(seeds) else None
         ch = self.channel.value
+        if ch == "auto":  # one 3D answer; a preview shows its plane, so preview and Apply agree
+            if seeds is None:
+                raise ValueError("auto isolation needs a seed: add a point inside the structure")
+            pc1 = pca.components[..., 0] if self.foreground.value else None
+            kwargs = dict(auto=True, image=np.asarray(image.data), seeds=seeds,
+                          spacing=tuple(float(v) for v in image.scale[-3:]), pc1=pc1, index=index,
+                          axis=session.axis)
+            return image, session, None, kwargs
         channel = np.asarray(image.data, dtype=np.float32) if ch == "image" else ch
         source = fv if ch == "similarity" else pca
         rule = self.inner_rule.value
@@ -146,9 +157,7 @@ class IsolateWidget(DinomedWidget):
         except Exception as exc:  # bad input: notification, widget stays usable
             self.fail(exc, "isolation preview")
             return
-        from dinomed_napari.analysis.isolate import isolate
-
-        self._job.submit(lambda _cancel: (image, session.axis, index, *isolate(source, **kwargs)))
+        self._job.submit(lambda _cancel: (image, session.axis, index, *run_isolation(source, kwargs)))
 
     def _show_preview(self, result: tuple) -> None:
         image, axis, index, plane, thresholds = result
@@ -167,6 +176,9 @@ class IsolateWidget(DinomedWidget):
         self._show_thresholds(thresholds, f"preview slice {index}: {int(plane.sum())} px")
 
     def _show_thresholds(self, t: dict, what: str) -> None:
+        if "recipe" in t:
+            self.say(f"{what}; {t['recipe']}" + (f". {t['note']}" if t.get("note") else ""))
+            return
         fg = "off" if t["foreground"] is None else f"{t['foreground']:.3g}"
         self.say(f"{what}; PC1 > {fg}, inner > {t['inner']:.3g}")
 
@@ -180,11 +192,9 @@ class IsolateWidget(DinomedWidget):
         except Exception as exc:  # no image / no features / bad seeds
             self.fail(exc, "isolation")
             return
-        from dinomed_napari.analysis.isolate import isolate
-
         self.say("isolating in the volume ...")
         self.apply_button.enabled, self.cancel_button.enabled, self.progress.visible = False, True, True
-        self._apply.submit(lambda _cancel: (image, label, *isolate(source, **kwargs)))
+        self._apply.submit(lambda _cancel: (image, label, *run_isolation(source, kwargs)))
 
     def cancel(self) -> None:
         """Stop waiting for the running isolation (its result is dropped)."""
@@ -205,3 +215,17 @@ class IsolateWidget(DinomedWidget):
 
     def _finished(self) -> None:
         self.apply_button.enabled, self.cancel_button.enabled, self.progress.visible = True, False, False
+
+
+def run_isolation(source, kwargs: dict) -> tuple:
+    """(mask or plane, thresholds) for the widget: the auto recipe (the plane of its 3D result when
+    ``index`` is set) or :func:`dinomed_napari.analysis.isolate.isolate` with the chosen channel."""
+    if kwargs.get("auto"):
+        from dinomed_napari.analysis.isolate_auto import auto_isolate
+
+        res = auto_isolate(kwargs["image"], kwargs["seeds"], kwargs["spacing"], pc1=kwargs["pc1"])
+        mask = res.mask if kwargs["index"] is None else res.plane(kwargs["index"], kwargs["axis"])
+        return mask, {**res.thresholds, "recipe": res.recipe, "note": res.note}
+    from dinomed_napari.analysis.isolate import isolate
+
+    return isolate(source, **kwargs)
