@@ -89,11 +89,14 @@ def extract_features(
     axis : {0, 1, 2}
         Slicing axis: 0 axial (Y, X planes), 1 coronal (Z, X), 2 sagittal (Z, Y).
     prep : Preprocess, optional
-        Intensity window, resolution, isotropic resampling; default ``Preprocess()``.
+        Intensity window, resolution, isotropic resampling, tiling; default ``Preprocess()``. Planes
+        larger than the resolution may be tiled at native pixel size (``prep.tiling``); the patch grid
+        is then (H / 16, W / 16) and the cache key records the tiling.
     layers : sequence of int, optional
         Blocks whose patch tokens are concatenated; None for the final normalised output.
     batch_size : int
-        Slices per forward pass; peak memory grows with it, not with the volume.
+        Slices (tiles, for tiled planes) per forward pass; peak memory grows with it, not with the volume.
+        ``dinomed_napari.models.device.auto_batch_size`` picks one from the device's free memory.
     cache_dir : path, None or False
         Folder holding one ``<key>.zarr`` store per request; None uses ``$DINOMED_CACHE`` or
         ``~/.cache/dinomed-napari``. False computes in memory (a NumPy result, nothing kept).
@@ -128,7 +131,9 @@ def extract_features(
     """
     from dinomed_napari.io.validate import check_image_volume
     from dinomed_napari.models.registry import norm_stats, resolve_spec
-    from dinomed_napari.preprocess import Preprocess, input_size
+    from dinomed_napari.preprocess import Preprocess, input_size, native_size, tiles_plane
+
+    from .tiles import TilePlan
 
     if backbone is None:
         require_weights(weights)
@@ -158,8 +163,13 @@ def extract_features(
         patch, dim = spec.patch_size, spec.embed_dim * (len(layers) if layers else 1)
 
     a, b = PLANE_AXES[axis]
-    size = input_size((vol.shape[a], vol.shape[b]), (vol.spacing[a], vol.spacing[b]), prep.resolution,
-                      patch=patch, isotropic=prep.isotropic)
+    plane, plane_spacing = (vol.shape[a], vol.shape[b]), (vol.spacing[a], vol.spacing[b])
+    plan = None
+    if tiles_plane(plane, prep):
+        size = native_size(plane, plane_spacing, patch=patch, isotropic=prep.isotropic)
+        plan = TilePlan.build(size, prep.resolution, prep.halo, patch=patch)
+    else:
+        size = input_size(plane, plane_spacing, prep.resolution, patch=patch, isotropic=prep.isotropic)
     size = (int(size[0]), int(size[1]))
     shape = (vol.shape[axis], size[0] // patch, size[1] // patch, dim)
     parts = {
@@ -173,6 +183,8 @@ def extract_features(
         "layers": list(layers) if layers else None,
         "input_size": list(size),
     }
+    if plan is not None:  # shrunk planes keep the keys they had before tiling existed
+        parts["tiling"] = {"tile": int(prep.resolution), "halo": int(prep.halo)}
     key = cache_key(parts)
     path = None if cache_dir is False else Path(cache_dir or default_cache_dir()) / f"{key}.zarr"
     attrs = {**parts, "key": key, "volume_shape": list(vol.shape), "source": vol.source}
@@ -188,11 +200,12 @@ def extract_features(
             store.update_attrs(backbone=backbone.spec.timm_name, device=str(backbone.device),
                                dtype=str(backbone.dtype).removeprefix("torch."))
             fill_store(store, vol, prep, backbone, axis, size, int(batch_size), progress, cancel, first,
-                       on_batch)
+                       on_batch, plan)
         elif progress is not None:
             progress(shape[0], shape[0])
 
-    extra = {"prep": prep.key(vol), "input_size": size, "path": None if path is None else str(path),
+    extra = {"prep": prep.key(vol), "input_size": size, "tiling": parts.get("tiling"),
+             "path": None if path is None else str(path),
              "device": store.attrs.get("device"), "dtype": store.attrs.get("dtype")}
     return FeatureVolume(
         data=store.read_only(), axis=int(axis), volume_shape=vol.shape,

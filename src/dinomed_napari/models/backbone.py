@@ -76,6 +76,13 @@ class Backbone:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
+    def prepare(self, host: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """A host batch of unit-range slices (B, H, W[, 3]) -> the normalised (B, 3, h, w) input on the
+        device: one non-blocking copy, then resize, 3 channels and normalisation run on the device."""
+        from dinomed_napari.preprocess import device_batch
+
+        return device_batch(host, size, self.mean, self.std, self.device)
+
     def patch_features(self, x: torch.Tensor) -> torch.Tensor:
         """Patch features of an ImageNet-normalised batch.
 
