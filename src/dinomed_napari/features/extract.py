@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from dinomed_napari.errors import VolumeError, WeightsError
+from dinomed_napari.io.lazy import volume_digest
 from dinomed_napari.io.volume import Volume
 
 from .batches import fill_store
@@ -20,7 +21,6 @@ from .cache import (
     default_cache_dir,
     key_model_name,
     store_lock,
-    volume_digest,
     weights_label,
 )
 from .volume import PLANE_AXES, FeatureVolume
@@ -28,7 +28,9 @@ from .volume import PLANE_AXES, FeatureVolume
 
 def as_volume(volume: Volume | np.ndarray) -> Volume:
     """Wrap a bare (Z, Y, X) array as a :class:`Volume` with unit spacing; a Volume passes through."""
-    return volume if isinstance(volume, Volume) else Volume(np.asarray(volume))
+    if isinstance(volume, Volume):
+        return volume
+    return Volume(volume if hasattr(volume, "shape") and hasattr(volume, "dtype") else np.asarray(volume))
 
 
 def require_weights(weights: str | os.PathLike | None) -> None:
@@ -173,7 +175,7 @@ def extract_features(
     size = (int(size[0]), int(size[1]))
     shape = (vol.shape[axis], size[0] // patch, size[1] // patch, dim)
     parts = {
-        "volume": volume_digest(vol.data, vol.spacing),
+        "volume": volume_digest(vol.data, vol.spacing),  # slab by slab: lazy volumes stay lazy
         "model": key_model_name(spec.timm_name, label),
         "weights": label,
         "resolution": int(prep.resolution),

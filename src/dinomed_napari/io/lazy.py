@@ -89,3 +89,35 @@ def all_finite(data) -> bool:
     if np.dtype(data.dtype).kind in "iub":
         return True
     return all(bool(np.isfinite(block).all()) for _, block in iter_slabs(data))
+
+
+#: ``load_volume(lazy=None)`` opens zarr/TIFF volumes lazily above this many bytes (smaller ones are loaded).
+LAZY_BYTES = 1 << 30
+
+
+def want_lazy(lazy: bool | None, nbytes: int) -> bool:
+    """Resolve ``lazy=None`` (auto: only volumes of more than ``LAZY_BYTES``)."""
+    return bool(lazy) if lazy is not None else int(nbytes) > LAZY_BYTES
+
+
+def as_dask(array):
+    """A dask array over a zarr array (or anything dask can wrap), chunked like its store."""
+    import dask.array as da
+
+    return da.from_zarr(array) if hasattr(array, "chunks") and hasattr(array, "store") else da.asarray(array)
+
+
+def volume_digest(data, spacing: tuple[float, ...]) -> str:
+    """sha256 of a volume's raw bytes, shape, dtype and spacing, read slab by slab.
+
+    The same digest as :func:`dinomed_napari.features.cache.volume_digest` (one byte stream, C order),
+    without loading a lazy (zarr, dask) volume or copying a transposed one whole.
+    """
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    h.update(json.dumps([list(data.shape), np.dtype(data.dtype).str, [float(s) for s in spacing]]).encode())
+    for _, block in iter_slabs(data):
+        h.update(np.ascontiguousarray(block).data)
+    return h.hexdigest()

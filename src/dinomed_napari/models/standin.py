@@ -26,14 +26,15 @@ class StandInBackbone:
 
     compiled = None
     layers = None
-    #: Costs the host nothing, like a GPU forward: extraction runs its GPU pipeline (writer thread).
-    asynchronous = True
 
     def __init__(self, model: str = "S", mode: str = "noise", device: str = "cpu"):
         if mode not in ("noise", "zeros", "pool"):
             raise ValueError(f"mode must be 'noise', 'zeros' or 'pool', got {mode!r}")
         self.spec: BackboneSpec = resolve_spec(model)
         self.mode = mode
+        # "noise"/"zeros" cost the host nothing, like a GPU forward: extraction runs its GPU pipeline (writer
+        # thread, float16 transfer). "pool" computes on the CPU like the real CPU backbone (exact, in order).
+        self.asynchronous = mode != "pool"
         self.device = torch.device(device)
         self.dtype = torch.float32
         self.patch_size = int(self.spec.patch_size)
