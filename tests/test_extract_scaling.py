@@ -121,7 +121,8 @@ def test_lazy_zarr_and_tiff_volumes_extract_like_loaded_ones(tmp_path):
     assert not load_volume(tmp_path / "v.zarr", modality="CT").meta["lazy"]  # small: loaded (auto)
     prep = Preprocess(window="percentile", resolution=32)
     pool = StandInBackbone("S", "pool")
-    ref = extract_features(Volume(vol.data, modality="CT"), backbone=pool, prep=prep, cache_dir=tmp_path / "c")
+    ref = extract_features(Volume(vol.data, modality="CT"), backbone=pool, prep=prep,
+                           cache_dir=tmp_path / "c")
     for lazy in (lazy_z, lazy_t, lazy_c):
         fv = extract_features(Volume(lazy.data, modality="CT"), backbone=pool, prep=prep, axis=0,
                               cache_dir=tmp_path / "c")
@@ -157,7 +158,8 @@ def test_pipelined_extraction_equals_the_cpu_order_within_float16_transfer(tmp_p
     monkeypatch.setattr("dinomed_napari.features.batches.pipelined", lambda device: True)
     seen, batches = [], []
     gpu = extract_features(vol, backbone=pool, prep=prep, cache_dir=tmp_path / "b", batch_size=2, first=7,
-                           progress=lambda d, t: seen.append(d), on_batch=lambda i, f: batches.append(list(i)))
+                           progress=lambda d, t: seen.append(d),
+                           on_batch=lambda i, f: batches.append(list(i)))
     assert gpu.key == cpu.key and seen[0] == 0 and seen[-1] == 9 and seen == sorted(seen)
     assert batches[0] == [6, 7] and sorted(sum(batches, [])) == list(range(9))
     np.testing.assert_allclose(np.asarray(gpu.data), np.asarray(cpu.data), atol=2e-3)
