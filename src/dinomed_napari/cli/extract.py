@@ -34,11 +34,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level", type=float, help="custom window level (volume units, e.g. HU)")
     parser.add_argument("--width", type=float, help="custom window width")
     parser.add_argument("--isotropic", action="store_true", help="resize slices to their physical aspect")
+    parser.add_argument("--tiling", choices=["auto", "shrink", "tile"], default="auto",
+                        help="planes larger than --resolution: tile at native pixel size or shrink whole "
+                        "(auto: tile above 3x the resolution)")
     parser.add_argument("--modality", choices=["CT", "MR", "PT", "EM"],
                         help="modality of non-DICOM files (picks the 'auto' window)")
     parser.add_argument("--layers", type=_layers, help="blocks to concatenate, e.g. 3,6,9,11 (default final)")
-    parser.add_argument("--batch-size", type=int, default=4,
-                        help="slices per forward pass (default 4; on a CPU 1-2 are as fast or faster)")
+    parser.add_argument("--batch-size", type=lambda s: s if s == "auto" else int(s), default=4,
+                        help="slices per forward pass, or 'auto' from free device memory (default 4; on a "
+                        "CPU 1-2 are as fast or faster)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--compile", action="store_true",
@@ -61,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     require_weights(args.weights)  # fail before the slow volume loading
     try:
         prep = Preprocess(window="custom" if args.level is not None else args.window, level=args.level,
-                          width=args.width, resolution=args.resolution, isotropic=args.isotropic)
+                          width=args.width, resolution=args.resolution, isotropic=args.isotropic,
+                          tiling=args.tiling)
     except ValueError as exc:  # bad window / resolution combination: a usage error, not a crash
         raise DinomedError(str(exc)) from exc
     if args.threads:

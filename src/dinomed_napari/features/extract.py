@@ -66,7 +66,7 @@ def extract_features(
     axis: int = 0,
     prep: Any = None,
     layers: tuple[int, ...] | list[int] | None = None,
-    batch_size: int = 4,
+    batch_size: int | str = 4,
     cache_dir: str | os.PathLike | bool | None = None,
     progress: Callable[[int, int], Any] | None = None,
     cancel: Callable[[], bool] | None = None,
@@ -98,7 +98,8 @@ def extract_features(
         Blocks whose patch tokens are concatenated; None for the final normalised output.
     batch_size : int
         Slices (tiles, for tiled planes) per forward pass; peak memory grows with it, not with the volume.
-        ``dinomed_napari.models.device.auto_batch_size`` picks one from the device's free memory.
+        "auto": :func:`dinomed_napari.models.device.auto_batch_size` picks one from the device's free
+        memory (2 on the CPU).
     cache_dir : path, None or False
         Folder holding one ``<key>.zarr`` store per request; None uses ``$DINOMED_CACHE`` or
         ``~/.cache/dinomed-napari``. False computes in memory (a NumPy result, nothing kept).
@@ -143,8 +144,8 @@ def extract_features(
     check_image_volume(vol)
     if axis not in PLANE_AXES:
         raise VolumeError(f"axis must be 0, 1 or 2 for a (Z, Y, X) volume of shape {vol.shape}; got {axis!r}")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if batch_size != "auto" and (not isinstance(batch_size, int | np.integer) or int(batch_size) < 1):
+        raise ValueError(f"batch_size must be an integer >= 1 or 'auto', got {batch_size!r}")
     prep = Preprocess() if prep is None else prep
     if backbone is not None:
         from dinomed_napari.models.backbone import _check_layers
@@ -201,6 +202,11 @@ def extract_features(
                                    f"({spec.timm_name} [{label}], {dim} features)")
             store.update_attrs(backbone=backbone.spec.timm_name, device=str(backbone.device),
                                dtype=str(backbone.dtype).removeprefix("torch."))
+            if batch_size == "auto":
+                from dinomed_napari.models.device import auto_batch_size
+
+                tile = size if plan is None else tuple(t * patch for t in plan.tile)
+                batch_size = auto_batch_size(backbone, tile) if hasattr(backbone, "spec") else 4
             fill_store(store, vol, prep, backbone, axis, size, int(batch_size), progress, cancel, first,
                        on_batch, plan)
         elif progress is not None:

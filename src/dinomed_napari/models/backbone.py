@@ -27,7 +27,8 @@ class Backbone:
     device : torch.device
         Where ``model`` lives.
     dtype : torch.dtype
-        Compute precision: float32 (CPU) or bfloat16 autocast (GPU).
+        Compute precision: float32 (CPU) or bfloat16 autocast (GPU). For bfloat16 the matmul weights
+        are cast once here (:func:`cast_matmul_weights`), not on every forward.
     layers : sequence of int, optional
         Block indices whose (layer-normed) patch tokens are concatenated along C. None: final output.
     mean_std : ((float, float, float), (float, float, float))
@@ -44,6 +45,8 @@ class Backbone:
                  mean_std: tuple[tuple[float, ...], tuple[float, ...]] = IMAGENET_MEAN_STD,
                  compile: bool | str = False):
         self.model = model.eval().to(device)
+        if dtype != torch.float32:
+            cast_matmul_weights(self.model, dtype)
         self.spec = spec
         self.weights_label = weights_label
         self.device = torch.device(device)
@@ -124,6 +127,17 @@ class Backbone:
         layers += f", compiled={self.compiled}" if self.compiled else ""
         return (f"Backbone({self.spec.timm_name} [{self.weights_label}], dim={self.dim}, "
                 f"device={self.device}, dtype={str(self.dtype).removeprefix('torch.')}{layers})")
+
+
+def cast_matmul_weights(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Cast Linear and Conv weights (and biases) to ``dtype`` once, in place; norms stay float32.
+
+    Autocast would cast these same tensors to ``dtype`` on every forward (and the result is the same:
+    one round-to-nearest of the float32 values); layer norms and softmax still run in float32 under it.
+    """
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear | torch.nn.Conv2d):
+            m.to(dtype)
 
 
 def _check_layers(layers: Sequence[int] | None, depth: int) -> tuple[int, ...] | None:
