@@ -109,10 +109,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--backbone", choices=["standin", "real"], default="standin")
     p.add_argument("--features", choices=["noise", "zeros"], default="noise", help="stand-in output")
     p.add_argument("--resolution", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=lambda s: s if s == "auto" else int(s), default=16,
+                   help="slices per forward, or 'auto' (from free device memory)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--compile", action="store_true", help="torch.compile the real backbone")
+    p.add_argument("--goal", type=float, help="print whether the pipeline reaches this many slices/s")
     args = p.parse_args(argv)
 
     from dinomed_napari.features.extract import extract_features
@@ -128,6 +130,10 @@ def main(argv: list[str] | None = None) -> None:
 
         backbone = StandInBackbone(args.model, args.features, device=args.device)
     prep = Preprocess(window="soft_tissue", resolution=args.resolution)
+    if args.batch_size == "auto":
+        from dinomed_napari.models.device import auto_batch_size
+
+        args.batch_size = auto_batch_size(backbone, (args.resolution, args.resolution))
     vol = Volume(ct_like(args.slices, args.size), spacing=(1.0, 0.8, 0.8), modality="CT", units="HU")
     load = os.getloadavg()[0]
     print(f"{backbone!r}\nvolume {vol.shape} int16 CT-like; batch {args.batch_size}; "
@@ -151,6 +157,9 @@ def main(argv: list[str] | None = None) -> None:
     best = min(run() for _ in range(args.repeats))
     print(f"end to end: extract_features into a fresh cache, best of {args.repeats}: {best:.2f} s; "
           f"load average {os.getloadavg()[0]:.2f} at end")
+    if args.goal:
+        rate = args.slices / best
+        print(f"goal >= {args.goal:.0f} slices/s: {'met' if rate >= args.goal else 'NOT met'} ({rate:.0f})")
     print(f"pipeline {args.slices / best:.0f} slices/s")
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 
 #: Bytes read at once when a whole volume is scanned (statistics, hashing).
-SLAB_BYTES = 64 << 20
+SLAB_BYTES = 16 << 20
 
 
 def is_lazy(data) -> bool:

@@ -47,9 +47,10 @@ class StandInBackbone:
         return int(self.spec.embed_dim)
 
     def prepare(self, host: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Like :meth:`Backbone.prepare`. "noise"/"zeros" emulate a GPU, whose resize and normalisation cost
-        the host nothing: only the shape is kept (a meta tensor). "pool" prepares the real input."""
-        if self.mode == "pool":
+        """Like :meth:`Backbone.prepare`. On a CPU, "noise"/"zeros" emulate a GPU, whose copy, resize and
+        normalisation cost the host nothing: only the shape is kept (a meta tensor). "pool", and any mode
+        on a real GPU, prepare the real input."""
+        if self.mode == "pool" or self.device.type != "cpu":
             from dinomed_napari.preprocess import device_batch
 
             return device_batch(host, size, self.mean, self.std, self.device)
