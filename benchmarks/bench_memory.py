@@ -70,7 +70,8 @@ def child(stage: str, n: int, features: str, cache: str) -> dict:
     base = _current_mb()
     vol = Volume(np.load(path), spacing=(1.0, 0.8, 0.8), modality="CT", units="HU")
     vol_mb = vol.data.nbytes / 2**20
-    fv = extract_features(vol, backbone=backbone, prep=prep, cache_dir=Path(cache) / "features", batch_size=16)
+    fv = extract_features(vol, backbone=backbone, prep=prep, cache_dir=Path(cache) / "features",
+                          batch_size=16)
     out_mb = 0.0
     if stage == "pca":
         from dinomed_napari.analysis.pca import pca_maps

@@ -34,6 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level", type=float, help="custom window level (volume units, e.g. HU)")
     parser.add_argument("--width", type=float, help="custom window width")
     parser.add_argument("--isotropic", action="store_true", help="resize slices to their physical aspect")
+    parser.add_argument("--scheduler", help="compute the batches on a dask.distributed cluster: scheduler "
+                        "address, or 'local' for a LocalCluster of worker processes")
     parser.add_argument("--tiling", choices=["auto", "shrink", "tile"], default="auto",
                         help="planes larger than --resolution: tile at native pixel size or shrink whole "
                         "(auto: tile above 3x the resolution)")
@@ -95,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
                     fv = extract_features(vol, model=args.model, weights=args.weights, backbone=backbone,
                                           axis=axis, prep=prep, layers=args.layers,
                                           batch_size=args.batch_size, cache_dir=args.cache_dir,
-                                          progress=bar, cancel=cancel, device=args.device)
+                                          progress=bar, cancel=cancel, device=args.device,
+                                          scheduler=args.scheduler)
             except ExtractionCancelled as exc:
                 print(f"cancelled: {exc}", file=sys.stderr)
                 return 130

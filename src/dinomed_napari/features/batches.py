@@ -74,6 +74,51 @@ def forward_tiled(backbone, unit, plan, batch_size: int):
     return torch.stack([plan.stitch(f) for f in per_plane])
 
 
+def overlapped(backbone) -> bool:
+    """Asynchronous device, or a stand-in backbone that costs the host nothing (like a GPU)."""
+    return pipelined(backbone.device) or bool(getattr(backbone, "asynchronous", False))
+
+
+def batch_steps(vol: Volume, prep, backbone, axis: int, size: tuple[int, int], batch_size: int, plan=None,
+                to_unit=None):
+    """The two halves of computing one batch of slice indices: ``prepare(idx) -> host tensor`` (read,
+    window; any thread) and ``run(host) -> float16 features`` (device work, inside inference mode).
+
+    Shared by the local loop and the dask workers, so both compute the same values.
+    """
+    from dinomed_napari.preprocess import device_batch, host_batch, intensity_mapper, resize_unit
+
+    dev = backbone.device
+    # Volume-wide statistics (percentiles) once; the mapping itself runs per batch.
+    to_unit = to_unit or intensity_mapper(vol, prep)
+    half = overlapped(backbone)
+    to_device = getattr(backbone, "prepare", None) or (
+        lambda host, size: device_batch(host, size, backbone.mean, backbone.std, dev))
+
+    def prepare(idx: np.ndarray):
+        return host_batch(to_unit(read_block(vol.data, idx, axis)), dev, half=half)
+
+    def run(host):
+        if plan is None:
+            return forward(backbone, to_device(host, size), batch_size)
+        unit = resize_unit(host.to(dev, non_blocking=True).float(), size)
+        return forward_tiled(backbone, unit, plan, batch_size)
+
+    return prepare, run
+
+
+def slices_per_batch(batch_size: int, plan=None) -> int:
+    """Slices per outer batch: ``batch_size``, or as many whole tiled planes as ``batch_size`` tiles hold."""
+    return batch_size if plan is None else max(1, batch_size // plan.n_tiles)
+
+
+def cancelled(store: FeatureStore) -> ExtractionCancelled:
+    """The error for a cancel request, saying how many slices are kept and where."""
+    n, total = int(store.done.sum()), store.shape[0]
+    where = f"kept in {store.path}; rerun to resume" if store.path else "in memory, not kept"
+    return ExtractionCancelled(f"extraction cancelled after {n} of {total} slices ({where})")
+
+
 def fill_store(store: FeatureStore, vol: Volume, prep, backbone, axis: int, size: tuple[int, int],
                batch_size: int, progress, cancel, first, on_batch=None, plan=None) -> None:
     """Compute the slices of ``store`` not yet done, batch by batch, storing each batch as it finishes.
@@ -83,25 +128,13 @@ def fill_store(store: FeatureStore, vol: Volume, prep, backbone, axis: int, size
     """
     import torch
 
-    from dinomed_napari.preprocess import device_batch, host_batch, intensity_mapper, resize_unit
-
     total = store.shape[0]
     todo = np.flatnonzero(~store.done)
-    dev = backbone.device
-    # Volume-wide statistics (percentiles) once; the mapping itself runs per batch.
-    to_unit = intensity_mapper(vol, prep)
+    prepare, run = batch_steps(vol, prep, backbone, axis, size, batch_size, plan)
     if progress is not None:
         progress(total - len(todo), total)
     if len(todo) == 0:
         return
-
-    # A stand-in backbone (benchmarks) costs the host nothing, like a GPU: it takes the GPU pipeline.
-    overlap = pipelined(dev) or getattr(backbone, "asynchronous", False)
-    to_device = getattr(backbone, "prepare", None) or (
-        lambda host, size: device_batch(host, size, backbone.mean, backbone.std, dev))
-
-    def prepare(idx: np.ndarray):  # worker thread: read (lazily) + window + host tensor
-        return host_batch(to_unit(read_block(vol.data, idx, axis)), dev, half=overlap)
 
     def after_write(idx: np.ndarray, feats16: np.ndarray) -> None:  # writer thread
         if on_batch is not None:
@@ -109,9 +142,8 @@ def fill_store(store: FeatureStore, vol: Volume, prep, backbone, axis: int, size
         if progress is not None:
             progress(int(store.done.sum()), total)
 
-    per_batch = batch_size if plan is None else max(1, batch_size // plan.n_tiles)
-    batches = batch_order(todo, per_batch, first)
-    writer = StoreWriter(store, after_write, depth=2 if overlap else 0)
+    batches = batch_order(todo, slices_per_batch(batch_size, plan), first)
+    writer = StoreWriter(store, after_write, depth=2 if overlapped(backbone) else 0)
     prefetch = Prefetcher(prepare, batches)
     try:
         with torch.inference_mode():
@@ -119,15 +151,8 @@ def fill_store(store: FeatureStore, vol: Volume, prep, backbone, axis: int, size
                 if cancel is not None and cancel():
                     prefetch.close()
                     writer.close()
-                    n = int(store.done.sum())
-                    where = f"kept in {store.path}; rerun to resume" if store.path else "in memory, not kept"
-                    raise ExtractionCancelled(f"extraction cancelled after {n} of {total} slices ({where})")
-                if plan is None:
-                    x = to_device(host, size)
-                    writer.submit(idx, forward(backbone, x, batch_size))
-                else:
-                    unit = resize_unit(host.to(dev, non_blocking=True).float(), size)
-                    writer.submit(idx, forward_tiled(backbone, unit, plan, batch_size))
+                    raise cancelled(store)
+                writer.submit(idx, run(host))
     except BaseException:
         # A crash or Ctrl-C keeps what was computed: every submitted batch is stored before propagating.
         prefetch.close()

@@ -73,6 +73,7 @@ def extract_features(
     first: int | None = None,
     device: str | None = None,
     on_batch: Callable[[np.ndarray, np.ndarray], Any] | None = None,
+    scheduler: Any = None,
 ) -> FeatureVolume:
     """DINOv3 patch features of every slice of ``volume`` along ``axis``.
 
@@ -116,6 +117,11 @@ def extract_features(
     on_batch : callable(indices, features), optional
         Called after each computed batch with its slice indices and float16 features (B, h, w, C), so a
         viewer can show the first slice before the volume is done. Not called for cached slices.
+    scheduler : str or distributed.Client, optional
+        Compute the batches on a dask.distributed cluster: a scheduler address, a Client, or "local" (a
+        LocalCluster of worker processes). Workers load the backbone by name (or get ``backbone``
+        pickled); results are written here, into the same store, under its lock: the features equal
+        the local run's. A cohort: call once per volume with the same Client.
 
     Returns
     -------
@@ -194,7 +200,17 @@ def extract_features(
 
     with store_lock(path):
         store = FeatureStore(path, shape, attrs)
-        if not store.complete:
+        if not store.complete and scheduler is not None:
+            from .distributed import dask_client, fill_store_dask
+
+            # Workers load the backbone themselves (once per process); this process may have no GPU.
+            source = backbone if backbone is not None else (model, str(weights), device, layers, label)
+            store.update_attrs(backbone=spec.timm_name, device=f"dask:{device or 'auto'}")
+            per_task = 8 if batch_size == "auto" else int(batch_size)
+            with dask_client(scheduler) as client:
+                fill_store_dask(store, vol, prep, source, axis, size, per_task, progress, cancel, first,
+                                on_batch, plan, key, client)
+        elif not store.complete:
             if backbone is None:
                 backbone = shared_backbone(model, str(weights), device, layers, label)
             if int(backbone.dim) != dim or backbone.weights_label != label:
