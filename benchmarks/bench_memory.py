@@ -93,13 +93,65 @@ def child(stage: str, n: int, features: str, cache: str) -> dict:
             "added": peak - base - vol_mb - out_mb}
 
 
+def make_zarr(path: Path, gb: float, size: int = 2048) -> tuple[int, int, int]:
+    """A CT-like int16 zarr volume of about ``gb`` GB (one chunk per slice), written 16 slices at a time."""
+    import numpy as np
+    import zarr
+
+    sys.path.insert(0, str(HERE))
+    from bench_pipeline import ct_like
+
+    n = max(16, int(gb * 2**30 / (size * size * 2)) // 16 * 16)
+    arr = zarr.create_array(str(path), shape=(n, size, size), dtype="int16", chunks=(1, size, size))
+    slab = ct_like(16, size)
+    for s in range(0, n, 16):
+        arr[s : s + 16] = np.roll(slab, s, axis=2)  # every slab differs (and so does its hash)
+    return arr.shape
+
+
+def child_zarr(path: str, features: str) -> dict:
+    """Open a zarr volume with load_volume (lazy above 1 GiB) and extract it; memory figures in MB."""
+    from dinomed_napari.features.extract import extract_features
+    from dinomed_napari.io.load import load_volume
+    from dinomed_napari.preprocess import Preprocess
+
+    backbone = _standin(features)
+    import torch  # noqa: F401
+    import zarr  # noqa: F401
+
+    base = _current_mb()
+    vol = load_volume(path, modality="CT")
+    opened = _rss_mb()
+    fv = extract_features(vol, backbone=backbone, prep=Preprocess(window="soft_tissue", tiling="shrink"),
+                          cache_dir=Path(path).parent / "features", batch_size=8)
+    return {"shape": list(vol.shape), "lazy": bool(vol.meta.get("lazy")), "base": base,
+            "after_open": opened, "peak": _rss_mb(), "features": list(fv.data.shape),
+            "volume_gb": vol.data.nbytes / 2**30}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="50,100,300")
     p.add_argument("--stages", default=",".join(STAGES))
     p.add_argument("--features", choices=["noise", "zeros"], default="noise")
+    p.add_argument("--zarr-gb", type=float, help="instead: open and extract a zarr volume of this size")
+    p.add_argument("--child-zarr", help=argparse.SUPPRESS)
     p.add_argument("--child", nargs=3, metavar=("STAGE", "N", "CACHE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.child_zarr:
+        print(json.dumps(child_zarr(args.child_zarr, args.features)))
+        return
+    if args.zarr_gb:
+        with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as d:
+            shape = make_zarr(Path(d) / "big.zarr", args.zarr_gb)
+            gib = shape[0] * shape[1] * shape[2] * 2 / 2**30
+            print(f"zarr volume {shape} int16 ({gib:.1f} GiB) written", flush=True)
+            r = subprocess.run([sys.executable, __file__, "--features", args.features, "--child-zarr",
+                                str(Path(d) / "big.zarr")], check=True, capture_output=True, text=True)
+            m = json.loads(r.stdout.strip().splitlines()[-1])
+        print(f"lazy={m['lazy']}: RSS after imports {m['base']:.0f} MB, peak after opening "
+              f"{m['after_open']:.0f} MB, peak after extracting {m['peak']:.0f} MB; features {m['features']}")
+        return
     if args.child:
         stage, n, cache = args.child
         print(json.dumps(child(stage, int(n), args.features, cache)))

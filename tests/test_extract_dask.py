@@ -12,7 +12,7 @@ from dinomed_napari.io.volume import Volume
 from dinomed_napari.preprocess import Preprocess
 from dinomed_napari.samples import sample_path
 
-PREP = Preprocess(window="soft_tissue", resolution=32)
+PREP = Preprocess(window="percentile", resolution=32)
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +25,9 @@ def client():
 
 @pytest.fixture(scope="module")
 def ct() -> Volume:
-    vol = load_volume(sample_path("ct_organs"))
-    z, y, x = (s // 2 for s in vol.shape)
-    crop = np.ascontiguousarray(vol.data[z - 3 : z + 4, y - 20 : y + 20, x - 24 : x + 24])
-    return Volume(crop, spacing=vol.spacing, modality="CT", units="HU", source="ct_organs crop")
+    """7 axial slices of the real EM stack read as intensities (any real texture will do)."""
+    vol = load_volume(sample_path("em"), modality="EM")
+    return Volume(np.ascontiguousarray(vol.data[:7, 100:140, 100:148]), modality="EM", source="em crop")
 
 
 def test_worker_processes_compute_the_local_features(ct, client, tmp_path):
