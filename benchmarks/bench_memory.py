@@ -48,8 +48,9 @@ def _standin(features: str):
     return StandInBackbone("S", features)
 
 
-def child(stage: str, n: int, features: str, cache: str) -> dict:
-    """Run one stage in this process; return its memory figures (MB)."""
+def child(stage: str, n: int, features: str, cache: str, real: str | None = None) -> dict:
+    """Run one stage in this process; return its memory figures (MB). ``real``: a real model (random
+    weights, CPU, batch 2) instead of the stand-in."""
     import numpy as np
 
     from dinomed_napari.features.extract import extract_features
@@ -59,7 +60,12 @@ def child(stage: str, n: int, features: str, cache: str) -> dict:
     sys.path.insert(0, str(HERE))
     from bench_pipeline import ct_like
 
-    backbone = _standin(features)
+    if real:
+        from dinomed_napari.models import load_backbone
+
+        backbone = load_backbone(real, "random", device="cpu")
+    else:
+        backbone = _standin(features)
     prep = Preprocess(window="soft_tissue", resolution=512)
     path = Path(cache) / f"ct{n}.npy"
     if not path.exists():
@@ -71,7 +77,7 @@ def child(stage: str, n: int, features: str, cache: str) -> dict:
     vol = Volume(np.load(path), spacing=(1.0, 0.8, 0.8), modality="CT", units="HU")
     vol_mb = vol.data.nbytes / 2**20
     fv = extract_features(vol, backbone=backbone, prep=prep, cache_dir=Path(cache) / "features",
-                          batch_size=16)
+                          batch_size=2 if real else 16)
     out_mb = 0.0
     if stage == "pca":
         from dinomed_napari.analysis.pca import pca_maps
@@ -134,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sizes", default="50,100,300")
     p.add_argument("--stages", default=",".join(STAGES))
     p.add_argument("--features", choices=["noise", "zeros"], default="noise")
+    p.add_argument("--real", metavar="MODEL", help="a real backbone (random weights, CPU) instead of the "
+                   "stand-in, e.g. L; its weights count in 'base'")
     p.add_argument("--zarr-gb", type=float, help="instead: open and extract a zarr volume of this size")
     p.add_argument("--child-zarr", help=argparse.SUPPRESS)
     p.add_argument("--child", nargs=3, metavar=("STAGE", "N", "CACHE"), help=argparse.SUPPRESS)
@@ -154,12 +162,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.child:
         stage, n, cache = args.child
-        print(json.dumps(child(stage, int(n), args.features, cache)))
+        print(json.dumps(child(stage, int(n), args.features, cache, args.real)))
         return
     import dinomed_napari
 
-    print(f"code: {Path(dinomed_napari.__file__).parent}; stand-in backbone ({args.features} features of "
-          f"ViT-S shape, 32 x 32 x 384 per slice); batch 16; 512 x 512 int16 CT-like slices")
+    net = (f"real {args.real} (random weights, CPU, batch 2)" if args.real else
+           f"stand-in backbone ({args.features} features of ViT-S shape, 32 x 32 x 384 per slice); batch 16")
+    print(f"code: {Path(dinomed_napari.__file__).parent}; {net}; 512 x 512 int16 CT-like slices")
     print(f"{'stage':<9} {'N':>4} {'peak MB':>8} {'base MB':>8} {'volume MB':>9} {'output MB':>9} "
           f"{'added MB':>9}")
     with tempfile.TemporaryDirectory() as cache:
@@ -168,8 +177,9 @@ def main(argv: list[str] | None = None) -> None:
                 if stage != "extract":  # cache the features first (another process), so only the maps count
                     subprocess.run([sys.executable, __file__, "--features", args.features, "--child",
                                     "extract", str(n), cache], check=True, capture_output=True)
-                r = subprocess.run([sys.executable, __file__, "--features", args.features, "--child", stage,
-                                    str(n), cache], check=True, capture_output=True, text=True)
+                real = ["--real", args.real] if args.real else []
+                r = subprocess.run([sys.executable, __file__, "--features", args.features, *real, "--child",
+                                    stage, str(n), cache], check=True, capture_output=True, text=True)
                 m = json.loads(r.stdout.strip().splitlines()[-1])
                 print(f"{stage:<9} {n:>4} {m['peak']:>8.0f} {m['base']:>8.0f} {m['volume']:>9.0f} "
                       f"{m['output']:>9.0f} {m['added']:>9.0f}", flush=True)

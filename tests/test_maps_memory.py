@@ -33,6 +33,9 @@ def test_pca_maps_on_the_patch_grid_give_the_previous_pixel_maps_exactly(fv):
     k = fv.n_slices // 2
     np.testing.assert_array_equal(maps.slice_rgb8(k), slice_of(rgb8, fv.axis, k))
     np.testing.assert_array_equal(maps.slice_components(k), slice_of(old, fv.axis, k))
+    small = maps.patch_rgb8()
+    assert small.dtype == np.uint8 and small.shape[fv.axis] == fv.n_slices and small.size == maps.patch.size
+    np.testing.assert_array_equal(slice_of(small, fv.axis, k), to_uint8(b.to_rgb(maps.patch[k])))
 
 
 def test_affinity_and_similarity_in_small_forms_match_the_float_maps(fv):

@@ -105,6 +105,13 @@ class PCAMaps:
         return assemble(self.fv, lambda s0, s1: self.patch[s0:s1], 3, dtype=np.uint8,
                         transform=lambda c: to_uint8(self.basis.to_rgb(c)))
 
+    def patch_rgb8(self) -> np.ndarray:
+        """(Z', Y', X', 3) uint8 RGB on the patch grid, in volume axis order: tiny; show it in napari with
+        ``scale, translate = features.grid.patch_transform(fv.volume_shape, fv.grid, fv.axis, spacing)``."""
+        from ..features.grid import to_volume_order
+
+        return to_volume_order(to_uint8(self.basis.to_rgb(self.patch)), self.fv.axis)
+
     def slice_components(self, index: int) -> np.ndarray:
         """(H, W, n) float32 components of slice ``index`` along ``fv.axis`` on its pixel grid."""
         return upsample_patches(self.patch[index], self.fv.plane_shape)
