@@ -66,7 +66,7 @@ def affinity_rgb8(fv: FeatureVolume) -> np.ndarray:
     from .pca import to_uint8
 
     patch = affinity_patch(fv)
-    return assemble(fv, lambda s0, s1: patch[s0:s1], 3, dtype=np.uint8,
+    return assemble(fv, lambda s0, s1: patch[s0:s1], 3, dtype=np.uint8, chunk=4,
                     transform=lambda a: to_uint8(np.clip(a, 0.0, 1.0)))
 
 

@@ -102,7 +102,8 @@ class PCAMaps:
 
     def rgb8(self) -> np.ndarray:
         """(Z, Y, X, 3) uint8 RGB (what a viewer shows), assembled chunk by chunk: no float volume."""
-        return assemble(self.fv, lambda s0, s1: self.patch[s0:s1], 3, dtype=np.uint8,
+        # Small chunks: the float temporaries of a chunk, not the output, set the peak.
+        return assemble(self.fv, lambda s0, s1: self.patch[s0:s1], 3, dtype=np.uint8, chunk=4,
                         transform=lambda c: to_uint8(self.basis.to_rgb(c)))
 
     def patch_rgb8(self) -> np.ndarray:
