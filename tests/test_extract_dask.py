@@ -48,3 +48,14 @@ def test_worker_processes_compute_the_local_features(ct, client, tmp_path):
     resumed = extract_features(ct, model="S", weights="random", prep=PREP, batch_size=2, device="cpu",
                                cache_dir=tmp_path / "c")
     np.testing.assert_array_equal(np.asarray(resumed.data), np.asarray(local.data))
+
+
+def test_a_cohort_runs_on_one_client(ct, client, tmp_path):
+    from dinomed_napari.features.distributed import extract_cohort
+
+    np.save(tmp_path / "b.npy", ct.data[::-1].copy())
+    out = extract_cohort([ct, tmp_path / "b.npy"], client, model="S", weights="random", prep=PREP,
+                         batch_size=4, device="cpu", cache_dir=tmp_path / "cache")
+    assert [fv.n_slices for fv in out] == [7, 7] and out[0].key != out[1].key
+    # Slice k of the reversed volume is slice 6 - k of the first one: same features.
+    np.testing.assert_array_equal(np.asarray(out[1].data)[::-1], np.asarray(out[0].data))

@@ -98,3 +98,23 @@ def fill_store_dask(store, vol, prep, source, axis: int, size: tuple[int, int], 
                 raise cancelled(store)
     finally:
         client.cancel(futures)
+
+
+def extract_cohort(volumes, scheduler, **kwargs) -> list:
+    """Features of several volumes (Volume objects, arrays or paths) on one dask cluster.
+
+    One client for the whole cohort; each volume's batches are spread over the workers in turn (see
+    :func:`~.extract.extract_features`, whose keyword arguments ``kwargs`` takes). Paths are opened with
+    :func:`~dinomed_napari.io.load_volume` here (lazily when large); the workers read the slices.
+
+    Returns
+    -------
+    list of FeatureVolume, in the order of ``volumes``
+    """
+    from dinomed_napari.io.load import load_volume
+
+    from .extract import extract_features
+
+    with dask_client(scheduler) as client:
+        return [extract_features(v if hasattr(v, "shape") else load_volume(v), scheduler=client, **kwargs)
+                for v in volumes]
