@@ -130,6 +130,22 @@ def test_lazy_zarr_and_tiff_volumes_extract_like_loaded_ones(tmp_path):
         np.testing.assert_array_equal(np.asarray(fv.data), np.asarray(ref.data))
 
 
+def test_ome_zarr_opens_lazily_at_full_resolution(tmp_path):
+    import zarr
+
+    data = _ct((4, 32, 48)).data
+    group = zarr.open_group(str(tmp_path / "ome.zarr"), mode="w")
+    group.create_array("0", shape=data.shape, dtype=data.dtype, chunks=(1, 32, 48))[...] = data
+    group.create_array("1", shape=(4, 16, 24), dtype=data.dtype)[...] = data[:, ::2, ::2]
+    group.attrs["multiscales"] = [{"datasets": [
+        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [2.0, 0.3, 0.4]}]},
+        {"path": "1", "coordinateTransformations": [{"type": "scale", "scale": [2.0, 0.6, 0.8]}]}]}]
+    vol = load_volume(tmp_path / "ome.zarr", lazy=True)
+    assert vol.meta["lazy"] and vol.shape == (4, 32, 48) and vol.spacing == (2.0, 0.3, 0.4)
+    assert vol.data.chunksize == (1, 32, 48)  # one dask chunk per stored chunk: reads stay per slice
+    np.testing.assert_array_equal(read_block(vol.data, [2, 3], axis=0), data[2:4])
+
+
 def test_lazy_helpers_match_numpy_exactly():
     data = np.random.default_rng(2).normal(size=(7, 33, 21)).astype(np.float32)
     view = data.transpose(2, 1, 0)  # not contiguous, like a NIfTI
