@@ -1,17 +1,38 @@
 #!/usr/bin/env bash
-# GPU speed check (< 5 min on one recent NVIDIA GPU): ViT-S/16 and ViT-B/16 at 512 with bf16 autocast,
-# batch sweep 1-32, bf16 GEMM rate, extract_features overhead over the bare forward.
-# Not part of CI: the CPU test suite never needs a GPU. Run from the repository root:
-#   bash benchmarks/gpu_check.sh            # uses .venv/bin/python, or $PYTHON
-set -euo pipefail
+# GPU check (< 5 min on one recent NVIDIA GPU): per-stage throughput and the end-to-end goals of issue 10.
+#  1. host pipeline with the stand-in backbone (no network): can the host feed the GPU? goal >= 2,000 slices/s
+#  2. ViT-S/16, ViT-B/16, ViT-L/16 at 512, random weights, bf16, batch from free memory, end to end including
+#     the cache write: goals >= 2,000 / 600 / 180 slices/s
+# Each step prints its per-stage table and ends with "pipeline N slices/s". Not part of CI. Run from the
+# repository root:
+#   bash benchmarks/gpu_check.sh                 # uses .venv/bin/python, or $PYTHON
+#   DEVICE=cpu SCALE=0.005 RES=128 bash benchmarks/gpu_check.sh   # dry run of the same steps on a CPU
+set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
-"$PY" -c "import torch, sys; ok = torch.cuda.is_available(); print(torch.__version__, torch.cuda.get_device_name(0) if ok else 'no CUDA device'); sys.exit(0 if ok else 1)"
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader || true
+DEVICE=${DEVICE:-cuda}
+SCALE=${SCALE:-1}      # multiplies the slice counts (the dry run on a CPU uses a small fraction)
+RES=${RES:-512}
+STEP_TIMEOUT=${STEP_TIMEOUT:-75}
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+if [ "$DEVICE" = cuda ]; then
+  "$PY" -c "import torch, sys; ok = torch.cuda.is_available(); print(torch.__version__, torch.cuda.get_device_name(0) if ok else 'no CUDA device'); sys.exit(0 if ok else 1)" || exit 1
+  nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.max.sm --format=csv,noheader || true
+fi
+n() { "$PY" -c "print(max(4, int($1 * $SCALE)))"; }
 export DINOMED_CACHE="$(mktemp -d)"      # fresh cache: every slice is computed
 trap 'rm -rf "$DINOMED_CACHE"' EXIT
-for model in S B; do
-  timeout 120 "$PY" benchmarks/bench_extract.py --device cuda --model "$model" --slices 64 \
-    --batch-sizes 1,2,4,8,16,32 --repeats 3 || echo "model $model: failed or timed out (exit $?)"
-done
+start=$(date +%s)
+run() {  # name, goal, args...
+  local name=$1 goal=$2; shift 2
+  echo "== $name (goal >= $goal slices/s) =="
+  timeout "$STEP_TIMEOUT" "$PY" benchmarks/bench_pipeline.py --device "$DEVICE" --repeats 2 --goal "$goal" \
+    --resolution "$RES" --size "$RES" "$@" \
+    || echo "$name: failed or timed out after ${STEP_TIMEOUT} s (exit $?)"
+}
+run "host pipeline, stand-in backbone" 2000 --slices "$(n 1000)" --batch-size 32
+run "ViT-S/16 @$RES" 2000 --backbone real --model S --slices "$(n 1000)" --batch-size auto
+run "ViT-B/16 @$RES" 600 --backbone real --model B --slices "$(n 400)" --batch-size auto
+run "ViT-L/16 @$RES" 180 --backbone real --model L --slices "$(n 160)" --batch-size auto
+echo "gpu_check done in $(( $(date +%s) - start )) s"

@@ -43,21 +43,26 @@ def ct3(data: np.ndarray, windows: tuple[str, str, str] = CT3_WINDOWS) -> np.nda
     return np.stack([apply_window(data, *CT_PRESETS[w]) for w in windows], axis=-1)
 
 
-def volume_percentiles(data: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
+def volume_percentiles(data, percentiles: tuple[float, float]) -> tuple[float, float]:
     """Intensity percentiles of a whole volume (computed once, so every slice shares one mapping).
 
-    Falls back to min/max when the two percentiles coincide (e.g. mostly-background volumes).
+    Above ``_PERCENTILE_SAMPLES`` voxels they are estimated on the evenly strided subsample
+    ``data.ravel()[::step]``, gathered slab by slab: a lazy (zarr, dask) or transposed volume is never
+    copied whole. Falls back to min/max when the two percentiles coincide (e.g. mostly-background volumes).
 
     Raises
     ------
     VolumeError
         The volume is constant (nothing to normalise).
     """
-    flat = np.asarray(data).ravel()
-    step = max(1, flat.size // _PERCENTILE_SAMPLES)
-    lo, hi = (float(v) for v in np.percentile(flat[::step], percentiles))
+    from dinomed_napari.io.lazy import iter_slabs, strided_sample
+
+    size = int(np.prod(data.shape, dtype=np.int64))
+    sample = strided_sample(data, max(1, size // _PERCENTILE_SAMPLES))
+    lo, hi = (float(v) for v in np.percentile(sample, percentiles))
     if hi <= lo:
-        lo, hi = float(flat.min()), float(flat.max())
+        lo = min(float(b.min()) for _, b in iter_slabs(data))
+        hi = max(float(b.max()) for _, b in iter_slabs(data))
     if hi <= lo:
         raise VolumeError(f"volume is constant (every voxel = {lo}); there is nothing to normalise")
     return lo, hi

@@ -50,6 +50,26 @@ def _xyz_order(axis: int) -> list[int]:
     return [where[2], where[1], where[0]]
 
 
+def affinity_patch(fv: FeatureVolume) -> np.ndarray:
+    """(S, h, w, 3) float32 affinities on the patch grid, channels (x, y, z) as in :func:`affinity_maps`.
+
+    A few bytes per patch (1/256 of the pixel grid at 16-pixel patches); place it in a viewer with
+    :func:`dinomed_napari.features.grid.patch_transform` or upsample slices on demand.
+    """
+    order, cache = _xyz_order(fv.axis), {}
+    return np.stack([_slice_affinity(fv, s, cache)[..., order] for s in range(fv.n_slices)])
+
+
+def affinity_rgb8(fv: FeatureVolume) -> np.ndarray:
+    """(Z, Y, X, 3) uint8 affinity colours (cosines clipped to [0, 1], x 255), assembled chunk by chunk:
+    3 bytes per voxel and no float volume."""
+    from .pca import to_uint8
+
+    patch = affinity_patch(fv)
+    return assemble(fv, lambda s0, s1: patch[s0:s1], 3, dtype=np.uint8, chunk=4,
+                    transform=lambda a: to_uint8(np.clip(a, 0.0, 1.0)))
+
+
 def affinity_maps(fv: FeatureVolume, index: int | None = None) -> np.ndarray:
     """Cosine affinity of every token to its neighbours along x, y and z, on the pixel grid.
 

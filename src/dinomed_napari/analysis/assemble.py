@@ -39,13 +39,16 @@ def project_half(features: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def assemble(fv: FeatureVolume, per_chunk: Callable[[int, int], np.ndarray], channels: int,
-             dtype=np.float32, chunk: int = CHUNK) -> np.ndarray:
+             dtype=np.float32, chunk: int = CHUNK,
+             transform: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Upsample ``per_chunk(start, stop)`` (n, h, w, K) patch maps and assemble them in (Z, Y, X, K).
 
-    Slices go ``chunk`` at a time, so the peak memory is the output plus one chunk.
+    Slices go ``chunk`` at a time, so the peak memory is the output plus one chunk. ``transform`` maps
+    each upsampled chunk (e.g. to RGB, or uint8) before it is stored as ``dtype``.
     """
     out = np.empty(tuple(fv.volume_shape) + (channels,), dtype=dtype)
     for s0 in range(0, fv.n_slices, chunk):
         s1 = min(s0 + chunk, fv.n_slices)
-        put_slice(out, fv.axis, slice(s0, s1), upsample_patches(per_chunk(s0, s1), fv.plane_shape))
+        up = upsample_patches(per_chunk(s0, s1), fv.plane_shape)
+        put_slice(out, fv.axis, slice(s0, s1), up if transform is None else transform(up))
     return out

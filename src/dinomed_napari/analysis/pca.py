@@ -14,7 +14,7 @@ import numpy as np
 
 from ..features.grid import upsample_patches
 from ..features.volume import FeatureVolume
-from .assemble import assemble, project_half, read_slices
+from .assemble import CHUNK, assemble, project_half, read_slices
 
 #: Percentiles that map a component to the [0, 1] colour range (robust to outlier tokens).
 RGB_PERCENTILES = (1.0, 99.0)
@@ -63,13 +63,68 @@ class PCABasis:
         return rgb
 
 
-@dataclass
 class PCAMaps:
-    """PCA maps of a volume on its pixel grid: ``components`` (Z,Y,X,n) and ``rgb`` (Z,Y,X,3) in [0, 1]."""
+    """PCA maps of a volume, kept on the patch grid; pixel-grid maps are computed when asked for.
 
-    components: np.ndarray
-    rgb: np.ndarray
-    basis: PCABasis
+    Memory: ``patch`` holds (S, h, w, n) float32 components -- one value per patch, about 1/256 of the
+    pixel grid. Per-slice views (:meth:`slice_components`, :meth:`slice_rgb8`) cost one slice; whole-volume
+    maps are assembled chunk by chunk on first access: ``rgb8()`` 3 bytes per voxel, ``components`` and
+    ``rgb`` float32 (12 bytes per voxel each, kept once computed).
+
+    Attributes
+    ----------
+    patch : np.ndarray, (S, h, w, n) float32
+        Components on the patch grid, slices along ``fv.axis`` (place them in napari with
+        :func:`dinomed_napari.features.grid.patch_transform`).
+    basis : PCABasis
+    fv : FeatureVolume
+        The features the maps come from (their grid and axis).
+    """
+
+    def __init__(self, patch: np.ndarray, basis: PCABasis, fv: FeatureVolume):
+        self.patch, self.basis, self.fv = patch, basis, fv
+        self._components: np.ndarray | None = None
+        self._rgb: np.ndarray | None = None
+
+    @property
+    def components(self) -> np.ndarray:
+        """(Z, Y, X, n) float32 components on the pixel grid (bilinear from the patch grid)."""
+        if self._components is None:
+            self._components = assemble(self.fv, lambda s0, s1: self.patch[s0:s1], self.basis.n_components)
+        return self._components
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """(Z, Y, X, 3) float32 in [0, 1]: the first three components with the volume-wide scaling."""
+        if self._rgb is None:
+            self._rgb = assemble(self.fv, lambda s0, s1: self.patch[s0:s1], 3, transform=self.basis.to_rgb)
+        return self._rgb
+
+    def rgb8(self) -> np.ndarray:
+        """(Z, Y, X, 3) uint8 RGB (what a viewer shows), assembled chunk by chunk: no float volume."""
+        # Small chunks: the float temporaries of a chunk, not the output, set the peak.
+        return assemble(self.fv, lambda s0, s1: self.patch[s0:s1], 3, dtype=np.uint8, chunk=4,
+                        transform=lambda c: to_uint8(self.basis.to_rgb(c)))
+
+    def patch_rgb8(self) -> np.ndarray:
+        """(Z', Y', X', 3) uint8 RGB on the patch grid, in volume axis order: tiny; show it in napari with
+        ``scale, translate = features.grid.patch_transform(fv.volume_shape, fv.grid, fv.axis, spacing)``."""
+        from ..features.grid import to_volume_order
+
+        return to_volume_order(to_uint8(self.basis.to_rgb(self.patch)), self.fv.axis)
+
+    def slice_components(self, index: int) -> np.ndarray:
+        """(H, W, n) float32 components of slice ``index`` along ``fv.axis`` on its pixel grid."""
+        return upsample_patches(self.patch[index], self.fv.plane_shape)
+
+    def slice_rgb8(self, index: int) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of slice ``index`` (for a viewer that asks slice by slice)."""
+        return to_uint8(self.basis.to_rgb(self.slice_components(index)))
+
+
+def to_uint8(unit: np.ndarray) -> np.ndarray:
+    """[0, 1] floats -> uint8 0..255, rounded."""
+    return np.clip(np.asarray(unit) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def sample_tokens(fv: FeatureVolume, max_tokens: int = 10000, seed: int = 0) -> np.ndarray:
@@ -130,7 +185,7 @@ def project_slice(fv: FeatureVolume, basis: PCABasis, index: int, upsample: bool
 
 def pca_maps(fv: FeatureVolume, basis: PCABasis | None = None, n_components: int = 3,
              max_tokens: int = 10000, seed: int = 0) -> PCAMaps:
-    """PCA components and RGB maps of every slice, in (Z, Y, X) order on the image pixel grid.
+    """PCA components of every slice, projected on the patch grid (maps on the pixel grid on demand).
 
     Parameters
     ----------
@@ -143,10 +198,14 @@ def pca_maps(fv: FeatureVolume, basis: PCABasis | None = None, n_components: int
     Returns
     -------
     PCAMaps
+        On the patch grid; ``components`` / ``rgb`` / ``rgb8()`` give pixel-grid volumes on demand.
     """
     if basis is None:
         basis = fit_pca(fv, n_components=n_components, max_tokens=max_tokens, seed=seed)
     offset = basis.mean @ basis.components.T
-    comps = assemble(fv, lambda s0, s1: project_half(read_slices(fv, s0, s1), basis.components.T) - offset,
-                     basis.n_components)
-    return PCAMaps(components=comps, rgb=basis.to_rgb(comps), basis=basis)
+    h, w = fv.grid
+    patch = np.empty((fv.n_slices, h, w, basis.n_components), np.float32)
+    for s0 in range(0, fv.n_slices, CHUNK):
+        s1 = min(s0 + CHUNK, fv.n_slices)
+        patch[s0:s1] = project_half(read_slices(fv, s0, s1), basis.components.T) - offset
+    return PCAMaps(patch, basis, fv)

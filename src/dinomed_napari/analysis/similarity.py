@@ -24,7 +24,8 @@ def _cosine(f: np.ndarray, q: np.ndarray) -> np.ndarray:
     return ((f @ q) / np.maximum(np.linalg.norm(f, axis=-1), 1e-8))[..., None]
 
 
-def similarity_map(fv: FeatureVolume, points_zyx, slice_only: int | None = None) -> np.ndarray:
+def similarity_map(fv: FeatureVolume, points_zyx, slice_only: int | None = None,
+                   dtype=np.float32) -> np.ndarray:
     """Cosine similarity of every patch to the mean feature at the clicked points, on the pixel grid.
 
     Parameters
@@ -34,6 +35,8 @@ def similarity_map(fv: FeatureVolume, points_zyx, slice_only: int | None = None)
         Clicked voxels in (Z, Y, X) order (napari points layer data).
     slice_only : int, optional
         Only this slice along ``fv.axis``: returns (H, W) instead of (Z, Y, X).
+    dtype : numpy dtype
+        Of the whole-volume map: float16 halves its memory (cosines need no more than ~1e-3).
 
     Returns
     -------
@@ -43,4 +46,11 @@ def similarity_map(fv: FeatureVolume, points_zyx, slice_only: int | None = None)
     q = query_feature(fv, points_zyx)
     if slice_only is not None:
         return upsample_patches(_cosine(fv.slice(slice_only), q), fv.plane_shape)[..., 0]
-    return assemble(fv, lambda s0, s1: _cosine(read_slices(fv, s0, s1), q), 1)[..., 0]
+    return assemble(fv, lambda s0, s1: _cosine(read_slices(fv, s0, s1), q), 1, dtype=dtype)[..., 0]
+
+
+def similarity_patch(fv: FeatureVolume, points_zyx) -> np.ndarray:
+    """(S, h, w) float32 cosine similarity on the patch grid (1/256 of the pixel map's memory)."""
+    q = query_feature(fv, points_zyx)
+    return np.concatenate([_cosine(read_slices(fv, s0, min(s0 + 16, fv.n_slices)), q)[..., 0]
+                           for s0 in range(0, fv.n_slices, 16)])

@@ -24,6 +24,12 @@ def int_in(lo: int, hi: int | None = None, what: str = "value"):
     return parse
 
 
+def int_in_or(lo: int, hi: int | None, what: str, word: str):
+    """argparse type: :func:`int_in`, or the literal ``word`` (e.g. "auto")."""
+    number = int_in(lo, hi, what)
+    return lambda text: text if text == word else number(text)
+
+
 def resolution(text: str) -> int:
     """argparse type for --resolution: a multiple of 16 in [MIN_RESOLUTION, MAX_RESOLUTION]."""
     value = int_in(MIN_RESOLUTION, MAX_RESOLUTION, "resolution")(text)

@@ -134,7 +134,8 @@ def preprocess(args):
     try:
         window = "custom" if args.level is not None else (args.window or "auto")
         return Preprocess(window=window, level=args.level, width=args.width,
-                          resolution=args.resolution or 512, isotropic=getattr(args, "isotropic", False))
+                          resolution=args.resolution or 512, isotropic=getattr(args, "isotropic", False),
+                          tiling=getattr(args, "tiling", "auto"))
     except ValueError as exc:
         raise DinomedError(str(exc)) from exc
 

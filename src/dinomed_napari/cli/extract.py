@@ -29,13 +29,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level", type=float, help="custom window level (volume units, e.g. HU)")
     parser.add_argument("--width", type=float, help="custom window width")
     parser.add_argument("--isotropic", action="store_true", help="resize slices to their physical aspect")
+    parser.add_argument("--scheduler", help="compute the batches on a dask.distributed cluster: scheduler "
+                        "address, or 'local' for a LocalCluster of worker processes")
+    parser.add_argument("--tiling", choices=["auto", "shrink", "tile"], default="auto",
+                        help="planes larger than --resolution: tile at native pixel size or shrink whole "
+                        "(auto: tile above 3x the resolution)")
     parser.add_argument("--modality", choices=["CT", "MR", "PT", "EM"],
                         help="modality of non-DICOM files (picks the 'auto' window)")
     parser.add_argument("--series", help="SeriesInstanceUID to read from a DICOM folder with several series")
     parser.add_argument("--layers", type=A.layers,
                         help="blocks to concatenate, e.g. 3,6,9,11 (default final)")
-    parser.add_argument("--batch-size", type=A.int_in(1, 1024, "batch size"), default=4,
-                        help="slices per forward pass (default 4; on a CPU 1-2 are as fast or faster)")
+    parser.add_argument("--batch-size", type=A.int_in_or(1, 1024, "batch size", "auto"), default=4,
+                        help="slices per forward pass, or 'auto' from free device memory (default 4; on a "
+                        "CPU 1-2 are as fast or faster)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--threads", type=A.int_in(1, 1024, "thread count"),
                         help="CPU threads for torch (default: torch's choice)")
@@ -86,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
                     fv = extract_features(vol, model=args.model, weights=args.weights, backbone=backbone,
                                           axis=axis, prep=prep, layers=args.layers,
                                           batch_size=args.batch_size, cache_dir=args.cache_dir,
-                                          progress=bar, cancel=cancel, device=args.device)
+                                          progress=bar, cancel=cancel, device=args.device,
+                                          scheduler=args.scheduler)
             except ExtractionCancelled as exc:
                 print(f"cancelled: {exc}", file=sys.stderr)
                 return 130

@@ -1,4 +1,10 @@
-"""The batch loop of extraction: which slices go together, in which order, and how each batch is stored."""
+"""The batch loop of extraction: which slices go together, in which order, and how each batch is stored.
+
+Memory is bounded by the batch, not the volume: slices are read (lazily for zarr/TIFF), windowed and
+converted batch by batch. Three threads overlap (see :mod:`.overlap`): the prefetcher reads and windows
+batch k+1, this thread runs the network on batch k (resize, 3 channels and normalisation on the device),
+the writer stores batch k-1.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,11 @@ import contextlib
 import numpy as np
 
 from dinomed_napari.errors import ExtractionCancelled
+from dinomed_napari.io.lazy import read_block
 from dinomed_napari.io.volume import Volume
 
 from .cache import FeatureStore
+from .overlap import Prefetcher, StoreWriter
 
 
 def batch_order(todo: np.ndarray, batch_size: int, first: int | None = None) -> list[np.ndarray]:
@@ -27,69 +35,130 @@ def batch_order(todo: np.ndarray, batch_size: int, first: int | None = None) -> 
 
 
 def pipelined(device) -> bool:
-    """Whether batches are pipelined (launch k+1 before storing k): on asynchronous devices (CUDA, MPS)."""
+    """Whether the device runs asynchronously (CUDA, MPS): then a writer thread stores batch k while the
+    device computes k+1. On the CPU each batch is stored (and reported) before the next one starts, so a
+    cancel requested from a progress callback stops right there."""
     return str(device).split(":")[0] != "cpu"
 
 
+def pad_to(x, n: int):
+    """Repeat the last item of ``x`` (first axis) up to ``n`` items: one batch shape for torch.compile."""
+    import torch
+
+    if x.shape[0] >= n:
+        return x
+    return torch.cat([x, x[-1:].expand(n - x.shape[0], *x.shape[1:])])
+
+
+def forward(backbone, x, batch_size: int):
+    """float16 patch features of a normalised batch; padded to ``batch_size`` for compiled backbones."""
+    import torch
+
+    n = x.shape[0]
+    if getattr(backbone, "compiled", None) and n < batch_size:
+        x = pad_to(x, batch_size)
+    # Halve the bytes before leaving the device; the store holds float16 anyway.
+    return backbone.patch_features(x)[:n].to(torch.float16)
+
+
+def forward_tiled(backbone, unit, plan, batch_size: int):
+    """Features (B, h, w, C) of resized unit-range planes (B, 1|3, H, W), ``batch_size`` tiles at a time."""
+    import torch
+
+    from dinomed_napari.preprocess import normalise
+
+    tiles = plan.cut(unit)
+    feats = torch.cat([forward(backbone, normalise(tiles[i : i + batch_size], backbone.mean, backbone.std),
+                               batch_size) for i in range(0, tiles.shape[0], batch_size)])
+    per_plane = feats.view(unit.shape[0], plan.n_tiles, *feats.shape[1:])
+    return torch.stack([plan.stitch(f) for f in per_plane])
+
+
+def overlapped(backbone) -> bool:
+    """Asynchronous device, or a stand-in backbone that costs the host nothing (like a GPU)."""
+    return pipelined(backbone.device) or bool(getattr(backbone, "asynchronous", False))
+
+
+def batch_steps(vol: Volume, prep, backbone, axis: int, size: tuple[int, int], batch_size: int, plan=None,
+                to_unit=None):
+    """The two halves of computing one batch of slice indices: ``prepare(idx) -> host tensor`` (read,
+    window; any thread) and ``run(host) -> float16 features`` (device work, inside inference mode).
+
+    Shared by the local loop and the dask workers, so both compute the same values.
+    """
+    from dinomed_napari.preprocess import device_batch, host_batch, intensity_mapper, resize_unit
+
+    dev = backbone.device
+    # Volume-wide statistics (percentiles) once; the mapping itself runs per batch.
+    to_unit = to_unit or intensity_mapper(vol, prep)
+    half = overlapped(backbone)
+    to_device = getattr(backbone, "prepare", None) or (
+        lambda host, size: device_batch(host, size, backbone.mean, backbone.std, dev))
+
+    def prepare(idx: np.ndarray):
+        return host_batch(to_unit(read_block(vol.data, idx, axis)), dev, half=half)
+
+    def run(host):
+        if plan is None:
+            return forward(backbone, to_device(host, size), batch_size)
+        unit = resize_unit(host.to(dev, non_blocking=True).float(), size)
+        return forward_tiled(backbone, unit, plan, batch_size)
+
+    return prepare, run
+
+
+def slices_per_batch(batch_size: int, plan=None) -> int:
+    """Slices per outer batch: ``batch_size``, or as many whole tiled planes as ``batch_size`` tiles hold."""
+    return batch_size if plan is None else max(1, batch_size // plan.n_tiles)
+
+
+def cancelled(store: FeatureStore) -> ExtractionCancelled:
+    """The error for a cancel request, saying how many slices are kept and where."""
+    n, total = int(store.done.sum()), store.shape[0]
+    where = f"kept in {store.path}; rerun to resume" if store.path else "in memory, not kept"
+    return ExtractionCancelled(f"extraction cancelled after {n} of {total} slices ({where})")
+
+
 def fill_store(store: FeatureStore, vol: Volume, prep, backbone, axis: int, size: tuple[int, int],
-               batch_size: int, progress, cancel, first, on_batch=None) -> None:
+               batch_size: int, progress, cancel, first, on_batch=None, plan=None) -> None:
     """Compute the slices of ``store`` not yet done, batch by batch, storing each batch as it finishes.
 
-    On a GPU the forward pass is asynchronous: batch k+1 is launched before batch k is written, so the
-    float16 copy, zarr compression and callbacks of k overlap the GPU work of k+1. On the CPU every batch
-    is stored right after its forward (same result, no lag in progress).
+    ``plan`` (a :class:`~.tiles.TilePlan`) extracts each plane in tiles at native pixel size; then
+    ``batch_size`` counts tiles per forward pass and each outer batch holds as many whole planes as fit.
     """
     import torch
 
-    from dinomed_napari.preprocess import intensity_to_unit, to_network_batch
-
     total = store.shape[0]
     todo = np.flatnonzero(~store.done)
-    overlap = pipelined(backbone.device)
-    # Window / normalise once for the whole volume (percentile windows need all of it), then slice.
-    unit = intensity_to_unit(vol, prep)
+    prepare, run = batch_steps(vol, prep, backbone, axis, size, batch_size, plan)
     if progress is not None:
         progress(total - len(todo), total)
+    if len(todo) == 0:
+        return
 
-    def save(idx: np.ndarray, feats16: np.ndarray) -> None:
-        store.write(idx, feats16)
+    def after_write(idx: np.ndarray, feats16: np.ndarray) -> None:  # writer thread
         if on_batch is not None:
             on_batch(idx, feats16)
         if progress is not None:
             progress(int(store.done.sum()), total)
 
-    pending = None  # (indices, float16 features still on the device)
-
-    def take():  # the pending batch as host arrays (waits for its kernels only), and nothing pending
-        nonlocal pending
-        out, pending = pending, None
-        return None if out is None else (out[0], out[1].cpu().numpy())
-
-    with torch.inference_mode():
-        try:
-            for idx in batch_order(todo, batch_size, first):
+    batches = batch_order(todo, slices_per_batch(batch_size, plan), first)
+    writer = StoreWriter(store, after_write, depth=2 if overlapped(backbone) else 0)
+    prefetch = Prefetcher(prepare, batches)
+    try:
+        with torch.inference_mode():
+            for idx, host in prefetch:
                 if cancel is not None and cancel():
-                    if (ready := take()) is not None:
-                        save(*ready)
-                    n = int(store.done.sum())
-                    where = f"kept in {store.path}; rerun to resume" if store.path else "in memory, not kept"
-                    raise ExtractionCancelled(f"extraction cancelled after {n} of {total} slices ({where})")
-                slices = np.moveaxis(np.take(unit, idx, axis=axis), axis, 0)
-                x = to_network_batch(np.ascontiguousarray(slices), size, backbone.mean, backbone.std)
-                ready = take()
-                try:
-                    # Halve the bytes before leaving the device; the store holds float16 anyway.
-                    pending = (idx, backbone.patch_features(x.to(backbone.device)).to(torch.float16))
-                finally:  # the previous batch is kept even when this forward fails
-                    if ready is not None:
-                        save(*ready)
-                if not overlap:
-                    save(*take())
-            if (ready := take()) is not None:
-                save(*ready)
-        except BaseException:
-            # A crash (or Ctrl-C) keeps what was computed: store a launched batch before propagating.
-            if pending is not None:
-                with contextlib.suppress(Exception):
-                    save(*take())
-            raise
+                    prefetch.close()
+                    writer.close()
+                    raise cancelled(store)
+                writer.submit(idx, run(host))
+    except BaseException:
+        # A crash or Ctrl-C keeps what was computed: every submitted batch is stored before propagating.
+        prefetch.close()
+        if writer.open:
+            with contextlib.suppress(Exception):
+                writer.close()
+        raise
+    prefetch.close()
+    writer.close()

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from dinomed_napari.errors import CacheError, VolumeError, WeightsError
+from dinomed_napari.io.lazy import volume_digest
 from dinomed_napari.io.volume import Volume
 
 from .batches import fill_store
@@ -21,7 +22,6 @@ from .cache import (
     default_cache_dir,
     key_model_name,
     store_lock,
-    volume_digest,
     weights_label,
 )
 from .volume import PLANE_AXES, FeatureVolume
@@ -29,7 +29,9 @@ from .volume import PLANE_AXES, FeatureVolume
 
 def as_volume(volume: Volume | np.ndarray) -> Volume:
     """Wrap a bare (Z, Y, X) array as a :class:`Volume` with unit spacing; a Volume passes through."""
-    return volume if isinstance(volume, Volume) else Volume(np.asarray(volume))
+    if isinstance(volume, Volume):
+        return volume
+    return Volume(volume if hasattr(volume, "shape") and hasattr(volume, "dtype") else np.asarray(volume))
 
 
 def require_weights(weights: str | os.PathLike | None) -> None:
@@ -83,13 +85,14 @@ def extract_features(
     axis: int = 0,
     prep: Any = None,
     layers: tuple[int, ...] | list[int] | None = None,
-    batch_size: int = 4,
+    batch_size: int | str = 4,
     cache_dir: str | os.PathLike | bool | None = None,
     progress: Callable[[int, int], Any] | None = None,
     cancel: Callable[[], bool] | None = None,
     first: int | None = None,
     device: str | None = None,
     on_batch: Callable[[np.ndarray, np.ndarray], Any] | None = None,
+    scheduler: Any = None,
 ) -> FeatureVolume:
     """DINOv3 patch features of every slice of ``volume`` along ``axis``.
 
@@ -108,11 +111,15 @@ def extract_features(
     axis : {0, 1, 2}
         Slicing axis: 0 axial (Y, X planes), 1 coronal (Z, X), 2 sagittal (Z, Y).
     prep : Preprocess, optional
-        Intensity window, resolution, isotropic resampling; default ``Preprocess()``.
+        Intensity window, resolution, isotropic resampling, tiling; default ``Preprocess()``. Planes
+        larger than the resolution may be tiled at native pixel size (``prep.tiling``); the patch grid
+        is then (H / 16, W / 16) and the cache key records the tiling.
     layers : sequence of int, optional
         Blocks whose patch tokens are concatenated; None for the final normalised output.
     batch_size : int
-        Slices per forward pass; peak memory grows with it, not with the volume.
+        Slices (tiles, for tiled planes) per forward pass; peak memory grows with it, not with the volume.
+        "auto": :func:`dinomed_napari.models.device.auto_batch_size` picks one from the device's free
+        memory (2 on the CPU).
     cache_dir : path, None or False
         Folder holding one ``<key>.zarr`` store per request; None uses ``$DINOMED_CACHE`` or
         ``~/.cache/dinomed-napari``. False computes in memory (a NumPy result, nothing kept).
@@ -129,6 +136,11 @@ def extract_features(
     on_batch : callable(indices, features), optional
         Called after each computed batch with its slice indices and float16 features (B, h, w, C), so a
         viewer can show the first slice before the volume is done. Not called for cached slices.
+    scheduler : str or distributed.Client, optional
+        Compute the batches on a dask.distributed cluster: a scheduler address, a Client, or "local" (a
+        LocalCluster of worker processes). Workers load the backbone by name (or get ``backbone``
+        pickled); results are written here, into the same store, under its lock: the features equal
+        the local run's. A cohort: call once per volume with the same Client.
 
     Returns
     -------
@@ -156,7 +168,9 @@ def extract_features(
     from dinomed_napari.io.validate import check_image_volume
     from dinomed_napari.models.normalisation import weights_normalisation
     from dinomed_napari.models.registry import resolve_spec
-    from dinomed_napari.preprocess import Preprocess, input_size
+    from dinomed_napari.preprocess import Preprocess, input_size, native_size, tiles_plane
+
+    from .tiles import TilePlan
 
     if backbone is None:
         require_weights(weights)
@@ -164,8 +178,8 @@ def extract_features(
     check_image_volume(vol)
     if axis not in PLANE_AXES:
         raise VolumeError(f"axis must be 0, 1 or 2 for a (Z, Y, X) volume of shape {vol.shape}; got {axis!r}")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if batch_size != "auto" and (not isinstance(batch_size, int | np.integer) or int(batch_size) < 1):
+        raise ValueError(f"batch_size must be an integer >= 1 or 'auto', got {batch_size!r}")
     prep = Preprocess() if prep is None else prep
     if backbone is not None:
         from dinomed_napari.models.backbone import _check_layers
@@ -186,12 +200,17 @@ def extract_features(
         patch, dim = spec.patch_size, spec.embed_dim * (len(layers) if layers else 1)
 
     a, b = PLANE_AXES[axis]
-    size = input_size((vol.shape[a], vol.shape[b]), (vol.spacing[a], vol.spacing[b]), prep.resolution,
-                      patch=patch, isotropic=prep.isotropic)
+    plane, plane_spacing = (vol.shape[a], vol.shape[b]), (vol.spacing[a], vol.spacing[b])
+    plan = None
+    if tiles_plane(plane, prep):
+        size = native_size(plane, plane_spacing, patch=patch, isotropic=prep.isotropic)
+        plan = TilePlan.build(size, prep.resolution, prep.halo, patch=patch)
+    else:
+        size = input_size(plane, plane_spacing, prep.resolution, patch=patch, isotropic=prep.isotropic)
     size = (int(size[0]), int(size[1]))
     shape = (vol.shape[axis], size[0] // patch, size[1] // patch, dim)
     parts = {
-        "volume": volume_digest(vol.data, vol.spacing),
+        "volume": volume_digest(vol.data, vol.spacing),  # slab by slab: lazy volumes stay lazy
         "model": key_model_name(spec.timm_name, label),
         "weights": label,
         "resolution": int(prep.resolution),
@@ -201,6 +220,8 @@ def extract_features(
         "layers": list(layers) if layers else None,
         "input_size": list(size),
     }
+    if plan is not None:  # shrunk planes keep the keys they had before tiling existed
+        parts["tiling"] = {"tile": int(prep.resolution), "halo": int(prep.halo)}
     key = cache_key(parts)
     path = None if cache_dir is False else Path(cache_dir or default_cache_dir()) / f"{key}.zarr"
     attrs = {**parts, "key": key, "volume_shape": list(vol.shape), "source": vol.source}
@@ -223,7 +244,17 @@ def extract_features(
             repaired = store.verify()
             if repaired:
                 store.forget(repaired)
-            if not store.complete:
+            if not store.complete and scheduler is not None:
+                from .distributed import dask_client, fill_store_dask
+
+                # Workers load the backbone themselves (once per process); this process may have no GPU.
+                source = backbone if backbone is not None else (model, str(weights), device, layers, label)
+                store.update_attrs(backbone=spec.timm_name, device=f"dask:{device or 'auto'}")
+                per_task = 8 if batch_size == "auto" else int(batch_size)
+                with dask_client(scheduler) as client:
+                    fill_store_dask(store, vol, prep, source, axis, size, per_task, progress, cancel, first,
+                                    on_batch, plan, key, client)
+            elif not store.complete:
                 if backbone is None:
                     backbone = _backbone_for_repair(model, weights, device, layers, label, repaired, path)
                 if int(backbone.dim) != dim or backbone.weights_label != label:
@@ -231,14 +262,20 @@ def extract_features(
                                        f"({spec.timm_name} [{label}], {dim} features)")
                 store.update_attrs(backbone=backbone.spec.timm_name, device=str(backbone.device),
                                    dtype=str(backbone.dtype).removeprefix("torch."))
+                if batch_size == "auto":
+                    from dinomed_napari.models.device import auto_batch_size
+
+                    tile = size if plan is None else tuple(t * patch for t in plan.tile)
+                    batch_size = auto_batch_size(backbone, tile) if hasattr(backbone, "spec") else 4
                 fill_store(store, vol, prep, backbone, axis, size, int(batch_size), progress, cancel, first,
-                           on_batch)
+                           on_batch, plan)
             elif progress is not None:
                 progress(shape[0], shape[0])
     elif progress is not None:
         progress(shape[0], shape[0])
 
-    extra = {"prep": prep.key(vol), "input_size": size, "path": None if path is None else str(path),
+    extra = {"prep": prep.key(vol), "input_size": size, "tiling": parts.get("tiling"),
+             "path": None if path is None else str(path),
              "device": store.attrs.get("device"), "dtype": store.attrs.get("dtype"), "repaired": repaired}
     return FeatureVolume(
         data=store.read_only(), axis=int(axis), volume_shape=vol.shape,

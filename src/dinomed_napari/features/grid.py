@@ -83,3 +83,24 @@ def to_volume_order(stack: np.ndarray, axis: int) -> np.ndarray:
 def slice_of(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
     """The 2D plane ``index`` of a (Z, Y, X, ...) array along ``axis``, in (H, W, ...) order."""
     return np.take(volume, index, axis=axis)
+
+
+def patch_transform(volume_shape: tuple[int, int, int], grid: tuple[int, int], axis: int,
+                    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)):
+    """napari ``scale`` and ``translate`` that place a patch-grid map over its image.
+
+    A map of shape (S, h, w[, K]) along ``axis``, moved to (Z, Y, X) order with :func:`to_volume_order`,
+    covers the image exactly when its layer gets these (world units = the image layer's ``spacing``):
+    patch i of a plane of H pixels is centred at pixel ``(i + 0.5) * H / h - 0.5``.
+
+    Returns
+    -------
+    (scale, translate) : two 3-tuples of float, in (Z, Y, X) order
+    """
+    a, b = PLANE_AXES[axis]
+    scale, translate = [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]
+    for ax, g in ((a, grid[0]), (b, grid[1])):
+        step = float(volume_shape[ax]) / float(g)
+        scale[ax], translate[ax] = step, 0.5 * step - 0.5
+    return (tuple(s * float(sp) for s, sp in zip(scale, spacing, strict=True)),
+            tuple(t * float(sp) for t, sp in zip(translate, spacing, strict=True)))

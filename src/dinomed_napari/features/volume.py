@@ -41,6 +41,8 @@ class FeatureVolume:
     -----
     Each slice is resized whole (no padding, no crop) to the input size, so the patch grid covers the
     slice exactly: patch (i, j) is centred at pixel ((i + 0.5) * H / h - 0.5, (j + 0.5) * W / w - 0.5).
+    Tiled extraction (``extra["tiling"]`` set) keeps this mapping: the input is the slice at native pixel
+    size rounded to multiples of 16, cut into overlapping tiles and stitched back on the patch grid.
     """
 
     data: Any

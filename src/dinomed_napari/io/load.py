@@ -22,12 +22,12 @@ def _is_zarr(folder: Path) -> bool:
         (folder / f).is_file() for f in ("zarr.json", ".zarray", ".zgroup"))
 
 
-def _read(path: Path, modality: str | None, series: str | None) -> Volume:
+def _read(path: Path, modality: str | None, series: str | None, lazy: bool | None) -> Volume:
     if path.is_dir():
         if _is_zarr(path):
             from dinomed_napari.io.zarr_io import read_zarr
 
-            return read_zarr(path)
+            return read_zarr(path, lazy=lazy)
         if not any(path.iterdir()):
             raise VolumeError(f"{path}: empty folder; expected a DICOM series or a zarr store")
         from dinomed_napari.io.dicom import read_dicom_series
@@ -41,7 +41,9 @@ def _read(path: Path, modality: str | None, series: str | None) -> Volume:
     elif suffix in (".nrrd", ".nhdr"):
         from dinomed_napari.io.nrrd import read_nrrd as reader
     elif suffix in (".tif", ".tiff"):
-        from dinomed_napari.io.tiff import read_tiff as reader
+        from dinomed_napari.io.tiff import read_tiff
+
+        return read_tiff(path, lazy=lazy)
     elif suffix == ".npy":
         from dinomed_napari.io.npy import read_npy as reader
     elif suffix in (".dcm", ".ima", ""):
@@ -62,7 +64,7 @@ def _read(path: Path, modality: str | None, series: str | None) -> Volume:
 
 
 def load_volume(path, *, modality: str | None = None, units: str | None = None, series: str | None = None,
-                check: bool = True) -> Volume:
+                check: bool = True, lazy: bool | None = None) -> Volume:
     """Read an image volume in (Z, Y, X) order with its spacing and affine.
 
     Parameters
@@ -79,7 +81,11 @@ def load_volume(path, *, modality: str | None = None, units: str | None = None, 
         SeriesInstanceUID to read from a DICOM folder with several series.
     check : bool
         Run `check_image_volume` (NaN/inf, constant, smaller than a patch). Use False for label images,
-        which may legitimately be all zeros.
+        which may legitimately be all zeros. On a lazy volume the checks read it chunk by chunk.
+    lazy : bool, optional
+        zarr / OME-Zarr and TIFF only: True opens the volume without reading it (``data`` is a dask array
+        or a read-only memory map, read on demand); False loads it; None (default) is lazy above
+        ``dinomed_napari.io.lazy.LAZY_BYTES`` (1 GiB). Other formats are always loaded.
 
     Returns
     -------
@@ -93,7 +99,7 @@ def load_volume(path, *, modality: str | None = None, units: str | None = None, 
     path = Path(path).expanduser()
     if not path.exists():
         raise VolumeError(f"{path}: no such file or folder; expected an image volume ({FORMATS})")
-    vol = _read(path, modality, series)
+    vol = _read(path, modality, series, lazy)
     if modality is not None and vol.modality is None:
         vol.modality = modality
         vol.units = _UNITS.get(modality, vol.units)

@@ -56,13 +56,37 @@ def _declared_shape(tif) -> tuple[int, ...] | None:
     return None
 
 
-def read_tiff(path: Path) -> Volume:
-    """Read the first series of a TIFF file as a (Z, Y, X) `Volume` (axis order as stored)."""
+def _lazy_array(tif, path: Path):
+    """The first series without reading it: a read-only memory map when the pixels are stored contiguous
+    and uncompressed (pages come from the OS cache on demand), else a dask array over tifffile's zarr view
+    (one page per chunk)."""
     import tifffile
+
+    series = tif.series[0]
+    if series.dataoffset is not None:
+        return tifffile.memmap(str(path), mode="r")
+    import zarr
+
+    from dinomed_napari.io.lazy import as_dask
+
+    return as_dask(zarr.open(series.aszarr(), mode="r"))
+
+
+def read_tiff(path: Path, lazy: bool | None = None) -> Volume:
+    """Read the first series of a TIFF file as a (Z, Y, X) `Volume` (axis order as stored).
+
+    ``lazy`` (True, or None for files above ``io.lazy.LAZY_BYTES``): ``data`` is a memory map (uncompressed
+    files) or a dask array (compressed), read on demand.
+    """
+    import tifffile
+
+    from dinomed_napari.io.lazy import want_lazy
 
     try:
         with tifffile.TiffFile(str(path)) as tif:
-            arr = tif.series[0].asarray()
+            series = tif.series[0]
+            nbytes = int(np.prod(series.shape, dtype=np.int64)) * np.dtype(series.dtype).itemsize
+            arr = _lazy_array(tif, path) if want_lazy(lazy, nbytes) else series.asarray()
             spacing, unit, origin = _spacing(tif)
             expected = _declared_shape(tif)
     except Exception as exc:  # tifffile raises TiffFileError, ValueError, struct.error ... on bad files
@@ -77,7 +101,8 @@ def read_tiff(path: Path) -> Volume:
         spacing=spacing,
         affine=affine_from_spacing(spacing),
         source=str(path),
-        meta={"format": "tiff", "spacing_unit": unit, "spacing_from": origin},
+        meta={"format": "tiff", "spacing_unit": unit, "spacing_from": origin,
+              "lazy": type(arr) is not np.ndarray},
     )
 
 

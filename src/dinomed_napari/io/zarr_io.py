@@ -30,13 +30,17 @@ def _pick_array(group, path: Path):
     return group[keys[0]], attrs
 
 
-def read_zarr(path: Path) -> Volume:
+def read_zarr(path: Path, lazy: bool | None = None) -> Volume:
     """Read a zarr array (or the single/OME array of a group) as a (Z, Y, X) `Volume`.
 
     Spacing comes from the attribute ``"spacing"`` ([z, y, x]) and ``"affine"`` when present (both are
-    written by `write_zarr`), or from OME-Zarr scale transforms; else 1.0.
+    written by `write_zarr`), or from OME-Zarr scale transforms; else 1.0. OME-Zarr: the full-resolution
+    level. ``lazy`` (True, or None for volumes above ``io.lazy.LAZY_BYTES``): ``data`` is a dask array over
+    the store, read chunk by chunk on demand (napari shows it, extraction reads it slice by slice).
     """
     import zarr
+
+    from dinomed_napari.io.lazy import as_dask, want_lazy
 
     try:
         node = zarr.open(str(path), mode="r")
@@ -46,14 +50,15 @@ def read_zarr(path: Path) -> Volume:
             arr, record = node, dict(node.attrs)
         record = {**record, **{k: v for k, v in dict(arr.attrs).items() if k in ("spacing", "affine")}}
         check_shape(tuple(arr.shape), path)
-        data = np.asarray(arr[...])
+        nbytes = int(np.prod(arr.shape, dtype=np.int64)) * np.dtype(arr.dtype).itemsize
+        data = as_dask(arr) if want_lazy(lazy, nbytes) else np.asarray(arr[...])
     except VolumeError:
         raise
     except Exception as exc:  # missing/corrupt metadata or chunks
         raise VolumeError(f"{path}: not a readable zarr store ({type(exc).__name__}: {exc})") from exc
     spacing, affine, unit = grid_from_record(record, path)
     return Volume(data=data, spacing=spacing, affine=affine, source=str(path),
-                  meta={"format": "zarr", "spacing_unit": unit})
+                  meta={"format": "zarr", "spacing_unit": unit, "lazy": not isinstance(data, np.ndarray)})
 
 
 def write_zarr(path: Path, labels_zyx: np.ndarray, like: Volume, provenance: dict | None = None) -> Path:

@@ -27,7 +27,8 @@ class Backbone:
     device : torch.device
         Where ``model`` lives.
     dtype : torch.dtype
-        Compute precision: float32 (CPU) or bfloat16 autocast (GPU).
+        Compute precision: float32 (CPU) or bfloat16 autocast (GPU). For bfloat16 the matmul weights
+        are cast once here (:func:`cast_matmul_weights`), not on every forward.
     layers : sequence of int, optional
         Block indices whose (layer-normed) patch tokens are concatenated along C. None: final output.
     mean_std : ((float, float, float), (float, float, float))
@@ -44,6 +45,8 @@ class Backbone:
                  mean_std: tuple[tuple[float, ...], tuple[float, ...]] = IMAGENET_MEAN_STD,
                  compile: bool | str = False):
         self.model = model.eval().to(device)
+        if dtype != torch.float32:
+            cast_matmul_weights(self.model, dtype)
         self.spec = spec
         self.weights_label = weights_label
         self.device = torch.device(device)
@@ -75,6 +78,13 @@ class Backbone:
         if self.dtype == torch.float32:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def prepare(self, host: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """A host batch of unit-range slices (B, H, W[, 3]) -> the normalised (B, 3, h, w) input on the
+        device: one non-blocking copy, then resize, 3 channels and normalisation run on the device."""
+        from dinomed_napari.preprocess import device_batch
+
+        return device_batch(host, size, self.mean, self.std, self.device)
 
     def patch_features(self, x: torch.Tensor) -> torch.Tensor:
         """Patch features of an ImageNet-normalised batch.
@@ -117,6 +127,17 @@ class Backbone:
         layers += f", compiled={self.compiled}" if self.compiled else ""
         return (f"Backbone({self.spec.timm_name} [{self.weights_label}], dim={self.dim}, "
                 f"device={self.device}, dtype={str(self.dtype).removeprefix('torch.')}{layers})")
+
+
+def cast_matmul_weights(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Cast Linear and Conv weights (and biases) to ``dtype`` once, in place; norms stay float32.
+
+    Autocast would cast these same tensors to ``dtype`` on every forward (and the result is the same:
+    one round-to-nearest of the float32 values); layer norms and softmax still run in float32 under it.
+    """
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear | torch.nn.Conv2d):
+            m.to(dtype)
 
 
 def _check_layers(layers: Sequence[int] | None, depth: int) -> tuple[int, ...] | None:

@@ -1,0 +1,190 @@
+"""Peak memory (RSS) of extraction and of the PCA / affinity maps on 512 x 512 x N CT-like volumes.
+
+Each (stage, N) runs in a fresh process and reports its peak RSS (``ru_maxrss``) minus the RSS after
+imports, and minus the volume's own bytes: what the stage adds on top of holding the image. Flat in N
+means memory bounded by the batch. The network is the stand-in backbone (fixed features of ViT-S's
+shape, ``--features``): a ViT-S forward at 512 takes ~0.5 s per slice on a laptop CPU, too slow for N = 300
+here, and the network's own memory does not depend on N. Prints numbers, asserts nothing::
+
+    .venv/bin/python benchmarks/bench_memory.py                         # N = 50, 100, 300
+    .venv/bin/python benchmarks/bench_memory.py --sizes 50,300 --stages extract
+    PYTHONPATH=/path/to/other/checkout/src .venv/bin/python benchmarks/bench_memory.py   # compare code
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+STAGES = ("extract", "pca", "affinity")
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kB
+
+
+def _current_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _standin(features: str):
+    try:
+        from dinomed_napari.models.standin import StandInBackbone
+    except ImportError:  # an older checkout on PYTHONPATH: take this checkout's stand-in
+        path = HERE.parent / "src" / "dinomed_napari" / "models" / "standin.py"
+        spec = importlib.util.spec_from_file_location("standin", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        StandInBackbone = mod.StandInBackbone
+    return StandInBackbone("S", features)
+
+
+def child(stage: str, n: int, features: str, cache: str, real: str | None = None) -> dict:
+    """Run one stage in this process; return its memory figures (MB). ``real``: a real model (random
+    weights, CPU, batch 2) instead of the stand-in."""
+    import numpy as np
+
+    from dinomed_napari.features.extract import extract_features
+    from dinomed_napari.io.volume import Volume
+    from dinomed_napari.preprocess import Preprocess
+
+    sys.path.insert(0, str(HERE))
+    from bench_pipeline import ct_like
+
+    if real:
+        from dinomed_napari.models import load_backbone
+
+        backbone = load_backbone(real, "random", device="cpu")
+    else:
+        backbone = _standin(features)
+    prep = Preprocess(window="soft_tissue", resolution=512)
+    path = Path(cache) / f"ct{n}.npy"
+    if not path.exists():
+        np.save(path, ct_like(n))
+    import torch  # noqa: F401  (imported before the baseline, like the stage's own imports)
+    import zarr  # noqa: F401
+
+    base = _current_mb()
+    vol = Volume(np.load(path), spacing=(1.0, 0.8, 0.8), modality="CT", units="HU")
+    vol_mb = vol.data.nbytes / 2**20
+    fv = extract_features(vol, backbone=backbone, prep=prep, cache_dir=Path(cache) / "features",
+                          batch_size=2 if real else 16)
+    out_mb = 0.0
+    if stage == "pca":
+        from dinomed_napari.analysis.pca import pca_maps
+
+        rgb8 = pca_maps(fv).rgb8()
+        out_mb = rgb8.nbytes / 2**20
+    elif stage == "affinity":
+        from dinomed_napari.analysis.affinity import affinity_maps
+
+        try:
+            from dinomed_napari.analysis.affinity import affinity_rgb8
+
+            out = affinity_rgb8(fv)
+        except ImportError:  # older code: float32 maps
+            out = affinity_maps(fv)
+        out_mb = out.nbytes / 2**20
+    peak = _rss_mb()
+    return {"stage": stage, "n": n, "peak": peak, "base": base, "volume": vol_mb, "output": out_mb,
+            "added": peak - base - vol_mb - out_mb}
+
+
+def make_zarr(path: Path, gb: float, size: int = 2048) -> tuple[int, int, int]:
+    """A CT-like int16 zarr volume of about ``gb`` GB (one chunk per slice), written 16 slices at a time."""
+    import numpy as np
+    import zarr
+
+    sys.path.insert(0, str(HERE))
+    from bench_pipeline import ct_like
+
+    n = max(16, int(gb * 2**30 / (size * size * 2)) // 16 * 16)
+    arr = zarr.create_array(str(path), shape=(n, size, size), dtype="int16", chunks=(1, size, size))
+    slab = ct_like(16, size)
+    for s in range(0, n, 16):
+        arr[s : s + 16] = np.roll(slab, s, axis=2)  # every slab differs (and so does its hash)
+    return arr.shape
+
+
+def child_zarr(path: str, features: str) -> dict:
+    """Open a zarr volume with load_volume (lazy above 1 GiB) and extract it; memory figures in MB."""
+    from dinomed_napari.features.extract import extract_features
+    from dinomed_napari.io.load import load_volume
+    from dinomed_napari.preprocess import Preprocess
+
+    backbone = _standin(features)
+    import torch  # noqa: F401
+    import zarr  # noqa: F401
+
+    base = _current_mb()
+    vol = load_volume(path, modality="CT")
+    opened = _rss_mb()
+    fv = extract_features(vol, backbone=backbone, prep=Preprocess(window="soft_tissue", tiling="shrink"),
+                          cache_dir=Path(path).parent / "features", batch_size=8)
+    return {"shape": list(vol.shape), "lazy": bool(vol.meta.get("lazy")), "base": base,
+            "after_open": opened, "peak": _rss_mb(), "features": list(fv.data.shape),
+            "volume_gb": vol.data.nbytes / 2**30}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="50,100,300")
+    p.add_argument("--stages", default=",".join(STAGES))
+    p.add_argument("--features", choices=["noise", "zeros"], default="noise")
+    p.add_argument("--real", metavar="MODEL", help="a real backbone (random weights, CPU) instead of the "
+                   "stand-in, e.g. L; its weights count in 'base'")
+    p.add_argument("--zarr-gb", type=float, help="instead: open and extract a zarr volume of this size")
+    p.add_argument("--child-zarr", help=argparse.SUPPRESS)
+    p.add_argument("--child", nargs=3, metavar=("STAGE", "N", "CACHE"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child_zarr:
+        print(json.dumps(child_zarr(args.child_zarr, args.features)))
+        return
+    if args.zarr_gb:
+        with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as d:
+            shape = make_zarr(Path(d) / "big.zarr", args.zarr_gb)
+            gib = shape[0] * shape[1] * shape[2] * 2 / 2**30
+            print(f"zarr volume {shape} int16 ({gib:.1f} GiB) written", flush=True)
+            r = subprocess.run([sys.executable, __file__, "--features", args.features, "--child-zarr",
+                                str(Path(d) / "big.zarr")], check=True, capture_output=True, text=True)
+            m = json.loads(r.stdout.strip().splitlines()[-1])
+        print(f"lazy={m['lazy']}: RSS after imports {m['base']:.0f} MB, peak after opening "
+              f"{m['after_open']:.0f} MB, peak after extracting {m['peak']:.0f} MB; features {m['features']}")
+        return
+    if args.child:
+        stage, n, cache = args.child
+        print(json.dumps(child(stage, int(n), args.features, cache, args.real)))
+        return
+    import dinomed_napari
+
+    net = (f"real {args.real} (random weights, CPU, batch 2)" if args.real else
+           f"stand-in backbone ({args.features} features of ViT-S shape, 32 x 32 x 384 per slice); batch 16")
+    print(f"code: {Path(dinomed_napari.__file__).parent}; {net}; 512 x 512 int16 CT-like slices")
+    print(f"{'stage':<9} {'N':>4} {'peak MB':>8} {'base MB':>8} {'volume MB':>9} {'output MB':>9} "
+          f"{'added MB':>9}")
+    with tempfile.TemporaryDirectory() as cache:
+        for stage in args.stages.split(","):
+            for n in (int(s) for s in args.sizes.split(",")):
+                if stage != "extract":  # cache the features first (another process), so only the maps count
+                    subprocess.run([sys.executable, __file__, "--features", args.features, "--child",
+                                    "extract", str(n), cache], check=True, capture_output=True)
+                real = ["--real", args.real] if args.real else []
+                r = subprocess.run([sys.executable, __file__, "--features", args.features, *real, "--child",
+                                    stage, str(n), cache], check=True, capture_output=True, text=True)
+                m = json.loads(r.stdout.strip().splitlines()[-1])
+                print(f"{stage:<9} {n:>4} {m['peak']:>8.0f} {m['base']:>8.0f} {m['volume']:>9.0f} "
+                      f"{m['output']:>9.0f} {m['added']:>9.0f}", flush=True)
+    print("added = peak RSS - RSS after imports - volume bytes - output bytes (the uint8 RGB maps)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Background threads that overlap extraction's stages: a one-ahead prefetcher and a store writer.
+
+While the backbone runs batch k, the prefetcher reads and windows batch k+1 and the writer copies batch
+k-1 to the host, writes it into the zarr store and reports it. NumPy, torch and zstd release the GIL, so
+on a machine with a GPU the host side keeps up with the device.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+
+class Prefetcher:
+    """Iterate ``(item, fn(item))`` with ``fn`` of the next item already running on a worker thread."""
+
+    def __init__(self, fn: Callable[[Any], Any], items: Iterable[Any]):
+        self.fn, self.items = fn, list(items)
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="dinomed-prefetch")
+        self.future = self.pool.submit(fn, self.items[0]) if self.items else None
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        for k, item in enumerate(self.items):
+            result = self.future.result()
+            self.future = self.pool.submit(self.fn, self.items[k + 1]) if k + 1 < len(self.items) else None
+            yield item, result
+
+    def close(self) -> None:
+        if self.future is not None:
+            self.future.cancel()
+        self.pool.shutdown(wait=True)
+
+
+def to_host(feats) -> np.ndarray:
+    """float16 features on any device -> NumPy (waits for the device's kernels of this batch only)."""
+    return feats if isinstance(feats, np.ndarray) else feats.cpu().numpy()
+
+
+class StoreWriter:
+    """A thread that writes finished batches into a :class:`~dinomed_napari.features.cache.FeatureStore`.
+
+    Batches waiting when the thread gets to them are written in one ``store.write`` (one done-mask
+    update, one zarr request whose chunks are compressed in parallel). ``after_write(indices, feats)``
+    runs on this thread for each batch, in submission order, after its slices are marked done.
+
+    Parameters
+    ----------
+    store : FeatureStore
+    after_write : callable(indices, feats) -> None
+    depth : int
+        Batches that may wait before :meth:`submit` blocks (bounds the memory held). 0: no thread, each
+        batch is written inside :meth:`submit` (its callbacks have run when submit returns).
+    """
+
+    def __init__(self, store, after_write: Callable[[np.ndarray, np.ndarray], Any], depth: int = 2):
+        self.store, self.after_write = store, after_write
+        self.queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self.error: BaseException | None = None
+        self.thread = None
+        if depth > 0:
+            self.thread = threading.Thread(target=self._run, name="dinomed-writer", daemon=True)
+            self.thread.start()
+
+    @property
+    def open(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def submit(self, indices: np.ndarray, feats) -> None:
+        """Queue a batch (float16 features, on any device); raises a failure of an earlier write."""
+        self._raise()
+        if self.thread is None:
+            self._write([(np.asarray(indices), feats)])
+        else:
+            self.queue.put((np.asarray(indices), feats))
+
+    def close(self) -> None:
+        """Write everything queued, stop the thread, and raise if a write failed."""
+        if self.open:
+            self.queue.put(None)
+            self.thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise err
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            items = [self.queue.get()]
+            while not self.queue.empty():
+                items.append(self.queue.get())
+            stop = items[-1] is None
+            items = [i for i in items if i is not None]
+            if not items or self.error is not None:
+                continue  # after a failure: keep draining so submit() never blocks forever
+            try:
+                self._write(items)
+            except BaseException as exc:  # reported to the extraction thread by submit()/close()
+                self.error = exc
+
+    def _write(self, items: list) -> None:
+        host = [(idx, to_host(f)) for idx, f in items]
+        idx = np.concatenate([i for i, _ in host])
+        feats = host[0][1] if len(host) == 1 else np.concatenate([f for _, f in host])
+        self.store.write(idx, feats)
+        for i, f in host:
+            self.after_write(i, f)

@@ -1,0 +1,213 @@
+"""Extraction at real sizes: tiled planes, lazy volumes, the overlapped pipeline, fixed batch shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dinomed_napari.features.batches import forward
+from dinomed_napari.features.cache import volume_digest as cache_digest
+from dinomed_napari.features.extract import extract_features
+from dinomed_napari.features.tiles import TilePlan, owned_ranges, tile_starts
+from dinomed_napari.io.lazy import read_block, strided_sample, volume_digest
+from dinomed_napari.io.load import load_volume
+from dinomed_napari.io.volume import Volume
+from dinomed_napari.models.standin import StandInBackbone
+from dinomed_napari.preprocess import Preprocess, device_batch, host_batch, normalise, to_network_batch
+from dinomed_napari.samples import sample_path
+
+
+def _ct(shape=(3, 192, 320), seed=0) -> Volume:
+    rng = np.random.default_rng(seed)
+    data = rng.normal(40, 120, shape).astype(np.int16)
+    return Volume(data, spacing=(2.0, 0.7, 0.7), modality="CT", units="HU", source="synthetic")
+
+
+@pytest.mark.parametrize("grid,tile,halo", [(8, 4, 1), (256, 32, 4), (33, 32, 4), (5, 32, 4), (100, 10, 0)])
+def test_tiles_cover_the_grid_and_keep_a_halo(grid, tile, halo):
+    starts = tile_starts(grid, tile, halo)
+    owned = owned_ranges(starts, tile, grid)
+    t = min(tile, grid)
+    assert starts[0] == 0 and starts[-1] + t == grid
+    assert owned[0][0] == 0 and owned[-1][1] == grid
+    assert all(a[1] == b[0] for a, b in zip(owned, owned[1:], strict=False))  # a partition, in order
+    for s, (lo, hi) in zip(starts, owned, strict=True):
+        assert s <= lo < hi <= s + t
+        # At least `halo` patches of context inside the tile, except at the plane's own border.
+        assert lo == 0 or lo - s >= halo
+        assert hi == grid or s + t - hi >= halo
+
+
+def test_cut_then_stitch_is_the_identity_on_the_patch_grid():
+    plan = TilePlan.build((192, 320), tile_px=64, halo_px=16)
+    x = torch.arange(2 * 192 * 320, dtype=torch.float32).view(2, 1, 192, 320)
+    tiles = plan.cut(x)
+    assert tiles.shape == (2 * plan.n_tiles, 1, 64, 64)
+    pooled = torch.nn.functional.avg_pool2d(tiles, 16).permute(0, 2, 3, 1)  # (n, 4, 4, 1)
+    per_plane = pooled.view(2, plan.n_tiles, 4, 4, 1)
+    whole = torch.nn.functional.avg_pool2d(x, 16).permute(0, 2, 3, 1)
+    for b in range(2):
+        assert torch.equal(plan.stitch(per_plane[b]), whole[b])
+        np.testing.assert_array_equal(plan.stitch(per_plane[b].numpy()), whole[b].numpy())
+
+
+def test_tiled_extraction_of_a_local_feature_equals_the_untiled_one(tmp_path):
+    # "pool" features depend on the patch's own pixels only, so tiling must not change a single value.
+    vol = _ct()
+    pool = StandInBackbone("S", "pool")
+    tiled = extract_features(vol, backbone=pool, prep=Preprocess(window="soft_tissue", resolution=64,
+                                                                 tiling="tile", halo=16), cache_dir=tmp_path)
+    whole = extract_features(vol, backbone=pool, prep=Preprocess(window="soft_tissue", resolution=320,
+                                                                 tiling="shrink"), cache_dir=tmp_path)
+    assert tiled.data.shape == whole.data.shape == (3, 12, 20, 384)
+    assert tiled.extra["tiling"] == {"tile": 64, "halo": 16} and whole.extra["tiling"] is None
+    assert tiled.key != whole.key
+    np.testing.assert_array_equal(np.asarray(tiled.data), np.asarray(whole.data))
+    assert np.asarray(tiled.data).std() > 0.1
+
+
+def test_a_4096_plane_is_tiled_automatically_to_a_256_grid():
+    rng = np.random.default_rng(1)
+    vol = Volume(rng.integers(0, 255, (1, 4096, 4096), dtype=np.uint8), modality="EM")
+    prep = Preprocess(window="percentile", resolution=512)
+    fv = extract_features(vol, backbone=StandInBackbone("S", "pool"), prep=prep, cache_dir=False,
+                          batch_size=16)
+    assert fv.data.shape == (1, 256, 256, 384) and fv.extra["tiling"] == {"tile": 512, "halo": 64}
+    # Patch (i, j) is the mean of its own 16 x 16 pixels, wherever the tile seams fall.
+    unit = fv.data[0, :, :, 0].astype(np.float32) * 0.229 + 0.485
+    from dinomed_napari.preprocess import intensity_mapper
+
+    ref = intensity_mapper(vol, prep)(vol.data[0]).reshape(256, 16, 256, 16).mean(axis=(1, 3))
+    np.testing.assert_allclose(unit, ref, atol=2e-3)
+
+
+def test_tiled_vit_features_agree_with_untiled_away_from_borders():
+    from dinomed_napari.models import load_backbone
+
+    vits = load_backbone("S", "random", device="cpu")
+    vol = load_volume(sample_path("lung_ct"), modality="CT")  # real chest CT, 160 x 160 planes
+    z = vol.shape[0] // 2
+    crop = Volume(np.ascontiguousarray(vol.data[z : z + 1, 16:144, 16:144]), modality="CT")
+    tiled = extract_features(crop, backbone=vits, cache_dir=False,
+                             prep=Preprocess(window="soft_tissue", resolution=64, tiling="tile", halo=16))
+    whole = extract_features(crop, backbone=vits, cache_dir=False,
+                             prep=Preprocess(window="soft_tissue", resolution=128, tiling="shrink"))
+    a, b = tiled.slice(0), whole.slice(0)
+    assert a.shape == b.shape == (8, 8, 384)
+
+    def cos(u, v):
+        return (u * v).sum(-1) / np.linalg.norm(u, axis=-1) / np.linalg.norm(v, axis=-1)
+
+    inner = cos(a, b)[1:-1, 1:-1]
+    shifted = cos(a[1:], b[:-1]).mean()  # the same features one patch off: what "not agreeing" looks like
+    assert inner.min() > 0.98 and inner.mean() > shifted + 0.1
+
+
+def test_lazy_zarr_and_tiff_volumes_extract_like_loaded_ones(tmp_path):
+    import tifffile
+    import zarr
+
+    vol = _ct((5, 48, 64))
+    arr = zarr.create_array(str(tmp_path / "v.zarr"), shape=vol.shape, dtype="int16", chunks=(1, 48, 64))
+    arr[...] = vol.data
+    tifffile.imwrite(tmp_path / "v.tif", vol.data)
+    tifffile.imwrite(tmp_path / "c.tif", vol.data, compression="zlib")
+    lazy_z = load_volume(tmp_path / "v.zarr", modality="CT", lazy=True)
+    lazy_t = load_volume(tmp_path / "v.tif", modality="CT", lazy=True)
+    lazy_c = load_volume(tmp_path / "c.tif", modality="CT", lazy=True)
+    assert type(lazy_z.data).__module__.startswith("dask") and lazy_z.meta["lazy"]
+    assert isinstance(lazy_t.data, np.memmap) and type(lazy_c.data).__module__.startswith("dask")
+    assert not load_volume(tmp_path / "v.zarr", modality="CT").meta["lazy"]  # small: loaded (auto)
+    prep = Preprocess(window="percentile", resolution=32)
+    pool = StandInBackbone("S", "pool")
+    ref = extract_features(Volume(vol.data, modality="CT"), backbone=pool, prep=prep,
+                           cache_dir=tmp_path / "c")
+    for lazy in (lazy_z, lazy_t, lazy_c):
+        fv = extract_features(Volume(lazy.data, modality="CT"), backbone=pool, prep=prep, axis=0,
+                              cache_dir=tmp_path / "c")
+        assert fv.key == ref.key  # same content digest, read slab by slab
+        np.testing.assert_array_equal(np.asarray(fv.data), np.asarray(ref.data))
+
+
+def test_ome_zarr_opens_lazily_at_full_resolution(tmp_path):
+    import zarr
+
+    data = _ct((4, 32, 48)).data
+    group = zarr.open_group(str(tmp_path / "ome.zarr"), mode="w")
+    group.create_array("0", shape=data.shape, dtype=data.dtype, chunks=(1, 32, 48))[...] = data
+    group.create_array("1", shape=(4, 16, 24), dtype=data.dtype)[...] = data[:, ::2, ::2]
+    group.attrs["multiscales"] = [{"datasets": [
+        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [2.0, 0.3, 0.4]}]},
+        {"path": "1", "coordinateTransformations": [{"type": "scale", "scale": [2.0, 0.6, 0.8]}]}]}]
+    vol = load_volume(tmp_path / "ome.zarr", lazy=True)
+    assert vol.meta["lazy"] and vol.shape == (4, 32, 48) and vol.spacing == (2.0, 0.3, 0.4)
+    assert vol.data.chunksize == (1, 32, 48)  # one dask chunk per stored chunk: reads stay per slice
+    np.testing.assert_array_equal(read_block(vol.data, [2, 3], axis=0), data[2:4])
+
+
+def test_lazy_helpers_match_numpy_exactly():
+    data = np.random.default_rng(2).normal(size=(7, 33, 21)).astype(np.float32)
+    view = data.transpose(2, 1, 0)  # not contiguous, like a NIfTI
+    for arr in (data, view):
+        assert volume_digest(arr, (1, 2, 3)) == cache_digest(arr, (1, 2, 3))
+        for step in (1, 5, 97):
+            np.testing.assert_array_equal(strided_sample(arr, step), arr.ravel()[::step])
+    np.testing.assert_array_equal(read_block(data, [1, 2, 3], 1), np.moveaxis(data[:, 1:4], 1, 0))
+    np.testing.assert_array_equal(read_block(data, [4, 0], 2), np.moveaxis(data[:, :, [4, 0]], 2, 0))
+
+
+def test_device_preprocessing_equals_host_preprocessing():
+    unit = np.random.default_rng(3).random((3, 40, 56), dtype=np.float32)
+    ref = to_network_batch(unit, (64, 96))
+    assert torch.equal(device_batch(host_batch(unit, "cpu"), (64, 96), device="cpu"), ref)  # bit-identical
+    half = device_batch(host_batch(unit, "cpu", half=True), (64, 96), device="cpu")
+    assert (half - ref).abs().max() < 2.5e-4 / 0.224  # the float16 transfer GPUs use: unit error / std
+    assert torch.equal(normalise(torch.from_numpy(unit)[:, None]), to_network_batch(unit, (40, 56)))
+
+
+def test_pipelined_extraction_equals_the_cpu_order_within_float16_transfer(tmp_path, monkeypatch):
+    vol = _ct((9, 48, 64))
+    prep = Preprocess(window="soft_tissue", resolution=64)
+    pool = StandInBackbone("S", "pool")
+    cpu = extract_features(vol, backbone=pool, prep=prep, cache_dir=tmp_path / "a", batch_size=2)
+    monkeypatch.setattr("dinomed_napari.features.batches.pipelined", lambda device: True)
+    seen, batches = [], []
+    gpu = extract_features(vol, backbone=pool, prep=prep, cache_dir=tmp_path / "b", batch_size=2, first=7,
+                           progress=lambda d, t: seen.append(d),
+                           on_batch=lambda i, f: batches.append(list(i)))
+    assert gpu.key == cpu.key and seen[0] == 0 and seen[-1] == 9 and seen == sorted(seen)
+    assert batches[0] == [6, 7] and sorted(sum(batches, [])) == list(range(9))
+    np.testing.assert_allclose(np.asarray(gpu.data), np.asarray(cpu.data), atol=2e-3)
+
+
+class _Compiled(StandInBackbone):
+    compiled = "inductor"
+
+    def __init__(self):
+        super().__init__("S", "pool")
+        self.shapes = []
+
+    def patch_features(self, x):
+        self.shapes.append(int(x.shape[0]))
+        return super().patch_features(x)
+
+
+def test_compiled_backbones_always_see_the_same_batch_shape():
+    vol = _ct((7, 32, 32))
+    comp = _Compiled()
+    fv = extract_features(vol, backbone=comp, prep=Preprocess(window="soft_tissue", resolution=32),
+                          cache_dir=False, batch_size=3)
+    assert comp.shapes == [3, 3, 3] and fv.data.shape == (7, 2, 2, 384)
+    ref = extract_features(vol, backbone=StandInBackbone("S", "pool"),
+                           prep=Preprocess(window="soft_tissue", resolution=32), cache_dir=False)
+    np.testing.assert_array_equal(fv.data, ref.data)
+    x = torch.ones(2, 3, 16, 16)
+    assert forward(comp, x, 4).shape == (2, 1, 1, 384) and comp.shapes[-1] == 4
+
+
+def test_bad_tiling_settings_are_refused():
+    with pytest.raises(ValueError, match="unknown tiling 'tiles'"):
+        Preprocess(tiling="tiles")
+    with pytest.raises(ValueError, match=r"halo must be a multiple of 16.*2 \* halo < resolution \(64\)"):
+        Preprocess(resolution=64, halo=32)
