@@ -64,7 +64,11 @@ def test_files_written_and_metrics_in_range(run1):
     rows = data["rows"]
     assert numbers(rows) == numbers(writer.rows) and len(rows) == len(writer.rows)
     protocols = {r["protocol"] for r in rows if r["status"] == "ok"}
-    assert protocols == {"fewclick", "isolation", "probe", "baseline"}
+    assert protocols == {"fewclick", "fewclick3d", "isolation", "probe", "baseline"}
+    three = [r for r in rows if r["protocol"] == "fewclick3d"]
+    assert {r["method"] for r in three} == {"default", "filterbank_rf_cleanup", "active"}
+    assert all(r["volume_ratio"] >= 0 and r["n_eval_slices"] > 0 for r in three)
+    assert {r["method"] for r in rows if r["protocol"] == "isolation"} >= {"pc1", "auto"}
     with open(out / "results.csv") as fh:
         assert len(list(csv.DictReader(fh))) == len(rows)
     with open(out / "cases" / "aorta.csv") as fh:
@@ -72,7 +76,7 @@ def test_files_written_and_metrics_in_range(run1):
     assert len(per_case) == len(rows) and float(per_case[0]["dice"]) == pytest.approx(rows[0]["dice"], 1e-5)
     for r in rows:
         assert r["status"] == "ok", r
-        if r["protocol"] in ("fewclick", "baseline", "isolation"):
+        if r["protocol"] in ("fewclick", "fewclick3d", "baseline", "isolation"):
             assert 0.0 <= r["dice"] <= 1.0 and 0.0 <= r["iou"] <= r["dice"] + 1e-12
             assert r["hd95_mm"] is None or r["hd95_mm"] >= 0
     probe = [r for r in rows if r["protocol"] == "probe"]
