@@ -146,7 +146,8 @@ def test_similarity_updates_live_from_clicked_points(make_napari_viewer, qtbot, 
     assert w.status.value.startswith("no points")
 
 
-def test_isolation_preview_follows_sliders_and_applies_to_volume(make_napari_viewer, qtbot, ct_crop):
+def isolate_widget(make_napari_viewer, qtbot, ct_crop):
+    """A viewer with features computed, the isolation widget on slice 3, a seed layer and a liver voxel."""
     from dinomed_napari._napari.widget_isolate import IsolateWidget
 
     viewer = make_napari_viewer()
@@ -154,8 +155,13 @@ def test_isolation_preview_follows_sliders_and_applies_to_volume(make_napari_vie
     compute(viewer, qtbot, image)
     viewer.dims.set_point(0, 3 * image.scale[0])
     w = IsolateWidget(viewer)
-    seeds = w.add_seed_layer()
     liver = np.argwhere(ct_crop[1][3])[len(np.argwhere(ct_crop[1][3])) // 2]
+    return viewer, image, w, liver
+
+
+def test_isolation_preview_follows_sliders_and_applies_to_volume(make_napari_viewer, qtbot, ct_crop):
+    viewer, image, w, liver = isolate_widget(make_napari_viewer, qtbot, ct_crop)
+    seeds = w.add_seed_layer()
     w.channel.value = "image"  # threshold the CT intensity inside the PC1 foreground
     w.inner_rule.value = "value"
     w.inner_threshold.value = float(np.percentile(np.asarray(image.data), 40))
@@ -184,16 +190,9 @@ def test_isolation_preview_follows_sliders_and_applies_to_volume(make_napari_vie
 
 
 def test_auto_isolation_preview_is_the_applied_volume_slice(make_napari_viewer, qtbot, ct_crop):
-    from dinomed_napari._napari.widget_isolate import IsolateWidget
-
-    viewer = make_napari_viewer()
-    image = add_image(viewer, ct_crop[0])
-    compute(viewer, qtbot, image)
-    viewer.dims.set_point(0, 3 * image.scale[0])
-    w = IsolateWidget(viewer)
+    viewer, image, w, liver = isolate_widget(make_napari_viewer, qtbot, ct_crop)
     assert w.channel.value == "auto"  # the default recipe
     seeds = w.add_seed_layer()
-    liver = np.argwhere(ct_crop[1][3])[len(np.argwhere(ct_crop[1][3])) // 2]
     seeds.add([3, *liver])
     qtbot.waitUntil(lambda: w.preview_layer is not None and np.asarray(w.preview_layer.data).any(),
                     timeout=WAIT)
