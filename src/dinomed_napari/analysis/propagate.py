@@ -30,6 +30,8 @@ BOX_FACTOR, MARGIN_MM = 1.0, 10.0
 BETA = 130.0
 #: Largest box (pixels) the annotated-slice walker solves at full resolution; larger boxes are pooled.
 WALK_PIXELS = 30_000
+#: The same for an interactive preview of one annotated slice (tens of milliseconds per stroke).
+PREVIEW_PIXELS = 6_000
 #: Gaussian scales (pixels) of the slice-to-slice appearance model.
 SIGMAS = (1.0, 2.5)
 
@@ -82,7 +84,7 @@ def _box(mask: np.ndarray, spacing2: np.ndarray) -> tuple[slice, ...]:
 
 
 def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, background: int,
-                    proba: np.ndarray | None = None) -> dict[int, np.ndarray]:
+                    proba: np.ndarray | None = None, max_pixels: int = WALK_PIXELS) -> dict[int, np.ndarray]:
     """Full outline of each painted structure on one annotated plane.
 
     Parameters
@@ -97,6 +99,8 @@ def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, backgrou
         Class value of the background.
     proba : (H, W, F), optional
         Extra channels for the walker (e.g. the classifier's probabilities).
+    max_pixels : int
+        Boxes larger than this are walked on a pooled grid (cost grows faster than the pixel count).
 
     Returns
     -------
@@ -125,7 +129,7 @@ def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, backgrou
     data = np.stack(chans, axis=-1).astype(np.float64)
     # Large boxes are walked on a coarser grid (seeds kept by max-pooling each class), then upsampled: the
     # walker's cost grows faster than linearly with pixels, and outlines need no sub-pixel accuracy.
-    f = max(1, int(np.ceil(np.sqrt(seeds.size / WALK_PIXELS))))
+    f = max(1, int(np.ceil(np.sqrt(seeds.size / max_pixels))))
     if f > 1:
         data = _pool(data, f)
         seeds = _pool_seeds(seeds, f, len(fg_classes) + 1)
@@ -209,14 +213,32 @@ def strokes_localized(scribbles: np.ndarray, axis: int = 0, max_fraction: float 
     """True when, on every annotated slice, the structures' strokes sit in a box covering less than
     ``max_fraction`` of the plane: a structure to follow (an organ, a tumour). Strokes spread over whole
     planes (membranes, cell interiors in EM) describe textures, which propagation does not suit."""
-    scr = np.moveaxis(np.asarray(scribbles), axis, 0)
-    bg = background_of(scr)
-    for s in np.flatnonzero(((scr > 0) & (scr != bg)).any(axis=(1, 2))):
-        idx = np.argwhere((scr[s] > 0) & (scr[s] != bg))
-        box = np.prod(idx.max(0) - idx.min(0) + 1)
-        if box > max_fraction * scr[s].size:
-            return False
-    return True
+    scr = np.asarray(scribbles)
+    flat = np.flatnonzero(scr)
+    return stroke_layout(flat, scr.ravel()[flat], scr.shape, axis, max_fraction)[1]
+
+
+def stroke_layout(flat: np.ndarray, values: np.ndarray, shape, axis: int = 0,
+                  max_fraction: float = 0.5) -> tuple[int, bool]:
+    """(background class, strokes localised?) from the scribbled voxels only (flat indices and values),
+    so that a retrain does not rescan the whole scribble volume. See :func:`strokes_localized`."""
+    uniq, counts = np.unique(values, return_counts=True)
+    if len(uniq) == 0:
+        raise ValueError("no scribbles")
+    bg = int(uniq[np.argmax(counts)])
+    pts = np.stack(np.unravel_index(flat[values != bg], shape), axis=1)
+    if len(pts) == 0:
+        return bg, True
+    a, b = (d for d in range(3) if d != axis)
+    plane = shape[a] * shape[b]
+    order = np.argsort(pts[:, axis], kind="stable")
+    pts = pts[order]
+    cuts = np.flatnonzero(np.diff(pts[:, axis])) + 1
+    for part in np.split(pts, cuts):
+        box = (np.ptp(part[:, a]) + 1) * (np.ptp(part[:, b]) + 1)
+        if box > max_fraction * plane:
+            return bg, False
+    return bg, True
 
 
 def _disk(radius: int) -> np.ndarray:

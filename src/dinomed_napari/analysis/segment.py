@@ -13,7 +13,13 @@ from ..features.volume import FeatureVolume
 from .classifiers import make_classifier, softmax
 from .cleanup import clean_labels
 from .fusion import PixelTerm, axis_scores, fuse
-from .propagate import Propagation, annotated_masks, background_of, propagate, strokes_localized
+from .propagate import (
+    PREVIEW_PIXELS,
+    Propagation,
+    annotated_masks,
+    propagate,
+    stroke_layout,
+)
 from .sampling import (
     SampleCache,
     check_points,
@@ -118,6 +124,7 @@ class ScribbleSegmenter:
             raise ValueError(f"spatial must be 'auto', 'propagate' or 'none', got {spatial!r}")
         self.spatial, self.spacing, self.forest_prior = spatial, None, forest_prior
         self._bank = None
+        self._layout: tuple = (None, (0, False))
         self.kind, self.intensity, self.cleanup = classifier, intensity, cleanup
         self.fill_holes, self.min_size, self.seed, self.options = fill_holes, min_size, seed, options
         self.models: dict[int, object] = {}
@@ -169,6 +176,8 @@ class ScribbleSegmenter:
         self.features, self.signature = fvs, feature_signature(first)
         self.settings = {"resolution": first.resolution, "prep": first.extra.get("prep"), "key": first.key}
         self.scribbles = scribbles if not isinstance(scribbles, tuple) else None
+        # Background class and "strokes outline a structure", from the scribbled voxels (no rescan later).
+        self._layout = (id(self.scribbles), stroke_layout(flat, values, shape, next(iter(fvs))))
         if self.spatial == "propagate" and self.scribbles is None:
             raise ScribbleError("spatial='propagate' needs the scribbles as a (Z, Y, X) label volume, "
                                 "not points")
@@ -310,10 +319,20 @@ class ScribbleSegmenter:
         if np.shape(self.scribbles) != np.shape(self.image):
             return False
         # "auto": follow structures (localised strokes), not textures painted all over the planes.
-        return self.spatial == "propagate" or strokes_localized(self.scribbles, next(iter(self.features)))
+        return self.spatial == "propagate" or self._stroke_layout()[1]
+
+    def _stroke_layout(self) -> tuple[int, bool]:
+        """(background, localised) of the current scribbles: from fit(), or computed once when the
+        scribbles were set otherwise (a loaded segmenter given them)."""
+        if self._layout[0] != id(self.scribbles):
+            scr = np.asarray(self.scribbles)
+            flat = np.flatnonzero(scr)
+            self._layout = (id(self.scribbles),
+                            stroke_layout(flat, scr.ravel()[flat], scr.shape, next(iter(self.features))))
+        return self._layout[1]
 
     def _background(self) -> int:
-        return background_of(np.asarray(self.scribbles))
+        return self._stroke_layout()[0]
 
     def _forest_prior(self, axis: int):
         """``extra(index, cls)`` for :func:`propagate`: the filter-bank forest's probability of ``cls``."""
@@ -352,6 +371,6 @@ class ScribbleSegmenter:
         keep = self.classes_ != bg
         out = np.full(labels.shape, bg, labels.dtype)
         for c, mask in annotated_masks(slice_of(self.image, axis, index), scr, spacing, bg,
-                                       proba[..., keep]).items():
+                                       proba[..., keep], max_pixels=PREVIEW_PIXELS).items():
             out[mask] = c
         return out
