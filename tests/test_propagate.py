@@ -84,3 +84,15 @@ def test_texture_strokes_are_not_propagated():
     assert not strokes_localized(scr)
     image, a, _ = two_blobs()
     assert strokes_localized(structure_scribbles(a, n_slices=2).labels)
+
+
+def test_background_is_the_widest_spread_class_not_the_most_painted():
+    from dinomed_napari.analysis.propagate import background_of
+
+    scr = np.zeros((3, 64, 64), np.uint8)
+    scr[1, 28:36, 20:44] = 1  # a thick stroke through a large structure: the most voxels (192)
+    scr[1, 2, 2:12] = 2  # short background strokes far apart: few voxels, widest box
+    scr[1, 60, 50:60] = 2
+    assert background_of(scr) == 2
+    image, a, _ = two_blobs()
+    assert background_of(structure_scribbles(a, n_slices=1, bg_value=7, fg_value=3).labels) == 7

@@ -201,12 +201,11 @@ def _local_proba(planes: list[np.ndarray], masks: list[np.ndarray], rings: list[
     return p
 
 
-def background_of(scribbles: np.ndarray) -> int:
-    """The background class: the one with the most scribbled voxels (people paint it most)."""
-    values, counts = np.unique(scribbles[scribbles > 0], return_counts=True)
-    if len(values) == 0:
-        raise ValueError("no scribbles")
-    return int(values[np.argmax(counts)])
+def background_of(scribbles: np.ndarray, axis: int = 0) -> int:
+    """The background class of a scribble volume (see :func:`stroke_layout`)."""
+    scr = np.asarray(scribbles)
+    flat = np.flatnonzero(scr)
+    return stroke_layout(flat, scr.ravel()[flat], scr.shape, axis)[0]
 
 
 def strokes_localized(scribbles: np.ndarray, axis: int = 0, max_fraction: float = 0.5) -> bool:
@@ -221,15 +220,20 @@ def strokes_localized(scribbles: np.ndarray, axis: int = 0, max_fraction: float 
 def stroke_layout(flat: np.ndarray, values: np.ndarray, shape, axis: int = 0,
                   max_fraction: float = 0.5) -> tuple[int, bool]:
     """(background class, strokes localised?) from the scribbled voxels only (flat indices and values),
-    so that a retrain does not rescan the whole scribble volume. See :func:`strokes_localized`."""
+    so that a retrain does not rescan the whole scribble volume. See :func:`strokes_localized`; the
+    background is the class whose strokes span the largest in-plane box (ties: the most voxels)."""
     uniq, counts = np.unique(values, return_counts=True)
     if len(uniq) == 0:
         raise ValueError("no scribbles")
-    bg = int(uniq[np.argmax(counts)])
-    pts = np.stack(np.unravel_index(flat[values != bg], shape), axis=1)
+    a, b = (d for d in range(3) if d != axis)
+    every = np.stack(np.unravel_index(flat, shape), axis=1)
+    # The background is painted around and away from the structures: the class whose strokes span the
+    # largest in-plane box (then the most voxels), whatever its value.
+    spread = [(np.ptp(every[values == v, a]) + 1) * (np.ptp(every[values == v, b]) + 1) for v in uniq]
+    bg = int(uniq[np.lexsort((counts, spread))[-1]])
+    pts = every[values != bg]
     if len(pts) == 0:
         return bg, True
-    a, b = (d for d in range(3) if d != axis)
     plane = shape[a] * shape[b]
     order = np.argsort(pts[:, axis], kind="stable")
     pts = pts[order]
@@ -264,7 +268,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
     axis : int
         Axis the annotated slices are cut along.
     background : int, optional
-        Background class value (default: the class with the most scribbled voxels).
+        Background class value (default: the class whose strokes span the largest in-plane box).
     proba : callable, optional
         ``proba(index) -> (H, W, K)`` classifier probabilities of plane ``index`` along ``axis``, used
         as extra channels of the annotated slices' walker.
@@ -296,7 +300,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
     if len(values) < 2:
         raise ScribbleError("propagation needs the structure and the background painted "
                             f"(found classes {[int(v) for v in values]})")
-    bg = background_of(scr) if background is None else int(background)
+    bg = background_of(scr) if background is None else int(background)  # scr is already axis-first
     n = scr.shape[0]
     annotated = tuple(int(s) for s in np.flatnonzero(((scr > 0) & (scr != bg)).any(axis=(1, 2))))
     labels = np.full(scr.shape, bg, np.uint8 if values.max() < 256 else np.int32)
