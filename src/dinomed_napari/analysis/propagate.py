@@ -10,7 +10,8 @@ look-alike voxel far from the structure. Here the painted structure itself is fo
    few scales, class-balanced logistic regression) trained on the previous slice's mask against the ring
    around it, applied only within the previous mask dilated by the largest shift the structure can make
    between slices (``slice spacing * tan(max_angle)``: thick slices allow more). The part connected to
-   the previous mask is kept; the walk stops where the structure ends (the model finds nothing).
+   the previous mask is kept; the walk stops where the structure ends (the model finds nothing, or what
+   it finds has another intensity than the structure and the scribbles' forest rejects it).
 3. Each slice reached gets a confidence (how decided the model's probabilities are in the band where it
    decided); the least confident one is the slice to annotate next.
 """
@@ -32,6 +33,9 @@ BETA = 130.0
 WALK_PIXELS = 30_000
 #: The same for an interactive preview of one annotated slice (tens of milliseconds per stroke).
 PREVIEW_PIXELS = 6_000
+#: The walk stops on a slice whose region's median intensity is outside these percentiles of the
+#: structure's intensities on its annotated slices, when the forest also rejects it.
+STOP_PERCENTILE = 10.0
 #: Gaussian scales (pixels) of the slice-to-slice appearance model.
 SIGMAS = (1.0, 2.5)
 
@@ -317,6 +321,10 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
     total, step = max(1, len(masks) * (n - len(annotated))), 0
     for c, seeds in masks.items():
         done = dict(seeds)
+        # The structure's own intensity range on its annotated slices: a walk that drifts out of it has
+        # left the structure (it follows whatever neighbour looks locally different from its ring).
+        inside = np.concatenate([img[t][m] for t, m in seeds.items()])
+        lo, hi = np.percentile(inside, [STOP_PERCENTILE, 100 - STOP_PERCENTILE]) if inside.size else (0, 0)
         dist = np.min(np.abs(np.arange(n)[:, None] - np.array(list(seeds))[None, :]), axis=1)
         for s in sorted((s for s in range(n) if s not in seeds), key=lambda s: dist[s]):
             if cancel is not None and cancel():
@@ -344,6 +352,11 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
             m = np.isin(lab, ids[ids > 0])
             if m.sum() < min_fraction * prev.sum():
                 continue  # the structure ends here
+            # Another tissue: its intensity is outside the structure's range and the forest trained on
+            # the scribbles does not call it the structure either (each alone stops real structures early).
+            if (not lo <= float(np.median(img[s][m])) <= hi and extra is not None
+                    and float(extra(s, c)[..., 0][m].mean()) < 0.5):
+                continue
             done[s] = ndimage.binary_fill_holes(m)
             done[s] = done[s] & (scr[s] != bg) | (scr[s] == c)  # painted pixels always win
             _claim(labels[s], best[s], done[s], p, c)
