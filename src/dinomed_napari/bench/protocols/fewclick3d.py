@@ -37,6 +37,27 @@ def _row(pred: np.ndarray, truth: np.ndarray, lc, slices, axis: int, method: str
             "status": "ok"}
 
 
+def not_one_structure(truth: np.ndarray, axis: int) -> str:
+    """Why one structure's clicks cannot describe this label ("" when they can): on its largest slice it
+    covers over half the plane (a background-like class such as EM cell interiors), or its largest
+    connected piece holds under half of it (many separate cells)."""
+    from scipy import ndimage
+
+    planes = np.moveaxis(truth, axis, 0)
+    s = int(np.argmax(planes.sum(axis=(1, 2))))
+    lab, n = ndimage.label(planes[s])
+    biggest = np.bincount(lab.ravel())[1:].max() if n else 0
+    share = planes[s].sum() / planes[s].size
+    if share > 0.5:
+        return (f"it covers {100 * share:.0f} % of its largest slice {s}: a background-like class, not one "
+                "structure to click on; score it with the fewclick protocol")
+    if biggest < 0.5 * planes[s].sum():
+        return (f"{n} separate pieces on its largest slice {s} (the largest holds "
+                f"{100 * biggest / planes[s].sum():.0f} %): not one structure to click on; score it with "
+                "the fewclick protocol")
+    return ""
+
+
 def _ours(fv, lc, scr: np.ndarray):
     from dinomed_napari.analysis.segment import ScribbleSegmenter
 
@@ -58,11 +79,16 @@ def fewclick3d_records(lc, fv, settings) -> Iterator[tuple[dict[str, Any], np.nd
     axis = settings.axis
     for k, lab in enumerate(lc.labels, start=1):
         truth = lc.truth == k
+        why = not_one_structure(truth, axis)
+        if why:
+            yield {"protocol": "fewclick3d", "method": "default", "label": lab, "class_index": k,
+                   "status": "skipped", "error": f"label {lab}: {why}"}, None
+            continue
         seen = set()
         for n in sorted(set(settings.slices)):
             scr = structure_scribbles(truth, n_slices=n, axis=axis, seed=settings.seed)
-            if scr.slices in seen:
-                continue  # a structure on fewer slices than asked: the same set again
+            if scr.slices in seen or not np.delete(np.moveaxis(truth, axis, 0), scr.slices, axis=0).any():
+                continue  # the same set again (a short structure), or nothing left to score
             seen.add(scr.slices)
             t0 = time.perf_counter()
             pred, _ = _ours(fv, lc, scr.labels)
