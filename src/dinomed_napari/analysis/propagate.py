@@ -170,20 +170,20 @@ def _pool_seeds(seeds: np.ndarray, f: int, n: int) -> np.ndarray:
     return out
 
 
-def _with(feats: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
+def _plane_features(plane: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
+    """:func:`pixel_features` of a plane, with the ``extra`` channels appended."""
+    feats = pixel_features(plane)
     return feats if extra is None else np.concatenate([feats, extra.astype(np.float32)], axis=-1)
 
 
-def _local_proba(planes: list[np.ndarray], masks: list[np.ndarray], rings: list[np.ndarray],
-                 target: np.ndarray, where: np.ndarray, extras=None, target_extra=None) -> np.ndarray | None:
+def _local_proba(sources: list[np.ndarray], masks: list[np.ndarray], ring: np.ndarray,
+                 target: np.ndarray, where: np.ndarray) -> np.ndarray | None:
     """P(structure) on ``target`` at ``where`` from a class-balanced logistic regression on the source
-    planes' masks vs their rings (standardised features)."""
+    planes' masks vs ``ring`` (standardised features; all planes as (H, W, F) pixel features)."""
     from sklearn.linear_model import LogisticRegression
 
     xs, ys = [], []
-    extras = extras if extras is not None else [None] * len(planes)
-    for plane, mask, ring, extra in zip(planes, masks, rings, extras, strict=True):
-        feats = _with(pixel_features(plane), extra)
+    for feats, mask in zip(sources, masks, strict=True):
         bg = ring & ~mask
         if mask.sum() < 3 or bg.sum() < 3:
             continue
@@ -200,8 +200,8 @@ def _local_proba(planes: list[np.ndarray], masks: list[np.ndarray], rings: list[
     # Balanced classes: the ring is larger than the structure, and size must not bias the boundary.
     with threadpool_limits(1):  # tiny problem: BLAS threads only fight torch's and each other
         model = LogisticRegression(class_weight="balanced", max_iter=200).fit((X - mean) / std, y)
-    p = np.zeros(target.shape, np.float32)
-    p[where] = model.predict_proba((_with(pixel_features(target), target_extra)[where] - mean) / std)[:, 1]
+    p = np.zeros(target.shape[:2], np.float32)
+    p[where] = model.predict_proba((target[where] - mean) / std)[:, 1]
     return p
 
 
@@ -300,7 +300,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
     scr = np.moveaxis(np.asarray(scribbles), axis, 0)
     sp = np.asarray(spacing, float)
     sp_slice, sp2 = sp[axis], np.delete(sp, axis)
-    values, counts = np.unique(scr[scr > 0], return_counts=True)
+    values = np.unique(scr[scr > 0])
     if len(values) < 2:
         raise ScribbleError("propagation needs the structure and the background painted "
                             f"(found classes {[int(v) for v in values]})")
@@ -321,6 +321,8 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
     total, step = max(1, len(masks) * (n - len(annotated))), 0
     for c, seeds in masks.items():
         done = dict(seeds)
+        feats: dict[int, np.ndarray] = {}  # each plane's features: a target first, then a source
+
         # The structure's own intensity range on its annotated slices: a walk that drifts out of it has
         # left the structure (it follows whatever neighbour looks locally different from its ring).
         inside = np.concatenate([img[t][m] for t, m in seeds.items()])
@@ -339,9 +341,10 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
             prev = np.logical_or.reduce([done[t] for t in srcs])
             allowed = ndimage.binary_dilation(prev, disk)
             ring = ndimage.binary_dilation(allowed, disk) & ~prev
-            ex = None if extra is None else [extra(t, c) for t in srcs]
-            p = _local_proba([img[t] for t in srcs], [done[t] for t in srcs], [ring] * len(srcs), img[s],
-                             allowed, ex, None if extra is None else extra(s, c))
+            for t in (*srcs, s):
+                if t not in feats:
+                    feats[t] = _plane_features(img[t], None if extra is None else extra(t, c))
+            p = _local_proba([feats[t] for t in srcs], [done[t] for t in srcs], ring, feats[s], allowed)
             if p is None:
                 continue
             conf = float(np.abs(2 * p[allowed] - 1).mean())

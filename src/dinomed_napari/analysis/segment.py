@@ -303,6 +303,7 @@ class ScribbleSegmenter:
             scr_axis = next(iter(self.features)) if axis is None else axis
             if index is None:
                 prop = propagate(self.image, self.scribbles, self.spacing or (1.0, 1.0, 1.0), axis=scr_axis,
+                                 background=self._background(),
                                  proba=lambda s: self._structure_proba(s, scr_axis), cancel=cancel,
                                  extra=self._forest_prior(scr_axis), progress=progress)
                 labels = prop.labels.astype(dtype)
