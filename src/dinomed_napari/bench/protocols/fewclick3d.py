@@ -69,13 +69,10 @@ def _ours(fv, lc, scr: np.ndarray):
 def fewclick3d_records(lc, fv, settings) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
     """Rows (and predicted masks) of ours, the filter bank and the active user, per label and k."""
     from dinomed_napari.analysis.cleanup import clean_labels
-    from dinomed_napari.bench.protocols.baseline import FilterBankRF
-    from dinomed_napari.preprocess import intensity_to_unit
 
-    from .fewclick import prep_for
+    from .baseline import case_filter_bank
 
-    image = intensity_to_unit(lc.volume, prep_for(lc.case, 224))
-    bank = FilterBankRF(image.mean(axis=-1) if image.ndim == 4 else image, axis=settings.axis)
+    bank = case_filter_bank(lc, settings)
     axis = settings.axis
     for k, lab in enumerate(lc.labels, start=1):
         truth = lc.truth == k
