@@ -55,10 +55,13 @@ def run_segment_job(req: SegmentRequest, cancel: Callable[[], bool] | None = Non
     kind, intensity, _tri = req.settings
     seg = req.segmenter
     trained = req.scribbles is not None
+    volume_scribbles = req.extra.get("scribble_volume")
+    propagated = req.index is None and volume_scribbles is not None and req.image is not None
     if trained:
         if seg is None or req.segmenter_settings != req.settings:
             seg = ScribbleSegmenter(classifier=kind, intensity=intensity)  # settings changed: a new one
-        seg.fit(req.features, req.scribbles, image=req.image)
+        if not propagated:  # a propagated volume fits once, on the scribble volume itself
+            seg.fit(req.features, req.scribbles, image=req.image)
     image = req.image if req.new_image else None  # a loaded segmenter needs the image once
     # Features only when the segmenter has none (loaded from a file): passing them again would drop
     # its cached tri-planar scores.
@@ -67,8 +70,7 @@ def run_segment_job(req: SegmentRequest, cancel: Callable[[], bool] | None = Non
         pred = seg.predict(index=req.index, axis=req.axis, features=features, image=image)
         prob = pred.probabilities[..., 0].astype(np.float32) if want_probability else None
         return SegmentResult(seg, pred.labels, prob, pred.classes, trained)
-    volume_scribbles = req.extra.get("scribble_volume")
-    if volume_scribbles is not None and req.image is not None:
+    if propagated:
         return _propagated(seg, req, volume_scribbles, cancel, progress, want_probability)
     first = next(iter(req.features.values())) if isinstance(req.features, dict) else req.features
     shape = tuple(first.volume_shape)
