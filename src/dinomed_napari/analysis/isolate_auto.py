@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from .isolate import _threshold
 from .sampling import check_points
 
 #: PC1 gates the foreground only when it splits the box into two clear groups (Otsu's effectiveness).
@@ -83,9 +84,7 @@ def separation(values: np.ndarray, t: float) -> float:
 
 def _split(values: np.ndarray, seed_value: float) -> tuple[float, str]:
     """Otsu threshold of ``values`` and the side of it the seed's value lies on."""
-    from skimage.filters import threshold_otsu
-
-    t = float(threshold_otsu(values)) if np.ptp(values) > 0 else float(values.min())
+    t = _threshold(values, "otsu")
     return t, "above" if seed_value > t else "below"
 
 
