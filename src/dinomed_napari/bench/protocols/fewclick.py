@@ -101,7 +101,8 @@ def fewclick_records(lc, fv, backbone, resolution: int, settings) -> Iterator[tu
                 f = feats["tri"]
             else:
                 f = fv
-            seg = ScribbleSegmenter(seed=settings.seed, **VARIANT_OPTIONS[variant])
+            # The classifier variants side by side; the 3D step is scored by the fewclick3d protocol.
+            seg = ScribbleSegmenter(seed=settings.seed, spatial="none", **VARIANT_OPTIONS[variant])
             seg.fit(f, scr.labels, image=lc.volume.data)
             pred = to_classes(seg.predict().labels)
             rows = score(pred, lc, scr)
