@@ -43,3 +43,19 @@ def test_filter_bank_refuses_mismatched_scribbles(aorta):
     _, image, scr = aorta
     with pytest.raises(ScribbleError, match=r"scribbles of shape \(24, 64, 47\) do not match"):
         FilterBankRF(image).segment(scr.labels[:, :, :47])
+
+
+@pytest.mark.parametrize("max_voxels_3d", [0, 10**9])
+def test_filter_bank_probabilities_of_a_box_equal_the_whole_planes_there(max_voxels_3d):
+    from dinomed_napari.analysis.filterbank import FilterBankRF
+
+    rng = np.random.default_rng(0)
+    image = rng.random((3, 96, 80)).astype(np.float32)
+    scr = np.zeros(image.shape, np.uint8)
+    scr[1, 10:20, 10:60] = 1
+    scr[1, 50:60, 20:40] = 2
+    bank = FilterBankRF(image, sigma_max=4.0, max_voxels_3d=max_voxels_3d).fit(scr)
+    assert bank.mode == ("2d" if max_voxels_3d == 0 else "3d")
+    box = (slice(30, 70), slice(5, 45))
+    whole = bank.plane_proba(2)
+    np.testing.assert_allclose(bank.plane_proba(2, box), whole[box], atol=1e-6)

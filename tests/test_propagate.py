@@ -96,3 +96,35 @@ def test_background_is_the_widest_spread_class_not_the_most_painted():
     assert background_of(scr) == 2
     image, a, _ = two_blobs()
     assert background_of(structure_scribbles(a, n_slices=1, bg_value=7, fg_value=3).labels) == 7
+
+
+def test_a_region_that_suddenly_flares_out_is_a_neighbour_not_the_structure():
+    """A small ball touching, a few slices away, a large slab of the same brightness: the walk stops
+    where the region would grow far beyond the previous slice's instead of flooding the slab."""
+    rng = np.random.default_rng(3)
+    z, y, x = np.indices((12, 64, 64))
+    ball = ((z - 4) / 3.0) ** 2 + ((y - 32) / 8) ** 2 + ((x - 32) / 8) ** 2 < 1
+    slab = (z >= 7) & (np.abs(y - 32) < 20) & (np.abs(x - 32) < 20)
+    image = (100.0 * (ball | slab) + rng.normal(0, 8, ball.shape)).astype(np.float32) / 100.0
+    scr = structure_scribbles(ball, n_slices=1, slices=[4], seed=0).labels
+    res = propagate(image, scr, (2.0, 1.0, 1.0))
+    pred = res.labels == 2
+    assert np.count_nonzero(pred & slab) < 0.05 * slab.sum()
+    assert dice(pred[:7], ball[:7]) > 0.8
+
+
+def test_a_coarse_classifier_map_does_not_outline_a_structure_a_few_cells_wide():
+    """A misleading probability channel moves the annotated slice's outline when its grid is fine
+    enough for the structure, and is ignored when the structure spans only a few of its cells."""
+    from dinomed_napari.analysis.propagate import annotated_masks
+
+    image, a, _ = two_blobs()
+    plane, truth = image[8] / 100.0, a[8]
+    scr = structure_scribbles(a, n_slices=1, slices=[8], seed=0).labels[8]
+    # A speckled map (as a classifier on a grid too coarse for the structure is, at its scale).
+    wrong = (np.random.default_rng(0).random(plane.shape + (1,)) > 0.5).astype(np.float32)
+    plain = annotated_masks(plane, scr, (1.0, 1.0), 1)[2]
+    fine = annotated_masks(plane, scr, (1.0, 1.0), 1, wrong, cell=1.0)[2]
+    coarse = annotated_masks(plane, scr, (1.0, 1.0), 1, wrong, cell=16.0)[2]
+    assert np.array_equal(coarse, plain) and dice(plain, truth) > 0.85
+    assert not np.array_equal(fine, plain)

@@ -79,14 +79,25 @@ class FilterBankRF:
         self.clf.fit(np.concatenate(xs), np.concatenate(ys))
         return self
 
-    def _plane_filters(self, index: int) -> np.ndarray:
+    def _plane_filters(self, index: int, box: tuple[slice, slice] | None = None) -> np.ndarray:
         if self.mode == "3d":
-            return slice_of(self.features, self.axis, index)
-        return self._filters(slice_of(self.image, self.axis, index))
+            feats = slice_of(self.features, self.axis, index)
+            return feats if box is None else feats[box]
+        plane = slice_of(self.image, self.axis, index)
+        if box is None:
+            return self._filters(plane)
+        # The filters of a box equal the whole plane's there when computed with a margin past the
+        # largest Gaussian's support (scipy truncates at 4 sigma; edges and texture add a few pixels).
+        margin = int(np.ceil(4 * self.sigma_max)) + 4
+        outer = tuple(slice(max(b.start - margin, 0), min(b.stop + margin, n))
+                      for b, n in zip(box, plane.shape, strict=True))
+        inner = tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, outer, strict=True))
+        return self._filters(plane[outer])[inner]
 
-    def plane_proba(self, index: int) -> np.ndarray:
-        """(H, W, K) class probabilities of plane ``index`` along ``axis`` (``clf.classes_`` order)."""
-        feats = self._plane_filters(int(index))
+    def plane_proba(self, index: int, box: tuple[slice, slice] | None = None) -> np.ndarray:
+        """(H, W, K) class probabilities of plane ``index`` along ``axis`` (``clf.classes_`` order);
+        with ``box`` (two slices of the plane), those of that box only."""
+        feats = self._plane_filters(int(index), box)
         p = self.clf.predict_proba(feats.reshape(-1, feats.shape[-1]))
         return p.reshape(feats.shape[:-1] + (p.shape[-1],)).astype(np.float32)
 

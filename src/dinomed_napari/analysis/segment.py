@@ -17,6 +17,7 @@ from .propagate import (
     PREVIEW_PIXELS,
     Propagation,
     annotated_masks,
+    box_inside,
     propagate,
     stroke_layout,
 )
@@ -304,7 +305,8 @@ class ScribbleSegmenter:
             if index is None:
                 prop = propagate(self.image, self.scribbles, self.spacing or (1.0, 1.0, 1.0), axis=scr_axis,
                                  background=self._background(),
-                                 proba=lambda s: self._structure_proba(s, scr_axis), cancel=cancel,
+                                 proba=lambda s: self._structure_proba(s, scr_axis),
+                                 cell=self._cell(scr_axis), cancel=cancel,
                                  extra=self._forest_prior(scr_axis), progress=progress)
                 labels = prop.labels.astype(dtype)
             else:
@@ -346,14 +348,28 @@ class ScribbleSegmenter:
             self._bank = (key, FilterBankRF(np.clip(self.image, 0.0, 1.0), axis=axis))
         bank = self._bank[1].fit(np.asarray(self.scribbles), seed=self.seed)
         classes = list(bank.clf.classes_)
-        planes: dict[int, np.ndarray] = {}
+        planes: dict[int, tuple[tuple[slice, slice] | None, np.ndarray]] = {}
 
-        def extra(index: int, cls: int) -> np.ndarray:
-            if index not in planes:
-                planes[index] = bank.plane_proba(index)
-            return planes[index][..., [classes.index(cls)]]
+        def extra(index: int, cls: int, box: tuple[slice, slice] | None = None) -> np.ndarray:
+            known = planes.get(index)
+            if known is None or not _covers(known[0], box):
+                if known is not None and box is not None:
+                    box = _union(known[0], box)  # what an earlier caller used stays valid
+                proba = bank.plane_proba(index, box)
+                if box is not None:  # the forest runs on the box only; zero elsewhere, never read
+                    plane = np.delete(self.image.shape, axis).tolist()
+                    full = np.zeros(plane + [proba.shape[-1]], np.float32)
+                    full[box] = proba
+                    proba = full
+                planes[index] = known = (box, proba)
+            return known[1][..., [classes.index(cls)]]
 
         return extra
+
+    def _cell(self, axis: int) -> float:
+        """Pixels per feature-grid cell on planes along ``axis`` (the classifier map's resolution)."""
+        fv = self.features.get(axis) or next(iter(self.features.values()))
+        return float(np.mean(np.divide(fv.plane_shape, fv.grid)))
 
     def _structure_proba(self, index: int, axis: int) -> np.ndarray:
         """(H, W, K-1) classifier probabilities of the non-background classes on one plane."""
@@ -372,6 +388,19 @@ class ScribbleSegmenter:
         keep = self.classes_ != bg
         out = np.full(labels.shape, bg, labels.dtype)
         for c, mask in annotated_masks(slice_of(self.image, axis, index), scr, spacing, bg,
-                                       proba[..., keep], max_pixels=PREVIEW_PIXELS).items():
+                                       proba[..., keep], max_pixels=PREVIEW_PIXELS,
+                                       cell=self._cell(axis)).items():
             out[mask] = c
         return out
+
+
+def _covers(outer: tuple[slice, slice] | None, inner: tuple[slice, slice] | None) -> bool:
+    """Whether box ``outer`` (None: the whole plane) contains box ``inner``."""
+    return outer is None or (inner is not None and box_inside(inner, outer))
+
+
+def _union(a: tuple[slice, slice] | None, b: tuple[slice, slice]) -> tuple[slice, slice] | None:
+    """The smallest box containing both (None: the whole plane)."""
+    if a is None:
+        return None
+    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b, strict=True))
