@@ -293,7 +293,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
               background: int | None = None, proba=None, cell: float | None = None,
               max_angle: float = MAX_ANGLE,
               threshold: float = 0.5, min_fraction: float = 0.05, cancel=None, extra=None,
-              progress=None) -> Propagation:
+              progress=None, one_object: bool = False) -> Propagation | None:
     """Segment the painted structures on their annotated slices and follow them through the volume.
 
     Parameters
@@ -329,9 +329,14 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
     progress : callable, optional
         ``progress(done, total)`` after each slice (per structure class).
 
+    one_object : bool
+        Give up (return None) when a class's outline on an annotated slice is several separate
+        regions: strokes in several cells or across a texture describe a class by its look, which a
+        classifier labels everywhere, not one structure to follow.
+
     Returns
     -------
-    Propagation
+    Propagation or None
     """
     from ..errors import Cancelled, ScribbleError
 
@@ -353,6 +358,8 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
     for s in annotated:
         p = proba(s) if proba is not None else None
         for c, m in annotated_masks(img[s], scr[s], sp2, bg, p, cell=cell).items():
+            if one_object and ndimage.label(m)[1] > 1:
+                return None
             masks.setdefault(c, {})[s] = m
         confidence[s] = 1.0
     shift = max(sp_slice * np.tan(np.radians(max_angle)), 2 * sp2.max())

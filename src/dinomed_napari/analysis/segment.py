@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from ..errors import FeatureMismatchError, ScribbleError, VolumeError
 from ..features.grid import slice_of
@@ -103,8 +104,10 @@ class ScribbleSegmenter:
         Whole-volume result: "propagate" segments each painted structure on its annotated slices and
         follows it slice by slice (:func:`.propagate.propagate`; needs ``image`` and the scribbles as a
         label volume in :meth:`fit`); "none" labels every voxel by the classifier alone; "auto"
-        (default) propagates when fit() got both, else uses the classifier (``Segmentation.propagation``
-        is then None).
+        (default) propagates when fit() got both and the strokes describe structures (each class's
+        strokes sit in a small part of each annotated slice, inside one outlined region), else uses the
+        classifier (``Segmentation.propagation`` is then None): strokes in several cells or over a
+        texture, as in EM, describe a class by its look.
     forest_prior : bool
         With propagation, also train a random forest on multiscale filters (ilastik's recipe,
         :class:`.filterbank.FilterBankRF`) on the same scribbles; its probability is one more input of the
@@ -307,8 +310,13 @@ class ScribbleSegmenter:
                                  background=self._background(),
                                  proba=lambda s: self._structure_proba(s, scr_axis),
                                  cell=self._cell(scr_axis), cancel=cancel,
-                                 extra=self._forest_prior(scr_axis), progress=progress)
-                labels = prop.labels.astype(dtype)
+                                 extra=self._forest_prior(scr_axis), progress=progress,
+                                 one_object=self.spatial == "auto")
+                if prop is not None:
+                    labels = prop.labels.astype(dtype)
+                else:  # several objects per class: the classifier labels them (see spatial="auto")
+                    proba = softmax(self.logits(index, axis)) if proba is None else proba
+                    labels = classes[np.argmax(proba, axis=-1)].astype(dtype)
             else:
                 labels = self._annotated_preview(index, scr_axis, labels, proba)
         if index is None and (self.cleanup or self.fill_holes or self.min_size):
@@ -390,6 +398,8 @@ class ScribbleSegmenter:
         for c, mask in annotated_masks(slice_of(self.image, axis, index), scr, spacing, bg,
                                        proba[..., keep], max_pixels=PREVIEW_PIXELS,
                                        cell=self._cell(axis)).items():
+            if self.spatial == "auto" and ndimage.label(mask)[1] > 1:
+                return labels  # several objects: the volume is the classifier's too (see predict)
             out[mask] = c
         return out
 

@@ -91,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
         report_propagation(result, vol.spacing)
     if result.propagation is None:
         why = "a saved segmenter has no scribbles" if args.load_model is not None else (
-            "--spatial none" if args.spatial == "none" else "strokes spread over whole planes (a texture)")
+            "--spatial none" if args.spatial == "none" else
+            "a class's strokes spread over whole planes or over several separate objects: a texture or "
+            "instances, which the classifier labels; --spatial propagate forces the 3D step")
         print(f"3D step: none ({why}); every voxel labelled by the classifier")
     first = next(iter(fvs.values()))
     print(f"segmented with {first.label()}; voxels per class "
