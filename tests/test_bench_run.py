@@ -84,6 +84,13 @@ def test_files_written_and_metrics_in_range(run1):
     report = (out / "report.md").read_text()
     assert "measure the pipeline" in report and "NOT DINOv3" in report
     assert "baseline (filter-bank RF)" in report
+    assert "## Few clicks, whole structure" in report
+    line = next(x for x in report.splitlines() if x.startswith("| aorta |") and "| default" not in x
+                and x.count("|") == 10)
+    cell = line.split("|")[4].strip()  # the default's Dice, as in results.json
+    k = int(line.split("|")[3])
+    default = [r for r in three if r["method"] == "default" and r["n_slices"] == k]
+    assert any(cell == f"{r['dice']:.3f}" for r in default)
 
 
 def test_baseline_row_present_for_each_slice_count(run1):

@@ -47,6 +47,31 @@ def dice_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     return [f"case ({n} annotated slices)"] + methods, body
 
 
+def fewclick3d_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """Per (case, label, k): the default's Dice beside the filter bank with clean-up and the active user,
+    the default's predicted / true volume and HD95; a last row of means over the pairs all three have."""
+    three = [r for r in rows if r.get("protocol") == "fewclick3d" and r.get("status") == "ok"]
+    cells: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in three:
+        cells[(r["case"], r["label"], int(r["n_slices"]))][r["method"]] = r
+    methods = ("default", "filterbank_rf_cleanup", "active")
+    body, means = [], defaultdict(list)
+    for key in sorted(cells):
+        got = cells[key]
+        de = got.get("default", {})
+        body.append(list(key) + [got.get(m, {}).get("dice") for m in methods]
+                    + [de.get("volume_ratio"), de.get("hd95_mm"), de.get("fit_predict_seconds")])
+        if all(got.get(m, {}).get("dice") is not None for m in methods[:2]):
+            for m in methods[:2]:
+                means[m].append(float(got[m]["dice"]))
+    if body:
+        body.append(["**mean**", "", len(means["default"])]
+                    + [float(np.mean(means[m])) if means[m] else None for m in methods[:2]] + [None] * 4)
+    header = ["case", "label", "k", "default Dice", "filter bank + clean-up Dice", "active Dice",
+              "default predicted / true volume", "default HD95", "default s"]
+    return header, body
+
+
 def write_report(out_dir: str | Path, meta: dict[str, Any], rows: list[dict[str, Any]],
                  plots: dict[str, str]) -> Path:
     """Write ``report.md`` in ``out_dir`` and return its path."""
@@ -83,6 +108,13 @@ def write_report(out_dir: str | Path, meta: dict[str, Any], rows: list[dict[str,
         lines += _table(["case", "label", "method", "Dice", "IoU", "HD95", "ASSD"],
                         [[r["case"], r["label"], method_name(r), r["dice"], r["iou"], r.get("hd95_mm"),
                           r.get("assd_mm")] for r in seg if int(r["n_slices"]) == n]) + [""]
+    header, body = fewclick3d_table(rows)
+    if body:
+        lines += ["## Few clicks, whole structure (`fewclick3d`: Dice on the unannotated slices)", "",
+                  "k = annotated slices; \"active\" = a user who paints the suggested slice each round "
+                  "(its k is the round). The mean row is over the pairs scored by both the default and "
+                  "the filter bank (its k column counts them).", ""]
+        lines += _table(header, body) + [""]
     iso = [r for r in rows if r.get("protocol") == "isolation" and r.get("status") == "ok"]
     if iso:
         lines += ["## PC1 threshold isolation from a seed", ""]
