@@ -128,3 +128,24 @@ def test_a_coarse_classifier_map_does_not_outline_a_structure_a_few_cells_wide()
     coarse = annotated_masks(plane, scr, (1.0, 1.0), 1, wrong, cell=16.0)[2]
     assert np.array_equal(coarse, plain) and dice(plain, truth) > 0.85
     assert not np.array_equal(fine, plain)
+
+
+def test_the_forest_channel_sharpens_an_outline_where_intensity_is_ambiguous():
+    """A disc touching an equally bright slab that has its own background stroke: by intensity alone the
+    walker's outline wanders around the contact; the scribbles' forest probability (a pixel-level
+    channel) puts it on the disc's edge."""
+    from dinomed_napari.analysis.propagate import annotated_masks
+
+    rng = np.random.default_rng(0)
+    y, x = np.indices((64, 64))
+    disc = (y - 32) ** 2 + (x - 24) ** 2 < 10 ** 2
+    slab = (x >= 30) & (x < 56) & (np.abs(y - 32) < 14) & ~disc
+    plane = (1.0 * (disc | slab) + rng.normal(0, 0.08, disc.shape)).astype(np.float32)
+    scr = np.zeros(disc.shape, np.uint8)
+    scr[32, 18:26] = 2  # a stroke in the disc
+    scr[5, 5:60] = scr[60, 5:60] = scr[10:55, 4] = scr[24:40, 52] = 1  # background, one on the slab
+    forest = {2: disc.astype(np.float32)}  # what a forest that learnt the disc's look would say
+    plain = annotated_masks(plane, scr, (1.0, 1.0), 1)[2]
+    guided = annotated_masks(plane, scr, (1.0, 1.0), 1, pixel=forest)[2]
+    # Measured: Dice 0.943 by intensity, 0.978 with the forest channel.
+    assert dice(guided, disc) > dice(plain, disc) + 0.02

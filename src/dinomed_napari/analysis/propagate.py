@@ -4,7 +4,8 @@ Scribbles on a few slices train a classifier that, on volumes nobody tuned it fo
 look-alike voxel far from the structure. Here the painted structure itself is followed instead:
 
 1. On each annotated slice, a 2D random walker (:func:`skimage.segmentation.random_walker`) seeded by the
-   scribbles, on the image and the classifier's probability, inside a box around the structure's strokes,
+   scribbles, on the image, the classifier's probability (where its grid resolves the structure) and
+   the scribbles' filter-bank forest (lightly weighted), inside a box around the structure's strokes,
    gives the structure's full outline there.
 2. From those slices outward, each next slice is segmented by a small appearance model (intensity at a
    few scales, class-balanced logistic regression) trained on the previous slice's mask against the ring
@@ -41,6 +42,11 @@ MIN_CELLS = 5.0
 #: The walk stops on a slice whose region's median intensity is outside these percentiles of the
 #: structure's intensities on its annotated slices, when the forest also rejects it.
 STOP_PERCENTILE = 10.0
+#: Weight of the scribbles' forest probability as a channel of the annotated slices' walker (next to the
+#: image at 1). On the shared cases 0.25 kept outlines from spilling into look-alike neighbours (lung
+#: nodule +0.06-0.08 Dice, brain lesion k=2 volume 15.6x -> 11.2x); 0.5-1 cut heterogeneous organs
+#: short (kidneys -0.1 to -0.3).
+FOREST_WEIGHT = 0.25
 #: The walk stops on a slice whose region is this many times the previous slice's: a wall flaring out
 #: that fast has reached a neighbour (true steps on the shared cases grew at most 1.36x).
 MAX_GROWTH = 1.5
@@ -97,7 +103,7 @@ def _box(mask: np.ndarray, spacing2: np.ndarray) -> tuple[slice, ...]:
 
 def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, background: int,
                     proba: np.ndarray | None = None, max_pixels: int = WALK_PIXELS,
-                    cell: float | None = None) -> dict[int, np.ndarray]:
+                    cell: float | None = None, pixel: dict | None = None) -> dict[int, np.ndarray]:
     """Full outline of each painted structure on one annotated plane.
 
     Parameters
@@ -117,6 +123,9 @@ def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, backgrou
     cell : float, optional
         Size (pixels) of the grid ``proba`` was predicted on: a class's channel is used only when its
         strokes span at least ``MIN_CELLS`` cells (default: always used).
+    pixel : dict class -> (H, W), optional
+        A pixel-level probability of each class (the scribbles' filter-bank forest), one more walker
+        channel at ``FOREST_WEIGHT``; read only inside the box around the structures' strokes.
 
     Returns
     -------
@@ -144,6 +153,8 @@ def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, backgrou
     chans = [plane[box]]
     if proba is not None:
         chans += [proba[box][..., k] for k, c in enumerate(fg_classes) if _fine_enough(scribbles == c, cell)]
+    if pixel is not None:
+        chans += [FOREST_WEIGHT * pixel[c][box] for c in fg_classes if c in pixel]
     data = np.stack(chans, axis=-1).astype(np.float64)
     # Large boxes are walked on a coarser grid (seeds kept by max-pooling each class), then upsampled: the
     # walker's cost grows faster than linearly with pixels, and outlines need no sub-pixel accuracy.
@@ -357,7 +368,12 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
     masks: dict[int, dict[int, np.ndarray]] = {}
     for s in annotated:
         p = proba(s) if proba is not None else None
-        for c, m in annotated_masks(img[s], scr[s], sp2, bg, p, cell=cell).items():
+        pix = None
+        if extra is not None:  # the forest's probability, in the walker's box only
+            painted = [int(c) for c in np.unique(scr[s]) if c > 0 and c != bg]
+            box = _box(np.isin(scr[s], painted), sp2)
+            pix = {c: extra(s, c, box)[..., 0] for c in painted}
+        for c, m in annotated_masks(img[s], scr[s], sp2, bg, p, cell=cell, pixel=pix).items():
             if one_object and ndimage.label(m)[1] > 1:
                 return None
             masks.setdefault(c, {})[s] = m

@@ -58,10 +58,9 @@ def not_one_structure(truth: np.ndarray, axis: int) -> str:
     return ""
 
 
-def _ours(fv, lc, scr: np.ndarray):
-    from dinomed_napari.analysis.segment import ScribbleSegmenter
-
-    seg = ScribbleSegmenter(intensity="filters")
+def _ours(seg, fv, lc, scr: np.ndarray):
+    """The default segmenter on new scribbles; ``seg`` is refitted, so what depends on the image only
+    (its filter bank, intensity features, sampled features) is computed once per case."""
     result = seg.fit(fv, scr, image=lc.volume.data, spacing=lc.spacing).predict()
     return result.labels == 2, result
 
@@ -69,10 +68,12 @@ def _ours(fv, lc, scr: np.ndarray):
 def fewclick3d_records(lc, fv, settings) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
     """Rows (and predicted masks) of ours, the filter bank and the active user, per label and k."""
     from dinomed_napari.analysis.cleanup import clean_labels
+    from dinomed_napari.analysis.segment import ScribbleSegmenter
 
     from .baseline import case_filter_bank
 
     bank = case_filter_bank(lc, settings)
+    seg = ScribbleSegmenter(intensity="filters")
     axis = settings.axis
     for k, lab in enumerate(lc.labels, start=1):
         truth = lc.truth == k
@@ -88,24 +89,24 @@ def fewclick3d_records(lc, fv, settings) -> Iterator[tuple[dict[str, Any], np.nd
                 continue  # the same set again (a short structure), or nothing left to score
             seen.add(scr.slices)
             t0 = time.perf_counter()
-            pred, _ = _ours(fv, lc, scr.labels)
+            pred, _ = _ours(seg, fv, lc, scr.labels)
             yield _row(pred, truth, lc, scr.slices, axis, "default", lab, k, time.perf_counter() - t0), \
                 pred.astype(np.uint8) * np.uint8(k)
             t0 = time.perf_counter()
             classic = clean_labels(bank.segment(scr.labels, seed=settings.seed), scr.labels) == 2
             yield _row(classic, truth, lc, scr.slices, axis, "filterbank_rf_cleanup", lab, k,
                        time.perf_counter() - t0), classic.astype(np.uint8) * np.uint8(k)
-        yield from _active(lc, fv, truth, lab, k, settings)
+        yield from _active(seg, lc, fv, truth, lab, k, settings)
 
 
-def _active(lc, fv, truth, lab, k, settings) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
+def _active(seg, lc, fv, truth, lab, k, settings) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
     """A user who starts on the largest slice and then annotates the suggested slice each round."""
     axis = settings.axis
     slices = list(structure_scribbles(truth, n_slices=1, axis=axis, seed=settings.seed).slices)
     for _ in range(ACTIVE_ROUNDS):
         scr = structure_scribbles(truth, axis=axis, seed=settings.seed, slices=slices)
         t0 = time.perf_counter()
-        pred, result = _ours(fv, lc, scr.labels)
+        pred, result = _ours(seg, fv, lc, scr.labels)
         row = _row(pred, truth, lc, slices, axis, "active", lab, k, time.perf_counter() - t0)
         yield row, pred.astype(np.uint8) * np.uint8(k)
         nxt = result.suggested_slice
@@ -113,3 +114,5 @@ def _active(lc, fv, truth, lab, k, settings) -> Iterator[tuple[dict[str, Any], n
         if nxt is None or nxt in slices or not np.take(truth, nxt, axis=axis).any():
             break
         slices = sorted(slices + [nxt])
+        if not np.delete(np.moveaxis(truth, axis, 0), slices, axis=0).any():
+            break  # every slice with the structure is painted: nothing left to score
