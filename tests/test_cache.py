@@ -116,6 +116,20 @@ def test_store_persists_slices_and_done_mask(tmp_path):
     assert g["features"].chunks == (1, 2, 3, 4) and g["features"].dtype == np.float16
 
 
+def test_several_batches_are_stored_with_one_mask_update(tmp_path, monkeypatch):
+    store = C.FeatureStore(tmp_path / "k.zarr", (6, 1, 2, 3), {})
+    saves = []
+    real = store._save_masks
+    monkeypatch.setattr(store, "_save_masks", lambda: (saves.append(1), real())[1])
+    a, b = np.full((2, 1, 2, 3), 0.25, np.float16), np.full((1, 1, 2, 3), -2, np.float16)
+    store.write_batches([(np.array([4, 5]), a), (np.array([1]), b)])
+    assert saves == [1]
+    again = C.FeatureStore.peek(tmp_path / "k.zarr", (6, 1, 2, 3))
+    assert again.done.tolist() == [False, True, False, False, True, True] and again.verify() == []
+    np.testing.assert_array_equal(again.features[4:6], a)
+    np.testing.assert_array_equal(again.features[1:2], b)
+
+
 def test_store_of_another_shape_or_a_broken_one_is_rebuilt(tmp_path):
     path = tmp_path / "k.zarr"
     C.FeatureStore(path, (5, 2, 3, 4), {}).write(np.array([0]), np.ones((1, 2, 3, 4)))

@@ -193,6 +193,33 @@ class _Compiled(StandInBackbone):
         return super().patch_features(x)
 
 
+def test_store_writer_writes_waiting_batches_together_without_concatenating():
+    import threading
+    import time
+
+    from dinomed_napari.features.overlap import StoreWriter
+
+    calls, gate = [], threading.Event()
+
+    class Store:
+        def write_batches(self, batches):
+            calls.append(batches)
+            gate.wait(10)  # hold the first batch until two more are queued
+
+    seen = []
+    writer = StoreWriter(Store(), lambda idx, feats: seen.append(int(idx[0])), depth=2)
+    feats = [np.full((1, 1, 1, 2), k, np.float16) for k in range(3)]
+    writer.submit(np.array([0]), feats[0])
+    while not calls:
+        time.sleep(0.001)
+    writer.submit(np.array([1]), feats[1])
+    writer.submit(np.array([2]), feats[2])
+    gate.set()
+    writer.close()
+    assert [len(c) for c in calls] == [1, 2] and seen == [0, 1, 2]
+    assert calls[1][0][1] is feats[1] and calls[1][1][1] is feats[2]  # the batches themselves, no copy
+
+
 def test_compiled_backbones_always_see_the_same_batch_shape():
     vol = _ct((7, 32, 32))
     comp = _Compiled()

@@ -235,22 +235,36 @@ class FeatureStore:
 
     def write(self, indices: np.ndarray, feats: np.ndarray) -> None:
         """Store float16 features of slices ``indices``, then their digests, then mark them done."""
-        indices = np.asarray(indices)
-        feats = np.asarray(feats, dtype=np.float16)
+        self.write_batches([(indices, feats)])
+
+    def write_batches(self, batches: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """:meth:`write` for several ``(indices, feats)`` batches, with one done-mask update at the end.
+
+        The batches are written one after the other, never concatenated (no copy of their features).
+        """
+        batches = [(np.asarray(idx), np.asarray(feats, dtype=np.float16)) for idx, feats in batches]
+
+        def digests() -> list[list[int]]:
+            return [[slice_digest(f, self.format) for f in feats] for _, feats in batches]
+
         if self.path is None:
-            self.features[indices] = feats
-            self.digests[indices] = [slice_digest(f, self.format) for f in feats]
+            for idx, feats in batches:
+                self.features[idx] = feats
+            hashes = digests()
         else:
             # hashlib releases the GIL: the digests are computed on a second thread while zarr writes.
             # A thread per call (not a pool kept for the process) stays correct across fork().
             with ThreadPoolExecutor(1, thread_name_prefix="dinomed-digest") as pool:
-                digests = pool.submit(lambda: [slice_digest(f, self.format) for f in feats])
-                # Runs of consecutive slices go in one call (one chunk per slice either way).
-                starts = np.flatnonzero(np.diff(indices, prepend=indices[0] - 2) != 1)
-                for a, b in zip(starts, list(starts[1:]) + [len(indices)], strict=True):
-                    self.features[int(indices[a]) : int(indices[b - 1]) + 1] = feats[a:b]
-                self.digests[indices] = digests.result()
-        self.done[indices] = True
+                pending = pool.submit(digests)
+                for idx, feats in batches:
+                    # Runs of consecutive slices go in one call (one chunk per slice either way).
+                    starts = np.flatnonzero(np.diff(idx, prepend=idx[0] - 2) != 1)
+                    for a, b in zip(starts, list(starts[1:]) + [len(idx)], strict=True):
+                        self.features[int(idx[a]) : int(idx[b - 1]) + 1] = feats[a:b]
+                hashes = pending.result()
+        for (idx, _), h in zip(batches, hashes, strict=True):
+            self.digests[idx] = h
+            self.done[idx] = True
         self._save_masks()
 
     def _save_masks(self) -> None:

@@ -1,8 +1,8 @@
 """Background threads that overlap extraction's stages: a one-ahead prefetcher and a store writer.
 
 While the backbone runs batch k, the prefetcher reads and windows batch k+1 and the writer copies batch
-k-1 to the host, writes it into the zarr store and reports it. NumPy, torch and zstd release the GIL, so
-on a machine with a GPU the host side keeps up with the device.
+k-1 to the host, writes it into the zarr store and reports it. NumPy, torch and hashlib release the GIL,
+so on a machine with a GPU the host side keeps up with the device.
 """
 
 from __future__ import annotations
@@ -44,9 +44,10 @@ def to_host(feats) -> np.ndarray:
 class StoreWriter:
     """A thread that writes finished batches into a :class:`~dinomed_napari.features.cache.FeatureStore`.
 
-    Batches waiting when the thread gets to them are written in one ``store.write`` (one done-mask
-    update, one zarr request whose chunks are compressed in parallel). ``after_write(indices, feats)``
-    runs on this thread for each batch, in submission order, after its slices are marked done.
+    Batches waiting when the thread gets to them are written in one ``store.write_batches`` (one
+    done-mask update; the batches are not concatenated, so no copy of their features is made).
+    ``after_write(indices, feats)`` runs on this thread for each batch, in submission order, after its
+    slices are marked done.
 
     Parameters
     ----------
@@ -107,8 +108,6 @@ class StoreWriter:
 
     def _write(self, items: list) -> None:
         host = [(idx, to_host(f)) for idx, f in items]
-        idx = np.concatenate([i for i, _ in host])
-        feats = host[0][1] if len(host) == 1 else np.concatenate([f for _, f in host])
-        self.store.write(idx, feats)
+        self.store.write_batches(host)
         for i, f in host:
             self.after_write(i, f)
