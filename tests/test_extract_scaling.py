@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -218,6 +222,41 @@ def test_store_writer_writes_waiting_batches_together_without_concatenating():
     writer.close()
     assert [len(c) for c in calls] == [1, 2] and seen == [0, 1, 2]
     assert calls[1][0][1] is feats[1] and calls[1][1][1] is feats[2]  # the batches themselves, no copy
+
+
+_MMAPPED_AFTER_REUSE = """
+import ctypes, sys
+import numpy as np
+from dinomed_napari.features.overlap import return_large_buffers
+
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks "
+                "fordblks keepcost".split()]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Info
+done = return_large_buffers() if sys.argv[1] == "set" else None
+a = np.ones(3 << 19, np.uint8)  # 1.5 MiB: mmapped, and freeing it raises glibc's dynamic threshold
+del a
+before = libc.mallinfo2().hblks
+b = np.ones(3 << 19, np.uint8)
+print(done, libc.mallinfo2().hblks - before)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "confstr") or "glibc" not in (os.confstr("CS_GNU_LIBC_VERSION") or ""),
+                    reason="glibc only")
+@pytest.mark.parametrize("how", ["set", "default", "env"])
+def test_large_buffers_go_back_to_the_system_when_freed(how):
+    # Without glibc's MALLOC_* tunables (dask sets MALLOC_TRIM_THRESHOLD_, which also fixes the threshold).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    if how == "env":  # the user's own setting is left alone
+        env["MALLOC_MMAP_THRESHOLD_"] = str(4 << 20)
+    out = subprocess.run([sys.executable, "-c", _MMAPPED_AFTER_REUSE, "set" if how != "default" else "no"],
+                         env=env, capture_output=True, text=True, check=True).stdout.split()
+    # mmapped again (given back when freed) only with the fixed threshold; glibc's default reuses its heap
+    assert out == {"set": ["True", "1"], "default": ["None", "0"], "env": ["False", "0"]}[how]
 
 
 def test_compiled_backbones_always_see_the_same_batch_shape():

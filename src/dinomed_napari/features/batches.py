@@ -17,7 +17,7 @@ from dinomed_napari.io.lazy import read_block
 from dinomed_napari.io.volume import Volume
 
 from .cache import FeatureStore
-from .overlap import Prefetcher, StoreWriter
+from .overlap import Prefetcher, StoreWriter, return_large_buffers
 
 
 def batch_order(todo: np.ndarray, batch_size: int, first: int | None = None) -> list[np.ndarray]:
@@ -143,6 +143,7 @@ def fill_store(store: FeatureStore, vol: Volume, prep, backbone, axis: int, size
             progress(int(store.done.sum()), total)
 
     batches = batch_order(todo, slices_per_batch(batch_size, plan), first)
+    return_large_buffers()  # peak memory bounded by the batch, not by how many batches ran
     writer = StoreWriter(store, after_write, depth=2 if overlapped(backbone) else 0)
     prefetch = Prefetcher(prepare, batches)
     try:

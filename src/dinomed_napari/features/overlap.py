@@ -7,6 +7,9 @@ so on a machine with a GPU the host side keeps up with the device.
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -14,6 +17,35 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+
+#: glibc's ``mallopt`` parameter for the mmap threshold (``M_MMAP_THRESHOLD`` in malloc.h).
+_M_MMAP_THRESHOLD = -3
+
+
+@functools.cache
+def return_large_buffers(threshold: int = 1 << 20) -> bool:
+    """Have glibc give each freed allocation of ``threshold`` bytes or more back to the system at once.
+
+    Extraction allocates a few batch-sized buffers per batch on several threads (prefetcher, writer,
+    zarr's pool). glibc raises its mmap threshold each time such a buffer is freed (up to 32 MiB), after
+    which they come from per-thread heaps that keep freed pages: peak RSS then creeps up with the number of
+    batches. A fixed threshold (what ``MALLOC_MMAP_THRESHOLD_=1048576`` in the environment does) keeps it
+    flat. Done once per process; not when that variable is set (the user's value stays), nor when the C
+    library is not glibc.
+
+    Returns
+    -------
+    bool
+        Whether the threshold was set here.
+    """
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+        return False
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):  # absent (ValueError) or empty off glibc
+            return False
+        return bool(ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, int(threshold)))
+    except (ValueError, OSError, AttributeError):
+        return False
 
 
 class Prefetcher:
