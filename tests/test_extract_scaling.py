@@ -185,6 +185,20 @@ def test_pipelined_extraction_equals_the_cpu_order_within_float16_transfer(tmp_p
     np.testing.assert_allclose(np.asarray(gpu.data), np.asarray(cpu.data), atol=2e-3)
 
 
+@pytest.mark.parametrize("window", ["soft_tissue", "ct3", "percentile"])
+def test_batches_windowed_slice_by_slice_into_a_reused_buffer_equal_whole_batches(window):
+    from dinomed_napari.features.batches import batch_steps
+    from dinomed_napari.preprocess import intensity_mapper
+
+    vol = _ct((7, 48, 64))
+    prep = Preprocess(window=window, resolution=64)
+    to_unit = intensity_mapper(vol, prep)
+    prepare, _ = batch_steps(vol, prep, StandInBackbone("S", "noise"), 0, (48, 64), 3)  # float16 host path
+    first, second, last = prepare(np.arange(3)), prepare(np.arange(3, 6)), prepare(np.array([6]))
+    for host, idx in [(first, range(3)), (second, range(3, 6)), (last, [6])]:  # earlier ones intact
+        assert torch.equal(host, host_batch(to_unit(vol.data[list(idx)]), "cpu", half=True))
+
+
 class _Compiled(StandInBackbone):
     compiled = "inductor"
 
@@ -236,10 +250,10 @@ class Info(ctypes.Structure):
 libc = ctypes.CDLL(None)
 libc.mallinfo2.restype = Info
 done = return_large_buffers() if sys.argv[1] == "set" else None
-a = np.ones(3 << 19, np.uint8)  # 1.5 MiB: mmapped, and freeing it raises glibc's dynamic threshold
+a = np.ones(6 << 20, np.uint8)  # 6 MiB: mmapped, and freeing it raises glibc's dynamic threshold
 del a
 before = libc.mallinfo2().hblks
-b = np.ones(3 << 19, np.uint8)
+b = np.ones(6 << 20, np.uint8)
 print(done, libc.mallinfo2().hblks - before)
 """
 
@@ -252,7 +266,7 @@ def test_large_buffers_go_back_to_the_system_when_freed(how):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
     if how == "env":  # the user's own setting is left alone
-        env["MALLOC_MMAP_THRESHOLD_"] = str(4 << 20)
+        env["MALLOC_MMAP_THRESHOLD_"] = str(16 << 20)
     out = subprocess.run([sys.executable, "-c", _MMAPPED_AFTER_REUSE, "set" if how != "default" else "no"],
                          env=env, capture_output=True, text=True, check=True).stdout.split()
     # mmapped again (given back when freed) only with the fixed threshold; glibc's default reuses its heap
