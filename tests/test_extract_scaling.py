@@ -258,8 +258,16 @@ print(done, libc.mallinfo2().hblks - before)
 """
 
 
-@pytest.mark.skipif(not hasattr(os, "confstr") or "glibc" not in (os.confstr("CS_GNU_LIBC_VERSION") or ""),
-                    reason="glibc only")
+def _glibc() -> tuple[int, ...]:
+    """(major, minor) of the C library when it is glibc, else ()."""
+    try:
+        name, version = (os.confstr("CS_GNU_LIBC_VERSION") or "").split()
+    except (AttributeError, ValueError):  # no confstr, an unknown name, or not "glibc X.Y"
+        return ()
+    return tuple(int(v) for v in version.split(".")[:2]) if name == "glibc" else ()
+
+
+@pytest.mark.skipif(_glibc() < (2, 33), reason="glibc >= 2.33 only (mallopt, mallinfo2)")
 @pytest.mark.parametrize("how", ["set", "default", "env"])
 def test_large_buffers_go_back_to_the_system_when_freed(how):
     # Without glibc's MALLOC_* tunables (dask sets MALLOC_TRIM_THRESHOLD_, which also fixes the threshold).
