@@ -96,7 +96,18 @@ def child(stage: str, n: int, features: str, cache: str, real: str | None = None
         out_mb = out.nbytes / 2**20
     peak = _rss_mb()
     return {"stage": stage, "n": n, "peak": peak, "base": base, "volume": vol_mb, "output": out_mb,
-            "added": peak - base - vol_mb - out_mb}
+            "added": peak - base - vol_mb - out_mb, "mallopt": _threshold_set()}
+
+
+def _threshold_set() -> str:
+    """Whether extraction fixed glibc's mmap threshold in this process (``overlap.return_large_buffers``)."""
+    try:
+        from dinomed_napari.features.overlap import return_large_buffers
+    except ImportError:  # older code
+        return "-"
+    if not return_large_buffers.cache_info().currsize:  # not called (e.g. all features were cached)
+        return "no"
+    return "yes" if return_large_buffers() else "no"  # cached: the answer of the extraction's own call
 
 
 def make_zarr(path: Path, gb: float, size: int = 2048) -> tuple[int, int, int]:
@@ -168,9 +179,11 @@ def main(argv: list[str] | None = None) -> None:
 
     net = (f"real {args.real} (random weights, CPU, batch 2)" if args.real else
            f"stand-in backbone ({args.features} features of ViT-S shape, 32 x 32 x 384 per slice); batch 16")
-    print(f"code: {Path(dinomed_napari.__file__).parent}; {net}; 512 x 512 int16 CT-like slices")
+    env = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    print(f"code: {Path(dinomed_napari.__file__).parent}; {net}; 512 x 512 int16 CT-like slices; "
+          f"MALLOC_MMAP_THRESHOLD_={env if env else '(unset)'}")
     print(f"{'stage':<9} {'N':>4} {'peak MB':>8} {'base MB':>8} {'volume MB':>9} {'output MB':>9} "
-          f"{'added MB':>9}")
+          f"{'added MB':>9} {'mallopt':>8}")
     with tempfile.TemporaryDirectory() as cache:
         for stage in args.stages.split(","):
             for n in (int(s) for s in args.sizes.split(",")):
@@ -182,8 +195,9 @@ def main(argv: list[str] | None = None) -> None:
                                     stage, str(n), cache], check=True, capture_output=True, text=True)
                 m = json.loads(r.stdout.strip().splitlines()[-1])
                 print(f"{stage:<9} {n:>4} {m['peak']:>8.0f} {m['base']:>8.0f} {m['volume']:>9.0f} "
-                      f"{m['output']:>9.0f} {m['added']:>9.0f}", flush=True)
-    print("added = peak RSS - RSS after imports - volume bytes - output bytes (the uint8 RGB maps)")
+                      f"{m['output']:>9.0f} {m['added']:>9.0f} {m['mallopt']:>8}", flush=True)
+    print("added = peak RSS - RSS after imports - volume bytes - output bytes (the uint8 RGB maps); "
+          "mallopt: whether extraction fixed glibc's mmap threshold itself (- for older code)")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,12 @@ ms per slice and slices/s) and then runs ``extract_features`` end to end into a 
 the network is a stand-in that returns fixed features of ViT-S's shape (``--features noise``: random values
 that compress like real ones; ``zeros``: what the issue's first measurement used, which makes the cache
 writes look cheap). ``--backbone real`` runs the real ViT (random weights) instead, e.g. on a GPU.
+``--compare-format 2`` also writes stores of the layout before format 3 (zstd, BLAKE2b digests, nested
+chunk folders), interleaved with the current one in the same run, so load from other processes hits both.
 The last line reads ``pipeline N slices/s``. Prints numbers, asserts nothing. Examples::
 
     .venv/bin/python benchmarks/bench_pipeline.py                       # stand-in, ViT-S dims, CPU
+    .venv/bin/python benchmarks/bench_pipeline.py --compare-format 2      # store layouts, same run
     .venv/bin/python benchmarks/bench_pipeline.py --features zeros --slices 100
     .venv/bin/python benchmarks/bench_pipeline.py --backbone real --model B --device cuda --batch-size 32
 """
@@ -15,6 +18,7 @@ The last line reads ``pipeline N slices/s``. Prints numbers, asserts nothing. Ex
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
 import time
@@ -39,6 +43,19 @@ def ct_like(n: int, size: int = 512, seed: int = 0) -> np.ndarray:
     return vol
 
 
+@contextlib.contextmanager
+def store_format(fmt: int | None):
+    """New feature stores get layout ``fmt`` inside the block (None: the current one)."""
+    from dinomed_napari.features import cache
+
+    current = cache.FORMAT_VERSION
+    cache.FORMAT_VERSION = current if fmt is None else fmt
+    try:
+        yield
+    finally:
+        cache.FORMAT_VERSION = current
+
+
 def best_of(fn, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
@@ -48,10 +65,12 @@ def best_of(fn, repeats: int) -> float:
     return best
 
 
-def stage_table(vol, backbone, prep, batch_size: int, repeats: int) -> list[tuple[str, float]]:
-    """Seconds per slice of each stage, timed alone on ``batch_size``-slice batches."""
+def stage_table(vol, backbone, prep, batch_size: int, repeats: int,
+                compare_format: int | None = None) -> list[tuple[str, float]]:
+    """Seconds per slice of each stage, timed alone on ``batch_size``-slice batches; the cache write also
+    in layout ``compare_format`` when given."""
     from dinomed_napari.features.batches import forward, pipelined
-    from dinomed_napari.features.cache import FeatureStore, volume_digest
+    from dinomed_napari.features.cache import FORMAT_VERSION, FeatureStore, volume_digest
     from dinomed_napari.features.overlap import to_host
     from dinomed_napari.io.lazy import read_block
     from dinomed_napari.preprocess import host_batch, input_size, intensity_mapper
@@ -97,7 +116,10 @@ def stage_table(vol, backbone, prep, batch_size: int, repeats: int) -> list[tupl
             store = FeatureStore(path, (n, *host[0].shape[1:]), {})
             for g, f in zip(groups, host, strict=True):
                 store.write(g, f)
-        rows.append(("cache write (zarr zstd + done mask)", best_of(write, repeats) / n))
+        for fmt in [None] if compare_format is None else [None, compare_format]:
+            with store_format(fmt):
+                rows.append((f"cache write, format {fmt or FORMAT_VERSION} (digests, done mask)",
+                             best_of(write, repeats) / n))
     return rows
 
 
@@ -115,8 +137,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--compile", action="store_true", help="torch.compile the real backbone")
     p.add_argument("--goal", type=float, help="print whether the pipeline reaches this many slices/s")
+    p.add_argument("--compare-format", type=int, metavar="F",
+                   help="also time stores of layout F (2: before format 3), interleaved in the same run")
     args = p.parse_args(argv)
 
+    from dinomed_napari.features.cache import FORMAT_VERSION
     from dinomed_napari.features.extract import extract_features
     from dinomed_napari.io.volume import Volume
     from dinomed_napari.preprocess import Preprocess
@@ -142,19 +167,29 @@ def main(argv: list[str] | None = None) -> None:
     if getattr(backbone, "asynchronous", False) and backbone.device.type == "cpu":
         print("the stand-in emulates a GPU: device-side stages (resize, normalise, forward, float16 cast) "
               "cost the host nothing and read 0; everything else is real host work")
-    print(f"{'stage (timed alone)':<38} {'ms/slice':>9} {'slices/s':>9}")
-    for name, sec in stage_table(vol, backbone, prep, args.batch_size, args.repeats):
-        print(f"{name:<38} {sec * 1e3:>9.2f} {1 / max(sec, 1e-9):>9.0f}", flush=True)
+    print(f"{'stage (timed alone)':<46} {'ms/slice':>9} {'slices/s':>9}")
+    for name, sec in stage_table(vol, backbone, prep, args.batch_size, args.repeats, args.compare_format):
+        print(f"{name:<46} {sec * 1e3:>9.2f} {1 / max(sec, 1e-9):>9.0f}", flush=True)
 
-    def run() -> float:
-        with tempfile.TemporaryDirectory() as cache:  # fresh cache: every slice computed and written
+    def run(fmt: int | None = None) -> float:
+        with tempfile.TemporaryDirectory() as cache, store_format(fmt):  # fresh cache: every slice written
             t = time.perf_counter()
             extract_features(vol, backbone=backbone, prep=prep, batch_size=args.batch_size, cache_dir=cache)
             return time.perf_counter() - t  # without deleting the cache afterwards
 
     if args.repeats > 1:
         run()  # warm-up (imports, allocator, zarr)
-    best = min(run() for _ in range(args.repeats))
+    times: dict[int | None, list[float]] = {None: []}
+    if args.compare_format is not None:
+        times[args.compare_format] = []
+    for _ in range(args.repeats):  # interleaved: both layouts see the same load
+        for fmt, ts in times.items():
+            ts.append(run(fmt))
+    if args.compare_format is not None:
+        for fmt, ts in times.items():
+            print(f"end to end, store format {fmt or FORMAT_VERSION}: best {args.slices / min(ts):.0f} "
+                  f"slices/s, median {args.slices / float(np.median(ts)):.0f} slices/s")
+    best = min(times[None])
     print(f"end to end: extract_features into a fresh cache, best of {args.repeats}: {best:.2f} s; "
           f"load average {os.getloadavg()[0]:.2f} at end")
     if args.goal:

@@ -31,6 +31,46 @@ def test_cache_key_is_canonical():
     assert len(C.cache_key({})) == 64
 
 
+def test_cache_key_does_not_depend_on_the_store_layout():
+    # The key format-2 stores were made under (sha256 of '{"a": 1, "format": 2}'): they are still found.
+    assert C.cache_key({"a": 1}) == "895422cb6c5a166ad45aacd6d699b5c5ae7a79db7e38f3f3babe0e9c6a88bc60"
+    assert C.KEY_VERSION == 2 and C.FORMAT_VERSION == 3 and C.READABLE_FORMATS == (2, 3)
+
+
+def test_slice_digests_of_each_format():
+    f = np.random.default_rng(0).normal(size=(2, 3, 4)).astype(np.float16)
+    g = f.copy()
+    g[1, 2, 3] = -g[1, 2, 3] if g[1, 2, 3] != 0 else 1
+    for fmt in C.READABLE_FORMATS:
+        d = C.slice_digest(f, fmt)
+        assert d == C.slice_digest(f.copy(), fmt) and d % 2 == 1 and d != C.slice_digest(g, fmt)
+    assert C.slice_digest(f, 2) != C.slice_digest(f, 3)
+
+
+def test_new_store_layout_and_an_old_one_completed_in_its_own(tmp_path, monkeypatch):
+    feats = np.random.default_rng(1).normal(size=(4, 2, 3, 4)).astype(np.float16)
+    new = C.FeatureStore(tmp_path / "new.zarr", feats.shape, {})
+    new.write(np.arange(4), feats)
+    g = zarr.open_group(tmp_path / "new.zarr", mode="r")
+    codecs = [type(c).__name__ for c in g["features"].metadata.codecs]
+    assert g.attrs["format"] == 3 and codecs == ["BytesCodec", "Crc32cCodec"]
+    assert (tmp_path / "new.zarr" / "features" / "c.3.0.0.0").is_file()  # flat chunk names
+    assert new.digests.tolist() == [C.slice_digest(f, 3) for f in feats]
+
+    monkeypatch.setattr(C, "FORMAT_VERSION", 2)
+    C.FeatureStore(tmp_path / "old.zarr", feats.shape, {}).write(np.array([0, 1]), feats[:2])
+    monkeypatch.undo()
+    old = C.FeatureStore(tmp_path / "old.zarr", feats.shape, {})  # format-2 store, reopened by format-3 code
+    assert old.format == 2 and old.done.tolist() == [True, True, False, False]
+    old.write(np.array([2, 3]), feats[2:])
+    g = zarr.open_group(tmp_path / "old.zarr", mode="r")
+    assert g.attrs["format"] == 2 and "ZstdCodec" in [type(c).__name__ for c in g["features"].metadata.codecs]
+    assert (tmp_path / "old.zarr" / "features" / "c" / "3" / "0" / "0" / "0").is_file()
+    again = C.FeatureStore.peek(tmp_path / "old.zarr", feats.shape)
+    assert again.verify() == [] and again.digests.tolist() == [C.slice_digest(f, 2) for f in feats]
+    np.testing.assert_array_equal(again.features[:], feats)
+
+
 def test_default_cache_dir_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("DINOMED_CACHE", str(tmp_path / "x"))
     assert C.default_cache_dir() == tmp_path / "x"
@@ -74,6 +114,20 @@ def test_store_persists_slices_and_done_mask(tmp_path):
         ro[4] = 0
     g = zarr.open_group(path)
     assert g["features"].chunks == (1, 2, 3, 4) and g["features"].dtype == np.float16
+
+
+def test_several_batches_are_stored_with_one_mask_update(tmp_path, monkeypatch):
+    store = C.FeatureStore(tmp_path / "k.zarr", (6, 1, 2, 3), {})
+    saves = []
+    real = store._save_masks
+    monkeypatch.setattr(store, "_save_masks", lambda: (saves.append(1), real())[1])
+    a, b = np.full((2, 1, 2, 3), 0.25, np.float16), np.full((1, 1, 2, 3), -2, np.float16)
+    store.write_batches([(np.array([4, 5]), a), (np.array([1]), b)])
+    assert saves == [1]
+    again = C.FeatureStore.peek(tmp_path / "k.zarr", (6, 1, 2, 3))
+    assert again.done.tolist() == [False, True, False, False, True, True] and again.verify() == []
+    np.testing.assert_array_equal(again.features[4:6], a)
+    np.testing.assert_array_equal(again.features[1:2], b)
 
 
 def test_store_of_another_shape_or_a_broken_one_is_rebuilt(tmp_path):

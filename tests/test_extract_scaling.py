@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -181,6 +185,20 @@ def test_pipelined_extraction_equals_the_cpu_order_within_float16_transfer(tmp_p
     np.testing.assert_allclose(np.asarray(gpu.data), np.asarray(cpu.data), atol=2e-3)
 
 
+@pytest.mark.parametrize("window", ["soft_tissue", "ct3", "percentile"])
+def test_batches_windowed_slice_by_slice_into_a_reused_buffer_equal_whole_batches(window):
+    from dinomed_napari.features.batches import batch_steps
+    from dinomed_napari.preprocess import intensity_mapper
+
+    vol = _ct((7, 48, 64))
+    prep = Preprocess(window=window, resolution=64)
+    to_unit = intensity_mapper(vol, prep)
+    prepare, _ = batch_steps(vol, prep, StandInBackbone("S", "noise"), 0, (48, 64), 3)  # float16 host path
+    first, second, last = prepare(np.arange(3)), prepare(np.arange(3, 6)), prepare(np.array([6]))
+    for host, idx in [(first, range(3)), (second, range(3, 6)), (last, [6])]:  # earlier ones intact
+        assert torch.equal(host, host_batch(to_unit(vol.data[list(idx)]), "cpu", half=True))
+
+
 class _Compiled(StandInBackbone):
     compiled = "inductor"
 
@@ -191,6 +209,76 @@ class _Compiled(StandInBackbone):
     def patch_features(self, x):
         self.shapes.append(int(x.shape[0]))
         return super().patch_features(x)
+
+
+def test_store_writer_writes_waiting_batches_together_without_concatenating():
+    import threading
+    import time
+
+    from dinomed_napari.features.overlap import StoreWriter
+
+    calls, gate = [], threading.Event()
+
+    class Store:
+        def write_batches(self, batches):
+            calls.append(batches)
+            gate.wait(10)  # hold the first batch until two more are queued
+
+    seen = []
+    writer = StoreWriter(Store(), lambda idx, feats: seen.append(int(idx[0])), depth=2)
+    feats = [np.full((1, 1, 1, 2), k, np.float16) for k in range(3)]
+    writer.submit(np.array([0]), feats[0])
+    while not calls:
+        time.sleep(0.001)
+    writer.submit(np.array([1]), feats[1])
+    writer.submit(np.array([2]), feats[2])
+    gate.set()
+    writer.close()
+    assert [len(c) for c in calls] == [1, 2] and seen == [0, 1, 2]
+    assert calls[1][0][1] is feats[1] and calls[1][1][1] is feats[2]  # the batches themselves, no copy
+
+
+_MMAPPED_AFTER_REUSE = """
+import ctypes, sys
+import numpy as np
+from dinomed_napari.features.overlap import return_large_buffers
+
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks "
+                "fordblks keepcost".split()]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Info
+done = return_large_buffers() if sys.argv[1] == "set" else None
+a = np.ones(6 << 20, np.uint8)  # 6 MiB: mmapped, and freeing it raises glibc's dynamic threshold
+del a
+before = libc.mallinfo2().hblks
+b = np.ones(6 << 20, np.uint8)
+print(done, libc.mallinfo2().hblks - before)
+"""
+
+
+def _glibc() -> tuple[int, ...]:
+    """(major, minor) of the C library when it is glibc, else ()."""
+    try:
+        name, version = (os.confstr("CS_GNU_LIBC_VERSION") or "").split()
+    except (AttributeError, ValueError):  # no confstr, an unknown name, or not "glibc X.Y"
+        return ()
+    return tuple(int(v) for v in version.split(".")[:2]) if name == "glibc" else ()
+
+
+@pytest.mark.skipif(_glibc() < (2, 33), reason="glibc >= 2.33 only (mallopt, mallinfo2)")
+@pytest.mark.parametrize("how", ["set", "default", "env"])
+def test_large_buffers_go_back_to_the_system_when_freed(how):
+    # Without glibc's MALLOC_* tunables (dask sets MALLOC_TRIM_THRESHOLD_, which also fixes the threshold).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    if how == "env":  # the user's own setting is left alone
+        env["MALLOC_MMAP_THRESHOLD_"] = str(16 << 20)
+    out = subprocess.run([sys.executable, "-c", _MMAPPED_AFTER_REUSE, "set" if how != "default" else "no"],
+                         env=env, capture_output=True, text=True, check=True).stdout.split()
+    # mmapped again (given back when freed) only with the fixed threshold; glibc's default reuses its heap
+    assert out == {"set": ["True", "1"], "default": ["None", "0"], "env": ["False", "0"]}[how]
 
 
 def test_compiled_backbones_always_see_the_same_batch_shape():

@@ -34,7 +34,11 @@ def backbone():
 
 
 def chunk(store: Path, index: int) -> Path:
-    return store / "features" / "c" / str(index) / "0" / "0" / "0"
+    """The file of slice ``index``'s chunk, named as the store's own chunk key encoding names it."""
+    import zarr
+
+    features = zarr.open_group(store, mode="r")["features"]
+    return store / "features" / features.metadata.chunk_key_encoding.encode_chunk_key((index, 0, 0, 0))
 
 
 def bit_flip(path: Path) -> None:
@@ -50,11 +54,15 @@ def truncate(path: Path) -> None:
 DAMAGE = {"deleted": Path.unlink, "bit-flipped": bit_flip, "truncated": truncate}
 
 
+@pytest.mark.parametrize("fmt", C.READABLE_FORMATS)
 @pytest.mark.parametrize("how", list(DAMAGE))
-def test_a_damaged_slice_is_found_and_recomputed(vol, backbone, tmp_path, how, monkeypatch):
-    fv = E.extract_features(vol, backbone=backbone, cache_dir=tmp_path, **KW)
+def test_a_damaged_slice_is_found_and_recomputed(vol, backbone, tmp_path, how, fmt, monkeypatch):
+    with monkeypatch.context() as m:  # a store made by the code of that layout
+        m.setattr(C, "FORMAT_VERSION", fmt)
+        fv = E.extract_features(vol, backbone=backbone, cache_dir=tmp_path, **KW)
     good = np.asarray(fv.data[:], np.float32)
     store = Path(fv.extra["path"])
+    assert C.FeatureStore.peek(store, good.shape).format == fmt
     DAMAGE[how](chunk(store, 2))
     assert C.FeatureStore.peek(store, good.shape).verify() == [2]
     seen = []
@@ -66,6 +74,7 @@ def test_a_damaged_slice_is_found_and_recomputed(vol, backbone, tmp_path, how, m
     assert np.isfinite(np.asarray(again.data[:], np.float32)).all()
     third = E.extract_features(vol, backbone=backbone, cache_dir=tmp_path, **KW)
     assert third.extra["repaired"] == [] and seen == [1]
+    assert C.FeatureStore.peek(store, good.shape).format == fmt  # repaired in its own layout
 
 
 def test_damage_without_a_backbone_names_slice_and_store(vol, backbone, tmp_path, monkeypatch):

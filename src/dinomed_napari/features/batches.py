@@ -9,6 +9,7 @@ the writer stores batch k-1.
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from dinomed_napari.io.lazy import read_block
 from dinomed_napari.io.volume import Volume
 
 from .cache import FeatureStore
-from .overlap import Prefetcher, StoreWriter
+from .overlap import Prefetcher, StoreWriter, return_large_buffers
 
 
 def batch_order(todo: np.ndarray, batch_size: int, first: int | None = None) -> list[np.ndarray]:
@@ -95,8 +96,26 @@ def batch_steps(vol: Volume, prep, backbone, axis: int, size: tuple[int, int], b
     to_device = getattr(backbone, "prepare", None) or (
         lambda host, size: device_batch(host, size, backbone.mean, backbone.std, dev))
 
+    buffers = threading.local()  # one float32 batch per thread, reused batch after batch
+
+    def window(block: np.ndarray) -> np.ndarray:
+        # Slice by slice into a reused batch: windowing's float32 temporaries are one slice each, served
+        # again and again from the heap (see return_large_buffers), not fresh pages for every batch.
+        first = to_unit(block[:1])
+        out = getattr(buffers, "unit", None)
+        if out is None or out.shape[0] < len(block) or out.shape[1:] != first.shape[1:]:
+            out = buffers.unit = np.empty((len(block), *first.shape[1:]), np.float32)
+        out = out[: len(block)]
+        out[0] = first[0]
+        for k in range(1, len(block)):
+            out[k] = to_unit(block[k : k + 1])[0]
+        return out
+
     def prepare(idx: np.ndarray):
-        return host_batch(to_unit(read_block(vol.data, idx, axis)), dev, half=half)
+        block = read_block(vol.data, idx, axis)
+        if not half:  # the CPU tensor is a view of the windowed array: a new one per batch
+            return host_batch(to_unit(block), dev, half=False)
+        return host_batch(window(block), dev, half=True)  # copied to float16 here: the buffer is free again
 
     def run(host):
         if plan is None:
@@ -143,6 +162,7 @@ def fill_store(store: FeatureStore, vol: Volume, prep, backbone, axis: int, size
             progress(int(store.done.sum()), total)
 
     batches = batch_order(todo, slices_per_batch(batch_size, plan), first)
+    return_large_buffers()  # peak memory bounded by the batch, not by how many batches ran
     writer = StoreWriter(store, after_write, depth=2 if overlapped(backbone) else 0)
     prefetch = Prefetcher(prepare, batches)
     try:

@@ -56,6 +56,9 @@ def compute_batch(vol, prep, source, axis: int, size: tuple[int, int], batch_siz
 
     from dinomed_napari.preprocess import intensity_mapper
 
+    from .overlap import return_large_buffers
+
+    return_large_buffers()  # each worker process, once: its memory bounded by the batch too
     backbone = _backbone(source)
     if key not in _MAPPERS:
         _MAPPERS.clear()

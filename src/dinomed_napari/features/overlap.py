@@ -1,12 +1,15 @@
 """Background threads that overlap extraction's stages: a one-ahead prefetcher and a store writer.
 
 While the backbone runs batch k, the prefetcher reads and windows batch k+1 and the writer copies batch
-k-1 to the host, writes it into the zarr store and reports it. NumPy, torch and zstd release the GIL, so
-on a machine with a GPU the host side keeps up with the device.
+k-1 to the host, writes it into the zarr store and reports it. NumPy, torch and hashlib release the GIL,
+so on a machine with a GPU the host side keeps up with the device.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -14,6 +17,35 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+
+#: glibc's ``mallopt`` parameter for the mmap threshold (``M_MMAP_THRESHOLD`` in malloc.h).
+_M_MMAP_THRESHOLD = -3
+
+
+@functools.cache
+def return_large_buffers(threshold: int = 4 << 20) -> bool:
+    """Have glibc give each freed allocation of ``threshold`` bytes or more back to the system at once.
+
+    Extraction allocates a few batch-sized buffers per batch on several threads (prefetcher, writer,
+    zarr's pool). glibc raises its mmap threshold each time such a buffer is freed (up to 32 MiB), after
+    which they come from per-thread heaps that keep freed pages: peak RSS then creeps up with the number of
+    batches. A fixed threshold (as ``MALLOC_MMAP_THRESHOLD_=4194304`` in the environment) keeps it flat;
+    4 MiB leaves one 1024 x 1024 float32 slice, reused from the heap, below it. Done once per process; not
+    when that variable is set (the user's value stays), nor when the C library is not glibc.
+
+    Returns
+    -------
+    bool
+        Whether the threshold was set here.
+    """
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+        return False
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):  # absent (ValueError) or empty off glibc
+            return False
+        return bool(ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, int(threshold)))
+    except (ValueError, OSError, AttributeError):
+        return False
 
 
 class Prefetcher:
@@ -44,9 +76,10 @@ def to_host(feats) -> np.ndarray:
 class StoreWriter:
     """A thread that writes finished batches into a :class:`~dinomed_napari.features.cache.FeatureStore`.
 
-    Batches waiting when the thread gets to them are written in one ``store.write`` (one done-mask
-    update, one zarr request whose chunks are compressed in parallel). ``after_write(indices, feats)``
-    runs on this thread for each batch, in submission order, after its slices are marked done.
+    Batches waiting when the thread gets to them are written in one ``store.write_batches`` (one
+    done-mask update; the batches are not concatenated, so no copy of their features is made).
+    ``after_write(indices, feats)`` runs on this thread for each batch, in submission order, after its
+    slices are marked done.
 
     Parameters
     ----------
@@ -107,8 +140,6 @@ class StoreWriter:
 
     def _write(self, items: list) -> None:
         host = [(idx, to_host(f)) for idx, f in items]
-        idx = np.concatenate([i for i, _ in host])
-        feats = host[0][1] if len(host) == 1 else np.concatenate([f for _, f in host])
-        self.store.write(idx, feats)
+        self.store.write_batches(host)
         for i, f in host:
             self.after_write(i, f)
