@@ -35,6 +35,7 @@ class GapMeter:
         from qtpy.QtCore import QTimer
 
         self.on, self.last, self.max_gap, self.gaps = False, None, 0.0, []
+        self.spans: list = []  # (start, end) of every gap while on
         self.timer = QTimer()
         self.timer.setInterval(10)
         self.timer.timeout.connect(self._tick)
@@ -45,10 +46,69 @@ class GapMeter:
         if self.on and self.last is not None:
             self.max_gap = max(self.max_gap, now - self.last)
             self.gaps.append(now - self.last)
+            self.spans.append((self.last, now))
         self.last = now
 
     def measure(self, on: bool):
         self.on, self.last = on, None
+
+
+class GapProfiler:
+    """Where the GUI thread is while the 10 ms timer is late: a thread samples the main thread's stack
+    every 5 ms once the last tick is over ``late`` s old, and counts each function once per sample."""
+
+    def __init__(self, meter: GapMeter, late: float = 0.04):
+        import collections
+        import sys
+        import threading
+
+        self.meter, self.late, self.samples = meter, late, 0
+        self.counts: collections.Counter = collections.Counter()
+        self.leaves: collections.Counter = collections.Counter()  # innermost 3 Python frames
+        self.timeline: list = []
+        self._main = threading.main_thread().ident
+        self._frames = sys._current_frames
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while not self._stop.wait(0.005):
+            last = self.meter.last
+            if not self.meter.on or last is None or time.perf_counter() - last < self.late:
+                continue
+            frame, stack = self._frames().get(self._main), []
+            while frame is not None:
+                code = frame.f_code
+                stack.append(f"{os.path.basename(code.co_filename)}:{code.co_name}")
+                frame = frame.f_back
+            self.samples += 1
+            self.timeline.append((time.perf_counter(), stack[:12]))
+            self.counts.update(set(stack))
+            self.leaves[" < ".join(stack[:3])] += 1
+
+    def report(self, phase: str, top: int = 25) -> None:
+        """Print the most frequent functions since the last report, and start counting afresh."""
+        print(f"GUI thread while the timer was late ({phase}): {self.samples} samples of 5 ms")
+        for name, n in self.counts.most_common(top):
+            print(f"  {100 * n / max(1, self.samples):5.1f} %  {name}")
+        print("  innermost frames:")
+        for name, n in self.leaves.most_common(top // 2):
+            print(f"  {100 * n / max(1, self.samples):5.1f} %  {name}")
+        spans = sorted(self.meter.spans, key=lambda se: se[0] - se[1])[:4]
+        for start, end in spans:
+            print(f"  gap of {1000 * (end - start):.0f} ms:")
+            seen: dict = {}
+            for t, stack in self.timeline:
+                if start <= t <= end:
+                    key = " < ".join(stack[:7])
+                    seen[key] = seen.get(key, 0) + 1
+            for key, n in seen.items():
+                print(f"    {n:3d} x {key}")
+        self.meter.spans.clear()
+        self.timeline.clear()
+        self.counts.clear()
+        self.leaves.clear()
+        self.samples = 0
 
 
 def pump(seconds: float = 0.0, until=None, timeout: float = 600.0) -> float:
@@ -70,7 +130,8 @@ def canvas_point(viewer, zyx) -> tuple[float, float]:
     """Canvas pixel of a data point of the first layer (2D view: world -> screen via the camera)."""
     layer = viewer.layers[0]
     world = layer.data_to_world(zyx)
-    cam = viewer.camera
+    scene = getattr(viewer, "scene", None)  # napari >= 0.9 (viewer.camera is deprecated there)
+    cam = scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
     canvas = viewer.window._qt_viewer.canvas.native
     x = (world[2] - cam.center[-1]) * cam.zoom + canvas.width() / 2
     y = (world[1] - cam.center[-2]) * cam.zoom + canvas.height() / 2
@@ -156,6 +217,8 @@ def main(argv=None) -> int:
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--weights", default="random")
     parser.add_argument("--classifier", default="linear", choices=["linear", "rf"])
+    parser.add_argument("--profile", action="store_true",
+                        help="print where the GUI thread was while the event loop was late")
     args = parser.parse_args(argv)
     os.environ.setdefault("DINOMED_CACHE", tempfile.mkdtemp(prefix="bench_gui_cache_"))
 
@@ -165,6 +228,7 @@ def main(argv=None) -> int:
     viewer.window.resize(1920, 1040)
     pump(1.0)
     gaps = GapMeter()
+    profiler = GapProfiler(gaps) if args.profile else None
     image = viewer.layers["CT abdomen (TotalSegmentator example)"]
     organs = np.asarray(viewer.layers["organs (TotalSegmentator)"].data)
     viewer.layers["organs (TotalSegmentator)"].visible = False
@@ -191,6 +255,8 @@ def main(argv=None) -> int:
     pump(until=lambda: not fw.running)
     t_extract = time.perf_counter() - t0
     gap_extract = gaps.max_gap
+    if profiler is not None:
+        profiler.report("extraction")
     t_first = first[0] - t0
     fw.resolution.value = args.resolution + 32
     done = []
@@ -233,6 +299,8 @@ def main(argv=None) -> int:
         latencies.append(shown[-1] - released)
         pump(0.2)  # the hand moves to the next stroke
     gap_train = gaps.max_gap
+    if profiler is not None:
+        profiler.report("strokes and retraining")
     print(f"strokes: {len(latencies)} timed ({args.classifier}), scribbled voxels "
           f"{int(np.count_nonzero(scr.data))}; last status: {seg.status.value}")
 
