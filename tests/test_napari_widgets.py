@@ -421,3 +421,39 @@ def test_dock_shortcuts_and_closing_stops_the_running_job(make_napari_viewer, qt
     qtbot.waitUntil(lambda: not f.running, timeout=5_000)
     assert len(seen) < 30  # stopped early
 
+
+
+def test_segment_widget_follows_strokes_without_rescanning(make_napari_viewer, ct_crop):
+    """The widget's scribble index (fed by the layer's paint events) equals a full rescan after strokes,
+    erasing, undo/redo and replaced data, and rescans only for those last ones."""
+    from dinomed_napari._napari.widget_segment import SegmentWidget
+    from dinomed_napari.live.jobs import scribble_points
+
+    vol, _ = ct_crop
+    viewer = make_napari_viewer()
+    add_image(viewer, vol)
+    w = SegmentWidget(viewer)
+    layer = w.add_scribble_layer()
+
+    def same():
+        points, values = w.scribble_points(layer)
+        ref = scribble_points(np.asarray(layer.data))
+        np.testing.assert_array_equal(points, ref[0])
+        np.testing.assert_array_equal(values, ref[1])
+        return len(values)
+
+    assert same() == 0
+    layer.brush_size = 7
+    layer.paint((3, 40, 40), 1)
+    layer.paint((3, 42, 45), 2)
+    layer.paint((2, 10, 10), 1, refresh=False)
+    assert same() > 0
+    layer.paint((3, 40, 40), 0)  # erase
+    n = same()
+    assert w.index.rescans == 1
+    layer.undo()  # the erase comes back undone: more voxels again
+    assert same() > n and w.index.rescans == 2
+    layer.redo()
+    assert same() == n and w.index.rescans == 3
+    layer.data = np.zeros_like(layer.data)
+    assert same() == 0 and w.index.rescans == 4

@@ -24,7 +24,8 @@ from magicgui.widgets import (
     PushButton,
 )
 
-from dinomed_napari.live.jobs import SLICE_DELAY_MS, STROKE_DELAY_MS, retrain_action, scribble_points
+from dinomed_napari.live.jobs import SLICE_DELAY_MS, STROKE_DELAY_MS, retrain_action
+from dinomed_napari.live.scribble_index import ScribbleIndex
 from dinomed_napari.live.scribbles import (
     DEFAULT_CLASSES,
     check_scribbles,
@@ -61,6 +62,12 @@ def _limited(func: Any, *args: Any) -> Any:
         _POOLS.append(ThreadpoolController())
     with _POOLS[0].limit(limits=worker_threads()):
         return func(*args)
+
+
+def _history(layer: Any) -> Any:
+    """napari's undo history of a labels layer (None if this napari keeps it elsewhere)."""
+    history = getattr(layer, "_undo_history", None)
+    return history if hasattr(history, "__getitem__") and hasattr(history, "__len__") else None
 
 
 class SegmentWidget(DinomedWidget):
@@ -138,13 +145,18 @@ class SegmentWidget(DinomedWidget):
         self.trainings = self.updates = 0  # finished retrains / predictions shown
         self.prediction_layer = self.probability_layer = None
         self.scribbles._refresh()
-        # "paint" ends a stroke; "set_data" also covers undo/redo and replaced data (and plain redraws,
-        # which retrain() recognises as unchanged scribbles).
-        self._watch = LayerWatch(self.scribbles, ("paint", "set_data"), self._stroke)
+        #: The scribbled voxels, updated from each stroke's voxels (no scan of the layer per stroke).
+        self.index, self._index_layer = ScribbleIndex(), None
+        # "paint" ends a stroke (its voxels go to the index); "data" replaces the data (rescan);
+        # "set_data" also covers undo/redo (the index sees the history move and rescans) and plain
+        # redraws (retrain() recognises unchanged scribbles).
+        self._watches = [LayerWatch(self.scribbles, ("paint",), self._painted),
+                         LayerWatch(self.scribbles, ("data",), self._replaced),
+                         LayerWatch(self.scribbles, ("set_data",), self._stroke)]
         self.listen(self.viewer.dims.events.current_step, self._slice_changed)
         self.scribbles.changed.connect(self._scribbles_chosen)
-        for func in (self._watch.close, self.scribbles.close_connections, self._debounce.stop,
-                     self._slice_debounce.stop):
+        for func in (*(w.close for w in self._watches), self.scribbles.close_connections,
+                     self._debounce.stop, self._slice_debounce.stop):
             self.on_close(func)
 
     # -- classes -------------------------------------------------------------------------------
@@ -217,8 +229,27 @@ class SegmentWidget(DinomedWidget):
         layer.opacity = 0.9 if contours else 0.3
 
     def _stroke(self, *_: Any) -> None:
+        if _history(self.scribbles.value) is None:  # undo/redo cannot be told apart: rescan
+            self.index.invalidate()
         if self.live.value:
             self._debounce.trigger()
+
+    def _painted(self, event: Any) -> None:
+        layer = self.scribbles.value
+        if layer is self._index_layer and layer is not None:
+            self.index.painted(getattr(event, "value", None) or (), _history(layer))
+        self._stroke()
+
+    def _replaced(self, *_: Any) -> None:
+        self.index.invalidate()
+        self._stroke()
+
+    def scribble_points(self, layer: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(points (N, 3), values (N,))`` of ``layer``'s scribbled voxels, from the stroke index (a
+        full scan only for a new layer, replaced data, undo/redo)."""
+        if layer is not self._index_layer:
+            self.index, self._index_layer = ScribbleIndex(), layer
+        return self.index.sync(np.asarray(layer.data), _history(layer))
 
     def _slice_changed(self, *_: Any) -> None:
         if self.live.value:
@@ -269,7 +300,7 @@ class SegmentWidget(DinomedWidget):
         except Exception as exc:  # no image / features: tell the user
             self.fail(exc, "scribble segmenter")
             return
-        points, values = scribble_points(data)
+        points, values = self.scribble_points(layer)
         check = check_scribbles(values, data.size, self.class_names, layer_name=layer.name,
                                 confirmed=layer.unique_id in self._confirmed)
         if check.question:
