@@ -457,3 +457,26 @@ def test_segment_widget_follows_strokes_without_rescanning(make_napari_viewer, c
     assert same() == n and w.index.rescans == 3
     layer.data = np.zeros_like(layer.data)
     assert same() == 0 and w.index.rescans == 4
+
+
+def test_put_slice_redraws_only_a_slice_on_screen(make_napari_viewer):
+    from magicgui.widgets import ProgressBar
+
+    from dinomed_napari._napari.results import put_slice
+    from dinomed_napari._napari.widget_base import set_progress
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(np.zeros((4, 8, 9), np.uint8))
+    viewer.dims.set_point(0, 1)
+    assert not put_slice(layer, 3, 0, 2, viewer)  # slice 2 is not shown: written, not redrawn
+    assert put_slice(layer, 5, 0, 1, viewer)
+    assert (layer.data[2] == 3).all() and (layer.data[1] == 5).all()
+    assert (np.asarray(layer._slice.image.raw) == 5).all()
+    viewer.dims.set_point(0, 2)  # the user moves there: napari reads the written slice
+    assert (np.asarray(layer._slice.image.raw) == 3).all()
+    assert put_slice(layer, 1, 1, 0, viewer)  # a Y slice shows in the Z view: redrawn
+    viewer.dims.ndisplay = 3
+    assert put_slice(layer, 2, 0, 3, viewer)  # 3D view: everything is on screen
+    bar = ProgressBar()
+    set_progress(bar, 7, 9)
+    assert (bar.value, bar.max) == (7, 9) and bar.native.updatesEnabled()

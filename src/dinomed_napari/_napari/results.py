@@ -63,12 +63,31 @@ def keep_previous(viewer: Any, image: Any, kind: str) -> Any:
     return prev
 
 
-def put_slice(layer: Any, values: np.ndarray, axis: int, index: int) -> None:
-    """Write one slice of a result layer in place and redraw (no full-volume copy on the GUI thread)."""
+def put_slice(layer: Any, values: np.ndarray, axis: int, index: int, viewer: Any = None) -> bool:
+    """Write one slice of a result layer in place (no full-volume copy on the GUI thread) and redraw it
+    if it is on screen; returns whether it was redrawn.
+
+    With ``viewer``, a slice that the 2D view does not show is only written: napari reads it when the
+    user moves there, and a redraw (tens of ms of window compositing under software OpenGL) is saved.
+    """
     sl = [slice(None)] * 3
     sl[axis] = index
     layer.data[tuple(sl)] = values
+    if viewer is not None and shown_index(viewer, layer, axis) not in (None, index):
+        return False
     layer.refresh()
+    return True
+
+
+def shown_index(viewer: Any, layer: Any, axis: int) -> int | None:
+    """Index along data ``axis`` of the slice ``viewer`` shows of ``layer`` in 2D, or None when every
+    index along it is on screen (the axis is displayed, or the view is 3D)."""
+    dims = viewer.dims
+    world_axis = dims.ndim - layer.ndim + axis
+    if dims.ndisplay != 2 or world_axis in tuple(dims.displayed):
+        return None
+    point = layer.world_to_data(dims.point[-layer.ndim:])
+    return int(np.clip(round(float(point[axis])), 0, layer.data.shape[axis] - 1))
 
 
 def label_colormap(colours: dict) -> Any:

@@ -19,7 +19,7 @@ from dinomed_napari.live.display import MODALITIES, choose_window, display_range
 from .layers import layer_volume
 from .results import find_result, put_slice, result_layer
 from .session import SESSIONS
-from .widget_base import DinomedWidget
+from .widget_base import DinomedWidget, set_progress
 from .workers import LatestJob, Relay
 
 MODELS = ("S", "S+", "B", "L", "H+")
@@ -212,7 +212,7 @@ class FeaturesWidget(DinomedWidget):
         job = dict(volume=volume, model=self.model.value, weights=weights, prep=prep,
                    device=None if self.device.value == "auto" else self.device.value)
         self._target = (layer, axis, self.session_label(weights))
-        self.progress.value = 0
+        set_progress(self.progress, 0, self.progress.max)
         self.say(f"computing {self.model.value} [{weights}], {choice.window} window, slice "
                  f"{point[axis]} first ...")
         self.run_button.enabled, self.cancel_button.enabled = False, True
@@ -269,9 +269,7 @@ class FeaturesWidget(DinomedWidget):
             self._progress_timer.start()
 
     def _apply_progress(self) -> None:
-        done, total = self._progress_now
-        self.progress.max = max(1, total)
-        self.progress.value = min(total, done)
+        set_progress(self.progress, *self._progress_now)
 
     def _previewer(self, shape: tuple, axis: int, resolution: int):
         """An ``on_batch`` callback (worker thread): PCA colours of each new slice of the main axis
@@ -297,7 +295,7 @@ class FeaturesWidget(DinomedWidget):
             return
         pca = self._pca_for(layer, label)
         for index, rgb in zip(indices, rgbs, strict=True):
-            put_slice(pca, rgb, axis, index)
+            put_slice(pca, rgb, axis, index, self.viewer)  # redrawn only if on screen
         if self.progress.value <= 1:
             self.say(f"slice {indices[0]} ready; computing the rest ...")
 
@@ -319,7 +317,7 @@ class FeaturesWidget(DinomedWidget):
                                       rgb=True, opacity=0.8)
         result_layer(self.viewer, layer, "affinity", result["affinity"], "image", label, rgb=True,
                      visible=False)
-        self.progress.value = self.progress.max
+        set_progress(self.progress, self.progress.max, self.progress.max)
         self.say(f"features ready: {label}")  # the status says it: no toast to go stale
 
     def _error(self, exc: BaseException) -> None:
@@ -333,5 +331,5 @@ class FeaturesWidget(DinomedWidget):
         if not self._job.cancel():
             return False
         self.say("cancelled: the slices computed so far stay cached; Compute resumes from them")
-        self.progress.value = 0
+        set_progress(self.progress, 0, self.progress.max)
         return True

@@ -24,7 +24,7 @@ from magicgui.widgets import (
     PushButton,
 )
 
-from dinomed_napari.live.jobs import SLICE_DELAY_MS, STROKE_DELAY_MS, retrain_action
+from dinomed_napari.live.jobs import CANCEL_DELAY_MS, SLICE_DELAY_MS, STROKE_DELAY_MS, retrain_action
 from dinomed_napari.live.scribble_index import ScribbleIndex
 from dinomed_napari.live.scribbles import (
     DEFAULT_CLASSES,
@@ -39,7 +39,7 @@ from dinomed_napari.live.segment_job import SegmentRequest, run_segment_job, sug
 from .layers import layer_volume, to_source_grid
 from .results import find_result, keep_previous, label_colormap, place_below, put_slice, result_layer
 from .session import SESSIONS
-from .widget_base import DinomedWidget, LayerChooser, LayerWatch
+from .widget_base import DinomedWidget, LayerChooser, LayerWatch, set_progress
 from .workers import Debouncer, LatestJob, Relay
 
 CLASSIFIERS = (("linear (fast)", "linear"), ("random forest", "rf"))
@@ -134,6 +134,9 @@ class SegmentWidget(DinomedWidget):
         self.paint_class.changed.connect(self._paint_class_changed)
         self.show_as.changed.connect(lambda *_: self._style_prediction())
         self._debounce = Debouncer(self.retrain, STROKE_DELAY_MS, self.native)
+        # A live stroke's job ends within a fraction of a second: Cancel lights up only if it runs on
+        # (each dock repaint composites the whole window, tens of ms under software OpenGL).
+        self._cancel_later = Debouncer(self._offer_cancel, CANCEL_DELAY_MS, self.native)
         self._slice_debounce = Debouncer(self.predict_slice, SLICE_DELAY_MS, self.native)
         self._relay = Relay()
         self._relay.progress.connect(self._on_progress)
@@ -156,7 +159,7 @@ class SegmentWidget(DinomedWidget):
         self.listen(self.viewer.dims.events.current_step, self._slice_changed)
         self.scribbles.changed.connect(self._scribbles_chosen)
         for func in (*(w.close for w in self._watches), self.scribbles.close_connections,
-                     self._debounce.stop, self._slice_debounce.stop):
+                     self._debounce.stop, self._slice_debounce.stop, self._cancel_later.stop):
             self.on_close(func)
 
     # -- classes -------------------------------------------------------------------------------
@@ -205,6 +208,9 @@ class SegmentWidget(DinomedWidget):
         layer.mode, layer.selected_label, layer.brush_size, layer.opacity = "paint", 1, 5, 1.0
         self.scribbles.value = layer
         self.paint_class.value = 1
+        # The (empty) prediction layer now: adding a layer builds its controls and shaders (a few hundred
+        # ms on the GUI thread), which would otherwise stall the first stroke's prediction.
+        self._prediction(image)
         self.say(f"paint some {class_name(self.class_names, 1)}, then some {class_name(self.class_names, 2)}")
         return layer
 
@@ -344,7 +350,10 @@ class SegmentWidget(DinomedWidget):
         progress = self._relay.progress.emit if volume else None
         meta = dict(image=image, session=session, volume=volume, axis=req.axis, index=req.index,
                     settings=req.settings, voxels=voxels)
-        self.cancel_button.enabled = True
+        if volume:
+            self.cancel_button.enabled = True
+        else:
+            self._cancel_later.trigger()
         self.progress.visible = volume
         self._job.submit(lambda cancel: (meta, _limited(run_segment_job, req, cancel, progress,
                                                         want_prob)))
@@ -376,9 +385,14 @@ class SegmentWidget(DinomedWidget):
         self.progress.visible = False
 
     def _on_progress(self, done: int, total: int) -> None:
-        self.progress.max, self.progress.value = max(1, total), done
+        set_progress(self.progress, done, total)
+
+    def _offer_cancel(self) -> None:
+        if self._job.busy:
+            self.cancel_button.enabled = True
 
     def _idle(self) -> None:
+        self._cancel_later.stop()
         self.cancel_button.enabled = False
         self.progress.visible = False
 
@@ -396,7 +410,7 @@ class SegmentWidget(DinomedWidget):
     def _clear_prediction_slice(self, image: Any, req: SegmentRequest) -> None:
         layer = find_result(self.viewer, image, "prediction")
         if layer is not None and layer.data.shape == image.data.shape and req.index is not None:
-            put_slice(layer, 0, req.axis, req.index)
+            put_slice(layer, 0, req.axis, req.index, self.viewer)
 
     def _show(self, out: tuple) -> None:
         meta, res = out
@@ -415,7 +429,7 @@ class SegmentWidget(DinomedWidget):
             keep_previous(self.viewer, image, "prediction")
             layer.data = res.labels.astype(layer.data.dtype, copy=False)
         else:
-            put_slice(layer, res.labels, meta["axis"], meta["index"])
+            put_slice(layer, res.labels, meta["axis"], meta["index"], self.viewer)
         if res.probabilities is not None:
             self._show_probability(image, res, meta, label)
         if meta["volume"]:
@@ -433,7 +447,7 @@ class SegmentWidget(DinomedWidget):
             layer = result_layer(self.viewer, image, "probability", data, "image", label, colormap="magma",
                                  contrast_limits=(0.0, 1.0), opacity=0.6, blending="additive")
         if not meta["volume"]:
-            put_slice(layer, res.probabilities, meta["axis"], meta["index"])
+            put_slice(layer, res.probabilities, meta["axis"], meta["index"], self.viewer)
         layer.name = layer.name if layer.name.startswith("probability") else "probability"
         self.probability_layer = layer
         place_below(self.viewer, layer, self.prediction_layer)
