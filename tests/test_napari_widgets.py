@@ -480,3 +480,48 @@ def test_put_slice_redraws_only_a_slice_on_screen(make_napari_viewer):
     bar = ProgressBar()
     set_progress(bar, 7, 9)
     assert (bar.value, bar.max) == (7, 9) and bar.native.updatesEnabled()
+
+
+def test_live_results_wait_for_the_mouse_release_and_redraws_do_not_retrain(make_napari_viewer, qtbot,
+                                                                           ct_crop):
+    from types import SimpleNamespace
+
+    from dinomed_napari._napari.widget_segment import SegmentWidget
+
+    vol, _ = ct_crop
+    viewer = make_napari_viewer()
+    add_image(viewer, vol)
+    w = SegmentWidget(viewer)
+    layer = w.add_scribble_layer()
+    shown, strokes = [], []
+    w._show, w._stroke = shown.append, lambda *_: strokes.append(1)
+    # a drag as napari runs viewer drag callbacks: press, moves, release
+    event = SimpleNamespace(type="mouse_press")
+    drag = w._track_mouse(viewer, event)
+    next(drag)
+    live = ({"volume": False}, "slice result")
+    w._returned(live)
+    w._returned(({"volume": False}, "newer slice result"))
+    w._returned(({"volume": True}, "volume result"))  # a volume is never held
+    assert shown == [({"volume": True}, "volume result")]
+    event.type = "mouse_move"
+    next(drag)
+    event.type = "mouse_release"
+    with pytest.raises(StopIteration):
+        next(drag)
+    assert shown[1:] == [({"volume": False}, "newer slice result")] and not w._mouse_down
+    # a release that never comes: the held result shows after HOLD_MS anyway
+    drag = w._track_mouse(viewer, SimpleNamespace(type="mouse_press"))
+    next(drag)
+    w._returned(live)
+    qtbot.waitUntil(lambda: len(shown) == 3, timeout=5_000)
+    assert shown[2] == live
+    # only strokes and undo retrain; a redraw (slice change) does not
+    w.scribble_points(layer)  # what a retrain reads
+    layer.paint((2, 30, 30), 1)
+    assert len(strokes) == 1
+    viewer.dims.set_point(0, 4 * layer.scale[0])
+    viewer.dims.set_point(0, 1 * layer.scale[0])
+    assert len(strokes) == 1
+    layer.undo()
+    assert len(strokes) == 2

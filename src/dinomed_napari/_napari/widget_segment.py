@@ -10,6 +10,7 @@ contours or a light fill in colours the scribbles do not use, the background cla
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,13 @@ from magicgui.widgets import (
     PushButton,
 )
 
-from dinomed_napari.live.jobs import CANCEL_DELAY_MS, SLICE_DELAY_MS, STROKE_DELAY_MS, retrain_action
+from dinomed_napari.live.jobs import (
+    CANCEL_DELAY_MS,
+    HOLD_MS,
+    SLICE_DELAY_MS,
+    STROKE_DELAY_MS,
+    retrain_action,
+)
 from dinomed_napari.live.scribble_index import ScribbleIndex
 from dinomed_napari.live.scribbles import (
     DEFAULT_CLASSES,
@@ -62,6 +69,19 @@ def _limited(func: Any, *args: Any) -> Any:
         _POOLS.append(ThreadpoolController())
     with _POOLS[0].limit(limits=worker_threads()):
         return func(*args)
+
+
+def _drag_tracker(widget: SegmentWidget) -> Any:
+    """A viewer drag callback running ``widget._track_mouse`` that does not keep the widget alive (the
+    viewer outlives a closed dock)."""
+    ref = weakref.ref(widget)
+
+    def track(viewer: Any, event: Any) -> Any:
+        w = ref()
+        if w is not None:
+            yield from w._track_mouse(viewer, event)
+
+    return track
 
 
 def _history(layer: Any) -> Any:
@@ -133,14 +153,20 @@ class SegmentWidget(DinomedWidget):
         self.classes.changed.connect(self._classes_changed)
         self.paint_class.changed.connect(self._paint_class_changed)
         self.show_as.changed.connect(lambda *_: self._style_prediction())
-        self._debounce = Debouncer(self.retrain, STROKE_DELAY_MS, self.native)
+        self._debounce = Debouncer(lambda: self.retrain(live=True), STROKE_DELAY_MS, self.native)
         # A live stroke's job ends within a fraction of a second: Cancel lights up only if it runs on
         # (each dock repaint composites the whole window, tens of ms under software OpenGL).
         self._cancel_later = Debouncer(self._offer_cancel, CANCEL_DELAY_MS, self.native)
         self._slice_debounce = Debouncer(self.predict_slice, SLICE_DELAY_MS, self.native)
         self._relay = Relay()
         self._relay.progress.connect(self._on_progress)
-        self._job = LatestJob(self._show, self._error, on_idle=self._idle)
+        self._job = LatestJob(self._returned, self._error, on_idle=self._idle)
+        # While a mouse button is down (a stroke being painted) a live result waits for the release, at
+        # most HOLD_MS: its redraw would come on top of napari's own redraws of the stroke.
+        self._mouse_down, self._deferred = False, None
+        self._hold = Debouncer(self._release_deferred, HOLD_MS, self.native)
+        drags, track = self.viewer.mouse_drag_callbacks, _drag_tracker(self)
+        drags.append(track)
         self.jobs.append(self._job)
         self._last_scribbles = None
         self._confirmed: set = set()  # scribble layers the user said "train anyway" for
@@ -151,15 +177,16 @@ class SegmentWidget(DinomedWidget):
         #: The scribbled voxels, updated from each stroke's voxels (no scan of the layer per stroke).
         self.index, self._index_layer = ScribbleIndex(), None
         # "paint" ends a stroke (its voxels go to the index); "data" replaces the data (rescan);
-        # "set_data" also covers undo/redo (the index sees the history move and rescans) and plain
-        # redraws (retrain() recognises unchanged scribbles).
+        # "set_data" (every redraw, e.g. a slice change) matters only after undo/redo, which move the
+        # layer's history (the index then rescans).
         self._watches = [LayerWatch(self.scribbles, ("paint",), self._painted),
                          LayerWatch(self.scribbles, ("data",), self._replaced),
-                         LayerWatch(self.scribbles, ("set_data",), self._stroke)]
+                         LayerWatch(self.scribbles, ("set_data",), self._redrawn)]
         self.listen(self.viewer.dims.events.current_step, self._slice_changed)
         self.scribbles.changed.connect(self._scribbles_chosen)
         for func in (*(w.close for w in self._watches), self.scribbles.close_connections,
-                     self._debounce.stop, self._slice_debounce.stop, self._cancel_later.stop):
+                     self._debounce.stop, self._slice_debounce.stop, self._cancel_later.stop,
+                     self._hold.stop, self._drop_deferred, lambda: drags.remove(track)):
             self.on_close(func)
 
     # -- classes -------------------------------------------------------------------------------
@@ -235,8 +262,6 @@ class SegmentWidget(DinomedWidget):
         layer.opacity = 0.9 if contours else 0.3
 
     def _stroke(self, *_: Any) -> None:
-        if _history(self.scribbles.value) is None:  # undo/redo cannot be told apart: rescan
-            self.index.invalidate()
         if self.live.value:
             self._debounce.trigger()
 
@@ -244,6 +269,15 @@ class SegmentWidget(DinomedWidget):
         layer = self.scribbles.value
         if layer is self._index_layer and layer is not None:
             self.index.painted(getattr(event, "value", None) or (), _history(layer))
+        self._stroke()
+
+    def _redrawn(self, *_: Any) -> None:
+        layer = self.scribbles.value
+        history = _history(layer)
+        if history is None:  # no history to tell undo/redo from a redraw: rescan
+            self.index.invalidate()
+        elif layer is self._index_layer and not self.index.moved(history):
+            return  # a plain redraw (slice change: the slice debouncer predicts)
         self._stroke()
 
     def _replaced(self, *_: Any) -> None:
@@ -291,8 +325,14 @@ class SegmentWidget(DinomedWidget):
             return
         self._submit(image, session, req, volume=False)
 
-    def retrain(self, volume: bool = False) -> None:
-        """Train on the current scribbles and predict the current slice (or the volume)."""
+    def retrain(self, volume: bool = False, live: bool = False) -> None:
+        """Train on the current scribbles and predict the current slice (or the volume).
+
+        ``live`` (after a stroke) reads the scribbles from the stroke index; otherwise (Train, Predict
+        volume) the layer is rescanned, so edits made without napari's history are seen too.
+        """
+        if not live:
+            self.index.invalidate()
         try:
             image, session, req = self._base_request(None)
             layer = self.scribbles.value
@@ -411,6 +451,36 @@ class SegmentWidget(DinomedWidget):
         layer = find_result(self.viewer, image, "prediction")
         if layer is not None and layer.data.shape == image.data.shape and req.index is not None:
             put_slice(layer, 0, req.axis, req.index, self.viewer)
+
+    def _track_mouse(self, _viewer: Any, event: Any) -> Any:
+        """Viewer drag callback: notes that a button is down until its release, then shows any result
+        that waited."""
+        self._mouse_down = True
+        yield
+        while event.type == "mouse_move":
+            yield
+        self._mouse_down = False
+        try:
+            self._release_deferred()
+        except (AttributeError, RuntimeError):  # the widget went away during the drag: nothing to show
+            pass
+
+    def _returned(self, out: tuple) -> None:
+        if self._mouse_down and not out[0]["volume"]:
+            if self._deferred is None:
+                self._hold.trigger()  # the longest wait counts from the first result held
+            self._deferred = out  # a newer result replaces a held one
+            return
+        self._show(out)
+
+    def _release_deferred(self) -> None:
+        out, self._deferred = self._deferred, None
+        if out is not None:  # (None after the widget closed: nothing of it is touched)
+            self._hold.stop()
+            self._show(out)
+
+    def _drop_deferred(self) -> None:
+        self._deferred = None
 
     def _show(self, out: tuple) -> None:
         meta, res = out

@@ -129,6 +129,13 @@ class ScribbleIndex:
         else:
             self._pending.append(flat)
 
+    def moved(self, history: Sequence[Any] | None) -> bool:
+        """Whether ``history`` (the layer's undo history) ends elsewhere than where this index last saw it:
+        an undo or redo happened (True when there is no history to tell)."""
+        if history is None:
+            return True
+        return (history[-1] if len(history) else None) is not self._top
+
     def sync(self, data: np.ndarray, history: Sequence[Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(points (N, ndim), values (N,))`` of the voxels > 0 of ``data``, as ``np.argwhere`` orders them.
 
@@ -141,11 +148,9 @@ class ScribbleIndex:
             index rescans.
         """
         data = np.asarray(data)
-        if history is not None:
-            top = history[-1] if len(history) else None
-            if top is not self._top:
-                self.invalidate()
-                self._top = top
+        if self.moved(history) and history is not None:
+            self.invalidate()
+            self._top = history[-1] if len(history) else None
         if self._stale or self.shape != data.shape or self._values.dtype != data.dtype:
             self._rescan(data)
         elif self._pending:
