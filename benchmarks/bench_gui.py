@@ -35,6 +35,7 @@ class GapMeter:
         from qtpy.QtCore import QTimer
 
         self.on, self.last, self.max_gap, self.gaps = False, None, 0.0, []
+        self.phase, self.by_phase = "", {}  # largest gap per phase ("painting", "updating")
         self.spans: list = []  # (start, end) of every gap while on
         self.timer = QTimer()
         self.timer.setInterval(10)
@@ -47,6 +48,7 @@ class GapMeter:
             self.max_gap = max(self.max_gap, now - self.last)
             self.gaps.append(now - self.last)
             self.spans.append((self.last, now))
+            self.by_phase[self.phase] = max(self.by_phase.get(self.phase, 0.0), now - self.last)
         self.last = now
 
     def measure(self, on: bool):
@@ -194,6 +196,37 @@ def forward_time(model: str, weights: str, resolution: int, slice_2d: np.ndarray
     return best
 
 
+def index_cost(shape=(200, 512, 512), repeats: int = 5) -> str:
+    """What one stroke costs to find on a CT-sized scribble layer: a full rescan against the
+    incremental index (:mod:`dinomed_napari.live.scribble_index`) fed the stroke's napari paint event."""
+    from napari.layers import Labels
+
+    from dinomed_napari.live.jobs import scribble_points
+    from dinomed_napari.live.scribble_index import ScribbleIndex
+
+    layer = Labels(np.zeros(shape, np.uint8))
+    layer.brush_size = 10
+    index = ScribbleIndex()
+    layer.events.paint.connect(lambda e: index.painted(e.value, layer._undo_history))
+    index.sync(layer.data, layer._undo_history)
+    full, incremental = [], []
+    for i in range(repeats):
+        with layer.block_history():  # one stroke: a few brush dabs, one paint event
+            for x in range(100, 160, 5):
+                layer.paint((100, 200 + 10 * i, x), 1 + i % 2, refresh=False)
+        t0 = time.perf_counter()
+        a = index.sync(layer.data, layer._undo_history)
+        t1 = time.perf_counter()
+        b = scribble_points(layer.data)
+        t2 = time.perf_counter()
+        assert all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
+        incremental.append(t1 - t0)
+        full.append(t2 - t1)
+    full_ms, index_ms = 1000 * statistics.median(full), 1000 * statistics.median(incremental)
+    return (f"finding a stroke's voxels in a {'x'.join(map(str, shape))} scribble layer: full rescan "
+            f"{full_ms:.0f} ms, scribble index {index_ms:.1f} ms")
+
+
 def liver_strokes(organs: np.ndarray, z: int, n: int, rng) -> list[tuple[int, list]]:
     """``n`` short horizontal strokes (class, [(y, x) ...]): odd ones inside the liver, even ones outside."""
     from scipy import ndimage
@@ -250,6 +283,7 @@ def main(argv=None) -> int:
     first = []
     fw._relay.partial.connect(lambda *_: first or first.append(time.perf_counter()))
     gaps.measure(True)
+    pump(until=lambda: gaps.last is not None)  # a tick just before the click: its own block counts too
     t0 = time.perf_counter()
     fw.run()
     pump(until=lambda: not fw.running)
@@ -283,14 +317,17 @@ def main(argv=None) -> int:
     shown = []
     real_show = seg._show
     seg._show = lambda out: (real_show(out), shown.append(time.perf_counter()))
-    seg._job._on_returned = seg._show
+    if not hasattr(seg, "_returned"):  # older widget: the job calls its bound _show directly
+        seg._job._on_returned = seg._show
     latencies = []
-    gaps.max_gap = 0.0
+    gaps.max_gap, gaps.by_phase = 0.0, {}
     rng = np.random.default_rng(0)
     for i, (cls, pts) in enumerate(liver_strokes(organs, z, args.strokes, rng)):
         scr.selected_label = cls
         n = len(shown)
+        gaps.phase = "painting"  # mouse down: napari draws the stroke
         released = stroke(viewer, pts, z)
+        gaps.phase = "updating"  # retrain, prediction shown, the hand moving on
         if i == 0:  # one class only: a hint, no prediction
             pump(0.4)
             continue
@@ -301,8 +338,16 @@ def main(argv=None) -> int:
     gap_train = gaps.max_gap
     if profiler is not None:
         profiler.report("strokes and retraining")
+    gaps.phase = ""
     print(f"strokes: {len(latencies)} timed ({args.classifier}), scribbled voxels "
           f"{int(np.count_nonzero(scr.data))}; last status: {seg.status.value}")
+    print(f"event-loop gap max while painting (mouse down) {1000 * gaps.by_phase.get('painting', 0):.0f} ms, "
+          f"while retraining / showing {1000 * gaps.by_phase.get('updating', 0):.0f} ms; scribble index: "
+          f"{getattr(getattr(seg, 'index', None), 'rescans', '-')} full rescans in {args.strokes} strokes")
+    try:
+        print(index_cost())
+    except ImportError:  # a version without the scribble index
+        pass
 
     # 3. cancel a volume prediction
     seg.predict_volume()
