@@ -477,6 +477,12 @@ def test_put_slice_redraws_only_a_slice_on_screen(make_napari_viewer):
     assert put_slice(layer, 1, 1, 0, viewer)  # a Y slice shows in the Z view: redrawn
     viewer.dims.ndisplay = 3
     assert put_slice(layer, 2, 0, 3, viewer)  # 3D view: everything is on screen
+    from dinomed_napari._napari.results import result_layer
+
+    image = viewer.add_image(np.zeros((4, 8, 9), np.float32))
+    viewer.layers.selection.active = layer  # the user paints on it
+    made = result_layer(viewer, image, "PCA", np.zeros((4, 8, 9, 3), np.uint8), "image", rgb=True)
+    assert viewer.layers.selection.active is layer and made not in viewer.layers.selection
     bar = ProgressBar()
     set_progress(bar, 7, 9)
     assert (bar.value, bar.max) == (7, 9) and bar.native.updatesEnabled()

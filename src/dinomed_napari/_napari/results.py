@@ -44,10 +44,24 @@ def result_layer(viewer: Any, image: Any, kind: str, data: Any, layer_type: str,
         viewer.layers.remove(layer)
     kw = aligned_kwargs(image, kind, **kwargs)
     kw["metadata"] = {**kw["metadata"], KIND: kind, IMAGE: image.unique_id, LABEL: label}
-    active = viewer.layers.selection.active
-    layer = getattr(viewer, f"add_{layer_type}")(data, **kw)
-    if active is not None and active in viewer.layers:
-        viewer.layers.selection.active = active
+    return _add_unselected(viewer, lambda: getattr(viewer, f"add_{layer_type}")(data, **kw))
+
+
+def _add_unselected(viewer: Any, add: Any) -> Any:
+    """``add()`` a layer leaving the selection as it was. napari selects a new layer (and the layer
+    controls follow it, then follow the re-selection back): each swap holds the GUI thread for tens of
+    ms, so where this napari has the switch, the new layer is simply not selected."""
+    layers = viewer.layers
+    if isinstance(getattr(layers, "_activate_on_insert", None), bool):
+        before, layers._activate_on_insert = layers._activate_on_insert, False
+        try:
+            return add()
+        finally:
+            layers._activate_on_insert = before
+    active = layers.selection.active
+    layer = add()
+    if active is not None and active in layers:
+        layers.selection.active = active
     return layer
 
 
