@@ -164,7 +164,7 @@ class SegmentWidget(DinomedWidget):
         # While a mouse button is down (a stroke being painted) a live result waits for the release, at
         # most HOLD_MS: its redraw would come on top of napari's own redraws of the stroke.
         self._mouse_down, self._deferred = False, None
-        self._hold = Debouncer(self._release_deferred, HOLD_MS, self.native)
+        self._hold = Debouncer(self._hold_expired, HOLD_MS, self.native)
         drags, track = self.viewer.mouse_drag_callbacks, _drag_tracker(self)
         drags.append(track)
         self.jobs.append(self._job)
@@ -478,6 +478,12 @@ class SegmentWidget(DinomedWidget):
         if out is not None:  # (None after the widget closed: nothing of it is touched)
             self._hold.stop()
             self._show(out)
+
+    def _hold_expired(self) -> None:
+        # No release seen within HOLD_MS (a long stroke, or a drag napari ended without one): show it, and
+        # stop holding until the next press, so a lost release cannot delay every later result.
+        self._mouse_down = False
+        self._release_deferred()
 
     def _drop_deferred(self) -> None:
         self._deferred = None
