@@ -35,6 +35,8 @@ class GapMeter:
         from qtpy.QtCore import QTimer
 
         self.on, self.last, self.max_gap, self.gaps = False, None, 0.0, []
+        self.phase, self.by_phase = "", {}  # largest gap per phase ("painting", "updating")
+        self.spans: list = []  # (start, end) of every gap while on
         self.timer = QTimer()
         self.timer.setInterval(10)
         self.timer.timeout.connect(self._tick)
@@ -45,10 +47,70 @@ class GapMeter:
         if self.on and self.last is not None:
             self.max_gap = max(self.max_gap, now - self.last)
             self.gaps.append(now - self.last)
+            self.spans.append((self.last, now))
+            self.by_phase[self.phase] = max(self.by_phase.get(self.phase, 0.0), now - self.last)
         self.last = now
 
     def measure(self, on: bool):
         self.on, self.last = on, None
+
+
+class GapProfiler:
+    """Where the GUI thread is while the 10 ms timer is late: a thread samples the main thread's stack
+    every 5 ms once the last tick is over ``late`` s old, and counts each function once per sample."""
+
+    def __init__(self, meter: GapMeter, late: float = 0.04):
+        import collections
+        import sys
+        import threading
+
+        self.meter, self.late, self.samples = meter, late, 0
+        self.counts: collections.Counter = collections.Counter()
+        self.leaves: collections.Counter = collections.Counter()  # innermost 3 Python frames
+        self.timeline: list = []
+        self._main = threading.main_thread().ident
+        self._frames = sys._current_frames
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while not self._stop.wait(0.005):
+            last = self.meter.last
+            if not self.meter.on or last is None or time.perf_counter() - last < self.late:
+                continue
+            frame, stack = self._frames().get(self._main), []
+            while frame is not None:
+                code = frame.f_code
+                stack.append(f"{os.path.basename(code.co_filename)}:{code.co_name}")
+                frame = frame.f_back
+            self.samples += 1
+            self.timeline.append((time.perf_counter(), stack[:12]))
+            self.counts.update(set(stack))
+            self.leaves[" < ".join(stack[:3])] += 1
+
+    def report(self, phase: str, top: int = 25) -> None:
+        """Print the most frequent functions since the last report, and start counting afresh."""
+        print(f"GUI thread while the timer was late ({phase}): {self.samples} samples of 5 ms")
+        for name, n in self.counts.most_common(top):
+            print(f"  {100 * n / max(1, self.samples):5.1f} %  {name}")
+        print("  innermost frames:")
+        for name, n in self.leaves.most_common(top // 2):
+            print(f"  {100 * n / max(1, self.samples):5.1f} %  {name}")
+        spans = sorted(self.meter.spans, key=lambda se: se[0] - se[1])[:4]
+        for start, end in spans:
+            print(f"  gap of {1000 * (end - start):.0f} ms:")
+            seen: dict = {}
+            for t, stack in self.timeline:
+                if start <= t <= end:
+                    key = " < ".join(stack[:7])
+                    seen[key] = seen.get(key, 0) + 1
+            for key, n in seen.items():
+                print(f"    {n:3d} x {key}")
+        self.meter.spans.clear()
+        self.timeline.clear()
+        self.counts.clear()
+        self.leaves.clear()
+        self.samples = 0
 
 
 def pump(seconds: float = 0.0, until=None, timeout: float = 600.0) -> float:
@@ -70,7 +132,8 @@ def canvas_point(viewer, zyx) -> tuple[float, float]:
     """Canvas pixel of a data point of the first layer (2D view: world -> screen via the camera)."""
     layer = viewer.layers[0]
     world = layer.data_to_world(zyx)
-    cam = viewer.camera
+    scene = getattr(viewer, "scene", None)  # napari >= 0.9 (viewer.camera is deprecated there)
+    cam = scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
     canvas = viewer.window._qt_viewer.canvas.native
     x = (world[2] - cam.center[-1]) * cam.zoom + canvas.width() / 2
     y = (world[1] - cam.center[-2]) * cam.zoom + canvas.height() / 2
@@ -133,6 +196,37 @@ def forward_time(model: str, weights: str, resolution: int, slice_2d: np.ndarray
     return best
 
 
+def index_cost(shape=(200, 512, 512), repeats: int = 5) -> str:
+    """What one stroke costs to find on a CT-sized scribble layer: a full rescan against the
+    incremental index (:mod:`dinomed_napari.live.scribble_index`) fed the stroke's napari paint event."""
+    from napari.layers import Labels
+
+    from dinomed_napari.live.jobs import scribble_points
+    from dinomed_napari.live.scribble_index import ScribbleIndex
+
+    layer = Labels(np.zeros(shape, np.uint8))
+    layer.brush_size = 10
+    index = ScribbleIndex()
+    layer.events.paint.connect(lambda e: index.painted(e.value, layer._undo_history))
+    index.sync(layer.data, layer._undo_history)
+    full, incremental = [], []
+    for i in range(repeats):
+        with layer.block_history():  # one stroke: a few brush dabs, one paint event
+            for x in range(100, 160, 5):
+                layer.paint((100, 200 + 10 * i, x), 1 + i % 2, refresh=False)
+        t0 = time.perf_counter()
+        a = index.sync(layer.data, layer._undo_history)
+        t1 = time.perf_counter()
+        b = scribble_points(layer.data)
+        t2 = time.perf_counter()
+        assert all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
+        incremental.append(t1 - t0)
+        full.append(t2 - t1)
+    full_ms, index_ms = 1000 * statistics.median(full), 1000 * statistics.median(incremental)
+    return (f"finding a stroke's voxels in a {'x'.join(map(str, shape))} scribble layer: full rescan "
+            f"{full_ms:.0f} ms, scribble index {index_ms:.1f} ms")
+
+
 def liver_strokes(organs: np.ndarray, z: int, n: int, rng) -> list[tuple[int, list]]:
     """``n`` short horizontal strokes (class, [(y, x) ...]): odd ones inside the liver, even ones outside."""
     from scipy import ndimage
@@ -156,6 +250,8 @@ def main(argv=None) -> int:
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--weights", default="random")
     parser.add_argument("--classifier", default="linear", choices=["linear", "rf"])
+    parser.add_argument("--profile", action="store_true",
+                        help="print where the GUI thread was while the event loop was late")
     args = parser.parse_args(argv)
     os.environ.setdefault("DINOMED_CACHE", tempfile.mkdtemp(prefix="bench_gui_cache_"))
 
@@ -165,6 +261,7 @@ def main(argv=None) -> int:
     viewer.window.resize(1920, 1040)
     pump(1.0)
     gaps = GapMeter()
+    profiler = GapProfiler(gaps) if args.profile else None
     image = viewer.layers["CT abdomen (TotalSegmentator example)"]
     organs = np.asarray(viewer.layers["organs (TotalSegmentator)"].data)
     viewer.layers["organs (TotalSegmentator)"].visible = False
@@ -186,11 +283,14 @@ def main(argv=None) -> int:
     first = []
     fw._relay.partial.connect(lambda *_: first or first.append(time.perf_counter()))
     gaps.measure(True)
+    pump(until=lambda: gaps.last is not None)  # a tick just before the click: its own block counts too
     t0 = time.perf_counter()
     fw.run()
     pump(until=lambda: not fw.running)
     t_extract = time.perf_counter() - t0
     gap_extract = gaps.max_gap
+    if profiler is not None:
+        profiler.report("extraction")
     t_first = first[0] - t0
     fw.resolution.value = args.resolution + 32
     done = []
@@ -217,14 +317,17 @@ def main(argv=None) -> int:
     shown = []
     real_show = seg._show
     seg._show = lambda out: (real_show(out), shown.append(time.perf_counter()))
-    seg._job._on_returned = seg._show
+    if not hasattr(seg, "_returned"):  # older widget: the job calls its bound _show directly
+        seg._job._on_returned = seg._show
     latencies = []
-    gaps.max_gap = 0.0
+    gaps.max_gap, gaps.by_phase = 0.0, {}
     rng = np.random.default_rng(0)
     for i, (cls, pts) in enumerate(liver_strokes(organs, z, args.strokes, rng)):
         scr.selected_label = cls
         n = len(shown)
+        gaps.phase = "painting"  # mouse down: napari draws the stroke
         released = stroke(viewer, pts, z)
+        gaps.phase = "updating"  # retrain, prediction shown, the hand moving on
         if i == 0:  # one class only: a hint, no prediction
             pump(0.4)
             continue
@@ -233,8 +336,18 @@ def main(argv=None) -> int:
         latencies.append(shown[-1] - released)
         pump(0.2)  # the hand moves to the next stroke
     gap_train = gaps.max_gap
+    if profiler is not None:
+        profiler.report("strokes and retraining")
+    gaps.phase = ""
     print(f"strokes: {len(latencies)} timed ({args.classifier}), scribbled voxels "
           f"{int(np.count_nonzero(scr.data))}; last status: {seg.status.value}")
+    print(f"event-loop gap max while painting (mouse down) {1000 * gaps.by_phase.get('painting', 0):.0f} ms, "
+          f"while retraining / showing {1000 * gaps.by_phase.get('updating', 0):.0f} ms; scribble index: "
+          f"{getattr(getattr(seg, 'index', None), 'rescans', '-')} full rescans in {args.strokes} strokes")
+    try:
+        print(index_cost())
+    except ImportError:  # a version without the scribble index
+        pass
 
     # 3. cancel a volume prediction
     seg.predict_volume()

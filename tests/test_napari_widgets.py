@@ -421,3 +421,113 @@ def test_dock_shortcuts_and_closing_stops_the_running_job(make_napari_viewer, qt
     qtbot.waitUntil(lambda: not f.running, timeout=5_000)
     assert len(seen) < 30  # stopped early
 
+
+
+def test_segment_widget_follows_strokes_without_rescanning(make_napari_viewer, ct_crop):
+    """The widget's scribble index (fed by the layer's paint events) equals a full rescan after strokes,
+    erasing, undo/redo and replaced data, and rescans only for those last ones."""
+    from dinomed_napari._napari.widget_segment import SegmentWidget
+    from dinomed_napari.live.jobs import scribble_points
+
+    vol, _ = ct_crop
+    viewer = make_napari_viewer()
+    add_image(viewer, vol)
+    w = SegmentWidget(viewer)
+    layer = w.add_scribble_layer()
+
+    def same():
+        points, values = w.scribble_points(layer)
+        ref = scribble_points(np.asarray(layer.data))
+        np.testing.assert_array_equal(points, ref[0])
+        np.testing.assert_array_equal(values, ref[1])
+        return len(values)
+
+    assert same() == 0
+    layer.brush_size = 7
+    layer.paint((3, 40, 40), 1)
+    layer.paint((3, 42, 45), 2)
+    layer.paint((2, 10, 10), 1, refresh=False)
+    assert same() > 0
+    layer.paint((3, 40, 40), 0)  # erase
+    n = same()
+    assert w.index.rescans == 1
+    layer.undo()  # the erase comes back undone: more voxels again
+    assert same() > n and w.index.rescans == 2
+    layer.redo()
+    assert same() == n and w.index.rescans == 3
+    layer.data = np.zeros_like(layer.data)
+    assert same() == 0 and w.index.rescans == 4
+
+
+def test_put_slice_redraws_only_a_slice_on_screen(make_napari_viewer):
+    from magicgui.widgets import ProgressBar
+
+    from dinomed_napari._napari.results import put_slice
+    from dinomed_napari._napari.widget_base import set_progress
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(np.zeros((4, 8, 9), np.uint8))
+    viewer.dims.set_point(0, 1)
+    assert not put_slice(layer, 3, 0, 2, viewer)  # slice 2 is not shown: written, not redrawn
+    assert put_slice(layer, 5, 0, 1, viewer)
+    assert (layer.data[2] == 3).all() and (layer.data[1] == 5).all()
+    assert (np.asarray(layer._slice.image.raw) == 5).all()
+    viewer.dims.set_point(0, 2)  # the user moves there: napari reads the written slice
+    assert (np.asarray(layer._slice.image.raw) == 3).all()
+    assert put_slice(layer, 1, 1, 0, viewer)  # a Y slice shows in the Z view: redrawn
+    viewer.dims.ndisplay = 3
+    assert put_slice(layer, 2, 0, 3, viewer)  # 3D view: everything is on screen
+    from dinomed_napari._napari.results import result_layer
+
+    image = viewer.add_image(np.zeros((4, 8, 9), np.float32))
+    viewer.layers.selection.active = layer  # the user paints on it
+    made = result_layer(viewer, image, "PCA", np.zeros((4, 8, 9, 3), np.uint8), "image", rgb=True)
+    assert viewer.layers.selection.active is layer and made not in viewer.layers.selection
+    bar = ProgressBar()
+    set_progress(bar, 7, 9)
+    assert (bar.value, bar.max) == (7, 9) and bar.native.updatesEnabled()
+
+
+def test_live_results_wait_for_the_mouse_release_and_redraws_do_not_retrain(make_napari_viewer, qtbot,
+                                                                           ct_crop):
+    from types import SimpleNamespace
+
+    from dinomed_napari._napari.widget_segment import SegmentWidget
+
+    vol, _ = ct_crop
+    viewer = make_napari_viewer()
+    add_image(viewer, vol)
+    w = SegmentWidget(viewer)
+    layer = w.add_scribble_layer()
+    shown, strokes = [], []
+    w._show, w._stroke = shown.append, lambda *_: strokes.append(1)
+    # a drag as napari runs viewer drag callbacks: press, moves, release
+    event = SimpleNamespace(type="mouse_press")
+    drag = w._track_mouse(viewer, event)
+    next(drag)
+    live = ({"volume": False}, "slice result")
+    w._returned(live)
+    w._returned(({"volume": False}, "newer slice result"))
+    w._returned(({"volume": True}, "volume result"))  # a volume is never held
+    assert shown == [({"volume": True}, "volume result")]
+    event.type = "mouse_move"
+    next(drag)
+    event.type = "mouse_release"
+    with pytest.raises(StopIteration):
+        next(drag)
+    assert shown[1:] == [({"volume": False}, "newer slice result")] and not w._mouse_down
+    # a release that never comes: the held result shows after HOLD_MS anyway
+    drag = w._track_mouse(viewer, SimpleNamespace(type="mouse_press"))
+    next(drag)
+    w._returned(live)
+    qtbot.waitUntil(lambda: len(shown) == 3, timeout=5_000)
+    assert shown[2] == live and not w._mouse_down  # later results are not held behind a lost release
+    # only strokes and undo retrain; a redraw (slice change) does not
+    w.scribble_points(layer)  # what a retrain reads
+    layer.paint((2, 30, 30), 1)
+    assert len(strokes) == 1
+    viewer.dims.set_point(0, 4 * layer.scale[0])
+    viewer.dims.set_point(0, 1 * layer.scale[0])
+    assert len(strokes) == 1
+    layer.undo()
+    assert len(strokes) == 2

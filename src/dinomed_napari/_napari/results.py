@@ -44,10 +44,24 @@ def result_layer(viewer: Any, image: Any, kind: str, data: Any, layer_type: str,
         viewer.layers.remove(layer)
     kw = aligned_kwargs(image, kind, **kwargs)
     kw["metadata"] = {**kw["metadata"], KIND: kind, IMAGE: image.unique_id, LABEL: label}
-    active = viewer.layers.selection.active
-    layer = getattr(viewer, f"add_{layer_type}")(data, **kw)
-    if active is not None and active in viewer.layers:
-        viewer.layers.selection.active = active
+    return _add_unselected(viewer, lambda: getattr(viewer, f"add_{layer_type}")(data, **kw))
+
+
+def _add_unselected(viewer: Any, add: Any) -> Any:
+    """``add()`` a layer leaving the selection as it was. napari selects a new layer (and the layer
+    controls follow it, then follow the re-selection back): each swap holds the GUI thread for tens of
+    ms, so where this napari has the switch, the new layer is simply not selected."""
+    layers = viewer.layers
+    if isinstance(getattr(layers, "_activate_on_insert", None), bool):
+        before, layers._activate_on_insert = layers._activate_on_insert, False
+        try:
+            return add()
+        finally:
+            layers._activate_on_insert = before
+    active = layers.selection.active
+    layer = add()
+    if active is not None and active in layers:
+        layers.selection.active = active
     return layer
 
 
@@ -63,12 +77,31 @@ def keep_previous(viewer: Any, image: Any, kind: str) -> Any:
     return prev
 
 
-def put_slice(layer: Any, values: np.ndarray, axis: int, index: int) -> None:
-    """Write one slice of a result layer in place and redraw (no full-volume copy on the GUI thread)."""
+def put_slice(layer: Any, values: np.ndarray, axis: int, index: int, viewer: Any = None) -> bool:
+    """Write one slice of a result layer in place (no full-volume copy on the GUI thread) and redraw it
+    if it is on screen; returns whether it was redrawn.
+
+    With ``viewer``, a slice that the 2D view does not show is only written: napari reads it when the
+    user moves there, and a redraw (tens of ms of window compositing under software OpenGL) is saved.
+    """
     sl = [slice(None)] * 3
     sl[axis] = index
     layer.data[tuple(sl)] = values
+    if viewer is not None and shown_index(viewer, layer, axis) not in (None, index):
+        return False
     layer.refresh()
+    return True
+
+
+def shown_index(viewer: Any, layer: Any, axis: int) -> int | None:
+    """Index along data ``axis`` of the slice ``viewer`` shows of ``layer`` in 2D, or None when every
+    index along it is on screen (the axis is displayed, or the view is 3D)."""
+    dims = viewer.dims
+    world_axis = dims.ndim - layer.ndim + axis
+    if dims.ndisplay != 2 or world_axis in tuple(dims.displayed):
+        return None
+    point = layer.world_to_data(dims.point[-layer.ndim:])
+    return int(np.clip(round(float(point[axis])), 0, layer.data.shape[axis] - 1))
 
 
 def label_colormap(colours: dict) -> Any:

@@ -154,6 +154,17 @@ class DinomedWidget(Container):
         self.status.value = self.last_error  # wraps: never cut
 
 
+def set_progress(bar: Any, done: int, total: int) -> None:
+    """Set a magicgui ProgressBar without the synchronous repaint QProgressBar does on a new value: under
+    software OpenGL each one composites the whole window (tens of ms) on top of the scheduled redraw."""
+    bar.native.setUpdatesEnabled(False)
+    try:
+        bar.max = max(1, int(total))
+        bar.value = max(0, min(int(total), int(done)))
+    finally:
+        bar.native.setUpdatesEnabled(True)  # schedules one ordinary update
+
+
 class LayerWatch:
     """Call ``callback`` on events (e.g. "data", "paint") of whichever layer ``chooser`` selects."""
 

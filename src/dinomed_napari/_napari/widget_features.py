@@ -19,9 +19,11 @@ from dinomed_napari.live.display import MODALITIES, choose_window, display_range
 from .layers import layer_volume
 from .results import find_result, put_slice, result_layer
 from .session import SESSIONS
-from .widget_base import DinomedWidget
-from .workers import LatestJob, Relay
+from .widget_base import DinomedWidget, set_progress
+from .workers import Debouncer, LatestJob, Relay
 
+#: After the first preview slice is shown, the hidden affinity layer is made (off the first slice's path).
+AFFINITY_DELAY_MS = 150
 MODELS = ("S", "S+", "B", "L", "H+")
 PLANES = (("axial (Z)", 0), ("coronal (Y)", 1), ("sagittal (X)", 2), ("tri-planar", "tri"))
 WEIGHTS = ("local file", "hub", "random", "choose")
@@ -102,6 +104,9 @@ class FeaturesWidget(DinomedWidget):
         self._progress_timer.timeout.connect(self._apply_progress)
         self.on_close(self._progress_timer.stop)
         self._relay.partial.connect(self._on_partial)
+        self._first_shown = False
+        self._affinity_later = Debouncer(self._affinity_for, AFFINITY_DELAY_MS, self.native)
+        self.on_close(self._affinity_later.stop)
         self._job = LatestJob(self._done, self._error, on_idle=self._finished)
         self.jobs.append(self._job)
         self._target = None
@@ -212,14 +217,22 @@ class FeaturesWidget(DinomedWidget):
         job = dict(volume=volume, model=self.model.value, weights=weights, prep=prep,
                    device=None if self.device.value == "auto" else self.device.value)
         self._target = (layer, axis, self.session_label(weights))
-        self.progress.value = 0
+        set_progress(self.progress, 0, self.progress.max)
         self.say(f"computing {self.model.value} [{weights}], {choice.window} window, slice "
                  f"{point[axis]} first ...")
         self.run_button.enabled, self.cancel_button.enabled = False, True
         self._job.submit(lambda cancel: self._compute(job, planes, axis, point, cancel))
-        # Made now, so that creating them overlaps the forward passes instead of stalling the GUI later.
+        # Made now, so that creating it overlaps the first forward pass instead of stalling the GUI later;
+        # the affinity layer follows once the first slice is on screen (each new layer blocks the GUI
+        # thread for a few hundred ms, which on a busy machine delays that slice).
         self._pca_for(layer, self._target[2])
-        if find_result(self.viewer, layer, "affinity") is None:
+        self._first_shown = False
+
+    def _affinity_for(self) -> None:
+        """The image's (hidden) affinity layer, made empty if it is missing, before the result needs it."""
+        layer = self._target[0] if self._target is not None else None
+        if self.running and layer in self.viewer.layers and \
+                find_result(self.viewer, layer, "affinity") is None:
             result_layer(self.viewer, layer, "affinity", np.zeros((*layer.data.shape, 3), np.uint8), "image",
                          "", rgb=True, visible=False)
 
@@ -269,9 +282,7 @@ class FeaturesWidget(DinomedWidget):
             self._progress_timer.start()
 
     def _apply_progress(self) -> None:
-        done, total = self._progress_now
-        self.progress.max = max(1, total)
-        self.progress.value = min(total, done)
+        set_progress(self.progress, *self._progress_now)
 
     def _previewer(self, shape: tuple, axis: int, resolution: int):
         """An ``on_batch`` callback (worker thread): PCA colours of each new slice of the main axis
@@ -297,7 +308,10 @@ class FeaturesWidget(DinomedWidget):
             return
         pca = self._pca_for(layer, label)
         for index, rgb in zip(indices, rgbs, strict=True):
-            put_slice(pca, rgb, axis, index)
+            put_slice(pca, rgb, axis, index, self.viewer)  # redrawn only if on screen
+        if not self._first_shown:  # after the first slice's redraw
+            self._first_shown = True
+            self._affinity_later.trigger()
         if self.progress.value <= 1:
             self.say(f"slice {indices[0]} ready; computing the rest ...")
 
@@ -319,7 +333,7 @@ class FeaturesWidget(DinomedWidget):
                                       rgb=True, opacity=0.8)
         result_layer(self.viewer, layer, "affinity", result["affinity"], "image", label, rgb=True,
                      visible=False)
-        self.progress.value = self.progress.max
+        set_progress(self.progress, self.progress.max, self.progress.max)
         self.say(f"features ready: {label}")  # the status says it: no toast to go stale
 
     def _error(self, exc: BaseException) -> None:
@@ -333,5 +347,5 @@ class FeaturesWidget(DinomedWidget):
         if not self._job.cancel():
             return False
         self.say("cancelled: the slices computed so far stay cached; Compute resumes from them")
-        self.progress.value = 0
+        set_progress(self.progress, 0, self.progress.max)
         return True

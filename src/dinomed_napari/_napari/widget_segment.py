@@ -10,6 +10,7 @@ contours or a light fill in colours the scribbles do not use, the background cla
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,14 @@ from magicgui.widgets import (
     PushButton,
 )
 
-from dinomed_napari.live.jobs import SLICE_DELAY_MS, STROKE_DELAY_MS, retrain_action, scribble_points
+from dinomed_napari.live.jobs import (
+    CANCEL_DELAY_MS,
+    HOLD_MS,
+    SLICE_DELAY_MS,
+    STROKE_DELAY_MS,
+    retrain_action,
+)
+from dinomed_napari.live.scribble_index import ScribbleIndex
 from dinomed_napari.live.scribbles import (
     DEFAULT_CLASSES,
     check_scribbles,
@@ -38,7 +46,7 @@ from dinomed_napari.live.segment_job import SegmentRequest, run_segment_job, sug
 from .layers import layer_volume, to_source_grid
 from .results import find_result, keep_previous, label_colormap, place_below, put_slice, result_layer
 from .session import SESSIONS
-from .widget_base import DinomedWidget, LayerChooser, LayerWatch
+from .widget_base import DinomedWidget, LayerChooser, LayerWatch, set_progress
 from .workers import Debouncer, LatestJob, Relay
 
 CLASSIFIERS = (("linear (fast)", "linear"), ("random forest", "rf"))
@@ -61,6 +69,25 @@ def _limited(func: Any, *args: Any) -> Any:
         _POOLS.append(ThreadpoolController())
     with _POOLS[0].limit(limits=worker_threads()):
         return func(*args)
+
+
+def _drag_tracker(widget: SegmentWidget) -> Any:
+    """A viewer drag callback running ``widget._track_mouse`` that does not keep the widget alive (the
+    viewer outlives a closed dock)."""
+    ref = weakref.ref(widget)
+
+    def track(viewer: Any, event: Any) -> Any:
+        w = ref()
+        if w is not None:
+            yield from w._track_mouse(viewer, event)
+
+    return track
+
+
+def _history(layer: Any) -> Any:
+    """napari's undo history of a labels layer (None if this napari keeps it elsewhere)."""
+    history = getattr(layer, "_undo_history", None)
+    return history if hasattr(history, "__getitem__") and hasattr(history, "__len__") else None
 
 
 class SegmentWidget(DinomedWidget):
@@ -126,11 +153,20 @@ class SegmentWidget(DinomedWidget):
         self.classes.changed.connect(self._classes_changed)
         self.paint_class.changed.connect(self._paint_class_changed)
         self.show_as.changed.connect(lambda *_: self._style_prediction())
-        self._debounce = Debouncer(self.retrain, STROKE_DELAY_MS, self.native)
+        self._debounce = Debouncer(lambda: self.retrain(live=True), STROKE_DELAY_MS, self.native)
+        # A live stroke's job ends within a fraction of a second: Cancel lights up only if it runs on
+        # (each dock repaint composites the whole window, tens of ms under software OpenGL).
+        self._cancel_later = Debouncer(self._offer_cancel, CANCEL_DELAY_MS, self.native)
         self._slice_debounce = Debouncer(self.predict_slice, SLICE_DELAY_MS, self.native)
         self._relay = Relay()
         self._relay.progress.connect(self._on_progress)
-        self._job = LatestJob(self._show, self._error, on_idle=self._idle)
+        self._job = LatestJob(self._returned, self._error, on_idle=self._idle)
+        # While a mouse button is down (a stroke being painted) a live result waits for the release, at
+        # most HOLD_MS: its redraw would come on top of napari's own redraws of the stroke.
+        self._mouse_down, self._deferred = False, None
+        self._hold = Debouncer(self._hold_expired, HOLD_MS, self.native)
+        drags, track = self.viewer.mouse_drag_callbacks, _drag_tracker(self)
+        drags.append(track)
         self.jobs.append(self._job)
         self._last_scribbles = None
         self._confirmed: set = set()  # scribble layers the user said "train anyway" for
@@ -138,13 +174,19 @@ class SegmentWidget(DinomedWidget):
         self.trainings = self.updates = 0  # finished retrains / predictions shown
         self.prediction_layer = self.probability_layer = None
         self.scribbles._refresh()
-        # "paint" ends a stroke; "set_data" also covers undo/redo and replaced data (and plain redraws,
-        # which retrain() recognises as unchanged scribbles).
-        self._watch = LayerWatch(self.scribbles, ("paint", "set_data"), self._stroke)
+        #: The scribbled voxels, updated from each stroke's voxels (no scan of the layer per stroke).
+        self.index, self._index_layer = ScribbleIndex(), None
+        # "paint" ends a stroke (its voxels go to the index); "data" replaces the data (rescan);
+        # "set_data" (every redraw, e.g. a slice change) matters only after undo/redo, which move the
+        # layer's history (the index then rescans).
+        self._watches = [LayerWatch(self.scribbles, ("paint",), self._painted),
+                         LayerWatch(self.scribbles, ("data",), self._replaced),
+                         LayerWatch(self.scribbles, ("set_data",), self._redrawn)]
         self.listen(self.viewer.dims.events.current_step, self._slice_changed)
         self.scribbles.changed.connect(self._scribbles_chosen)
-        for func in (self._watch.close, self.scribbles.close_connections, self._debounce.stop,
-                     self._slice_debounce.stop):
+        for func in (*(w.close for w in self._watches), self.scribbles.close_connections,
+                     self._debounce.stop, self._slice_debounce.stop, self._cancel_later.stop,
+                     self._hold.stop, self._drop_deferred, lambda: drags.remove(track)):
             self.on_close(func)
 
     # -- classes -------------------------------------------------------------------------------
@@ -193,6 +235,9 @@ class SegmentWidget(DinomedWidget):
         layer.mode, layer.selected_label, layer.brush_size, layer.opacity = "paint", 1, 5, 1.0
         self.scribbles.value = layer
         self.paint_class.value = 1
+        # The (empty) prediction layer now: adding a layer builds its controls and shaders (a few hundred
+        # ms on the GUI thread), which would otherwise stall the first stroke's prediction.
+        self._prediction(image)
         self.say(f"paint some {class_name(self.class_names, 1)}, then some {class_name(self.class_names, 2)}")
         return layer
 
@@ -219,6 +264,32 @@ class SegmentWidget(DinomedWidget):
     def _stroke(self, *_: Any) -> None:
         if self.live.value:
             self._debounce.trigger()
+
+    def _painted(self, event: Any) -> None:
+        layer = self.scribbles.value
+        if layer is self._index_layer and layer is not None:
+            self.index.painted(getattr(event, "value", None) or (), _history(layer))
+        self._stroke()
+
+    def _redrawn(self, *_: Any) -> None:
+        layer = self.scribbles.value
+        history = _history(layer)
+        if history is None:  # no history to tell undo/redo from a redraw: rescan
+            self.index.invalidate()
+        elif layer is self._index_layer and not self.index.moved(history):
+            return  # a plain redraw (slice change: the slice debouncer predicts)
+        self._stroke()
+
+    def _replaced(self, *_: Any) -> None:
+        self.index.invalidate()
+        self._stroke()
+
+    def scribble_points(self, layer: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(points (N, 3), values (N,))`` of ``layer``'s scribbled voxels, from the stroke index (a
+        full scan only for a new layer, replaced data, undo/redo)."""
+        if layer is not self._index_layer:
+            self.index, self._index_layer = ScribbleIndex(), layer
+        return self.index.sync(np.asarray(layer.data), _history(layer))
 
     def _slice_changed(self, *_: Any) -> None:
         if self.live.value:
@@ -254,8 +325,14 @@ class SegmentWidget(DinomedWidget):
             return
         self._submit(image, session, req, volume=False)
 
-    def retrain(self, volume: bool = False) -> None:
-        """Train on the current scribbles and predict the current slice (or the volume)."""
+    def retrain(self, volume: bool = False, live: bool = False) -> None:
+        """Train on the current scribbles and predict the current slice (or the volume).
+
+        ``live`` (after a stroke) reads the scribbles from the stroke index; otherwise (Train, Predict
+        volume) the layer is rescanned, so edits made without napari's history are seen too.
+        """
+        if not live:
+            self.index.invalidate()
         try:
             image, session, req = self._base_request(None)
             layer = self.scribbles.value
@@ -269,7 +346,7 @@ class SegmentWidget(DinomedWidget):
         except Exception as exc:  # no image / features: tell the user
             self.fail(exc, "scribble segmenter")
             return
-        points, values = scribble_points(data)
+        points, values = self.scribble_points(layer)
         check = check_scribbles(values, data.size, self.class_names, layer_name=layer.name,
                                 confirmed=layer.unique_id in self._confirmed)
         if check.question:
@@ -313,7 +390,10 @@ class SegmentWidget(DinomedWidget):
         progress = self._relay.progress.emit if volume else None
         meta = dict(image=image, session=session, volume=volume, axis=req.axis, index=req.index,
                     settings=req.settings, voxels=voxels)
-        self.cancel_button.enabled = True
+        if volume:
+            self.cancel_button.enabled = True
+        else:
+            self._cancel_later.trigger()
         self.progress.visible = volume
         self._job.submit(lambda cancel: (meta, _limited(run_segment_job, req, cancel, progress,
                                                         want_prob)))
@@ -345,9 +425,14 @@ class SegmentWidget(DinomedWidget):
         self.progress.visible = False
 
     def _on_progress(self, done: int, total: int) -> None:
-        self.progress.max, self.progress.value = max(1, total), done
+        set_progress(self.progress, done, total)
+
+    def _offer_cancel(self) -> None:
+        if self._job.busy:
+            self.cancel_button.enabled = True
 
     def _idle(self) -> None:
+        self._cancel_later.stop()
         self.cancel_button.enabled = False
         self.progress.visible = False
 
@@ -365,7 +450,43 @@ class SegmentWidget(DinomedWidget):
     def _clear_prediction_slice(self, image: Any, req: SegmentRequest) -> None:
         layer = find_result(self.viewer, image, "prediction")
         if layer is not None and layer.data.shape == image.data.shape and req.index is not None:
-            put_slice(layer, 0, req.axis, req.index)
+            put_slice(layer, 0, req.axis, req.index, self.viewer)
+
+    def _track_mouse(self, _viewer: Any, event: Any) -> Any:
+        """Viewer drag callback: notes that a button is down until its release, then shows any result
+        that waited."""
+        self._mouse_down = True
+        yield
+        while event.type == "mouse_move":
+            yield
+        self._mouse_down = False
+        try:
+            self._release_deferred()
+        except (AttributeError, RuntimeError):  # the widget went away during the drag: nothing to show
+            pass
+
+    def _returned(self, out: tuple) -> None:
+        if self._mouse_down and not out[0]["volume"]:
+            if self._deferred is None:
+                self._hold.trigger()  # the longest wait counts from the first result held
+            self._deferred = out  # a newer result replaces a held one
+            return
+        self._show(out)
+
+    def _release_deferred(self) -> None:
+        out, self._deferred = self._deferred, None
+        if out is not None:  # (None after the widget closed: nothing of it is touched)
+            self._hold.stop()
+            self._show(out)
+
+    def _hold_expired(self) -> None:
+        # No release seen within HOLD_MS (a long stroke, or a drag napari ended without one): show it, and
+        # stop holding until the next press, so a lost release cannot delay every later result.
+        self._mouse_down = False
+        self._release_deferred()
+
+    def _drop_deferred(self) -> None:
+        self._deferred = None
 
     def _show(self, out: tuple) -> None:
         meta, res = out
@@ -384,7 +505,7 @@ class SegmentWidget(DinomedWidget):
             keep_previous(self.viewer, image, "prediction")
             layer.data = res.labels.astype(layer.data.dtype, copy=False)
         else:
-            put_slice(layer, res.labels, meta["axis"], meta["index"])
+            put_slice(layer, res.labels, meta["axis"], meta["index"], self.viewer)
         if res.probabilities is not None:
             self._show_probability(image, res, meta, label)
         if meta["volume"]:
@@ -402,7 +523,7 @@ class SegmentWidget(DinomedWidget):
             layer = result_layer(self.viewer, image, "probability", data, "image", label, colormap="magma",
                                  contrast_limits=(0.0, 1.0), opacity=0.6, blending="additive")
         if not meta["volume"]:
-            put_slice(layer, res.probabilities, meta["axis"], meta["index"])
+            put_slice(layer, res.probabilities, meta["axis"], meta["index"], self.viewer)
         layer.name = layer.name if layer.name.startswith("probability") else "probability"
         self.probability_layer = layer
         place_below(self.viewer, layer, self.prediction_layer)

@@ -14,6 +14,11 @@ STROKE_DELAY_MS = 30
 SLICE_DELAY_MS = 80
 #: Slider / seed changes for the isolation preview.
 PREVIEW_DELAY_MS = 120
+#: A live result arriving while the mouse is down (a stroke being painted) waits for the release, at most
+#: this long: its redraw would add to napari's redraws of the stroke on the GUI thread.
+HOLD_MS = 1000
+#: A live update's Cancel button is offered only once its job has run this long (most end sooner).
+CANCEL_DELAY_MS = 400
 
 
 def interactive_batch_size(device: str | None) -> int:
