@@ -284,10 +284,11 @@ def test_scribbles_retrain_live_and_predict_volume(make_napari_viewer, qtbot, ct
     w.load()
     qtbot.waitUntil(lambda: w.updates > n, timeout=WAIT)
     # A loaded segmenter keeps no scribbles: slice 3 is the classifier's answer, not the outline the
-    # scribbles gave, so it is close to the saved result but need not be equal.
+    # scribbles gave (which also uses the image and a forest): as good as the live classifier was.
     again = np.asarray(w.prediction_layer.data)[3]
-    print(f"loaded segmenter, slice 3 Dice vs the propagated result {dice(again == 1, pred[3] == 1):.3f}")
-    assert dice(again == 1, pred[3] == 1) > 0.8
+    print(f"loaded segmenter, slice 3 Dice {dice(again == 1, gt[3]):.3f} "
+          f"(vs the propagated result {dice(again == 1, pred[3] == 1):.3f})")
+    assert dice(again == 1, gt[3]) > 0.6
 
 
 def test_errors_are_notifications_and_widgets_stay_usable(make_napari_viewer, qtbot, ct_crop, notes,
