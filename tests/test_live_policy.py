@@ -81,3 +81,33 @@ def test_default_weights_is_what_is_on_this_machine(tmp_path, monkeypatch, with_
         assert offer.kind == "local file" and offer.value.endswith("-08c60483.pth")
     else:
         assert offer.kind == "choose" and str(tmp_path) in offer.reason and "'random'" in offer.reason
+
+
+def test_a_volume_from_texture_strokes_says_why_it_was_not_followed_in_3d():
+    """Predict volume with strokes in several separate objects: the classifier labels every voxel and the
+    result carries the reason the user reads (no silent switch of method)."""
+    from analysis_helpers import synthetic_features
+
+    from dinomed_napari.live.segment_job import NOT_FOLLOWED, SegmentRequest, run_segment_job, suggestion_text
+
+    rng = np.random.default_rng(0)
+    z, y, x = np.indices((6, 64, 64))
+    centres = [(16, 16), (16, 34), (40, 20), (44, 46)]  # bright "cells", apart from each other
+    cells = np.zeros(z.shape, bool)
+    for cy, cx in centres:
+        cells |= (y - cy) ** 2 + (x - cx) ** 2 < 6 ** 2
+    image = (100.0 * cells + rng.normal(0, 5, cells.shape)).astype(np.float32)
+    scr = np.zeros(cells.shape, np.uint8)
+    scr[2, 16, 13:20] = 2  # strokes in two separate cells
+    scr[2, 16, 31:38] = 2
+    scr[2, 2, 2:62] = 1  # background around them
+    scr[2, 60, 2:62] = 1
+    scr[2, 26, 10:40] = 1
+    fv = synthetic_features(cells.astype(np.uint8), grid=(12, 12))
+    req = SegmentRequest(features=fv, axis=0, index=None, settings=("linear", None, False),
+                         scribbles=(np.argwhere(scr), scr[scr > 0]), image=image,
+                         extra={"scribble_volume": scr, "spacing": (1.0, 1.0, 1.0)})
+    res = run_segment_job(req)
+    assert res.propagation is None and res.note == NOT_FOLLOWED
+    assert suggestion_text(res.propagation) == "" and "not followed" in res.note
+    assert res.labels.shape == cells.shape and set(np.unique(res.labels)) == {1, 2}

@@ -509,7 +509,7 @@ class SegmentWidget(DinomedWidget):
         if res.probabilities is not None:
             self._show_probability(image, res, meta, label)
         if meta["volume"]:
-            self.show_suggestion(suggestion_text(res.propagation))
+            self.show_suggestion(suggestion_text(res.propagation) or res.note)
         names = ", ".join(class_name(self.class_names, c) for c in res.classes)
         where = "volume" if meta["volume"] else f"slice {meta['index']}"
         self.say(f"{where} predicted ({names}); trained on {self._trained_on} scribbled voxels; "

@@ -44,6 +44,7 @@ class SegmentResult:
     classes: np.ndarray
     trained: bool
     propagation: Any = None  # analysis.propagate.Propagation of a propagated volume
+    note: str = ""  # what the user reads about the 3D step when there is no propagation to describe
 
 
 def run_segment_job(req: SegmentRequest, cancel: Callable[[], bool] | None = None,
@@ -105,7 +106,13 @@ def _propagated(seg, req: SegmentRequest, scribbles: np.ndarray, cancel, progres
     except Cancelled as exc:
         raise JobCancelled(str(exc)) from exc
     probs = pred.probabilities[..., 0].astype(np.float32) if pred.probabilities is not None else None
-    return SegmentResult(seg, pred.labels, probs, pred.classes, True, pred.propagation)
+    note = "" if pred.propagation is not None else NOT_FOLLOWED
+    return SegmentResult(seg, pred.labels, probs, pred.classes, True, pred.propagation, note)
+
+
+#: Why a volume predicted from a scribble volume was not followed in 3D (see ``spatial="auto"``).
+NOT_FOLLOWED = ("3D: not followed: a class's strokes spread over whole planes or over several separate "
+                "objects (a texture or instances, e.g. EM), so the classifier labelled every voxel")
 
 
 def suggestion_text(propagation) -> str:
