@@ -1,4 +1,4 @@
-"""Peak memory (RSS) of extraction and of the PCA / affinity maps on 512 x 512 x N CT-like volumes.
+"""Peak memory (RSS) of extraction, PCA / affinity maps and few-click segmentation, 512 x 512 x N CT.
 
 Each (stage, N) runs in a fresh process and reports its peak RSS (``ru_maxrss``) minus the RSS after
 imports, and minus the volume's own bytes: what the stage adds on top of holding the image. Flat in N
@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-STAGES = ("extract", "pca", "affinity")
+STAGES = ("extract", "pca", "affinity", "segment")
 
 
 def _rss_mb() -> float:
@@ -94,6 +94,18 @@ def child(stage: str, n: int, features: str, cache: str, real: str | None = None
         except ImportError:  # older code: float32 maps
             out = affinity_maps(fv)
         out_mb = out.nbytes / 2**20
+    elif stage == "segment":
+        # The CLI's default few-click job: a structure painted on its 3 largest slices, followed in 3D.
+        from dinomed_napari.analysis.segment import ScribbleSegmenter
+        from dinomed_napari.bench.scribbles import structure_scribbles
+
+        z, y, x = np.ogrid[:n, :512, :512]
+        blob = ((z - n / 2) / max(n / 6, 2)) ** 2 + ((y - 256) / 60) ** 2 + ((x - 230) / 50) ** 2 < 1
+        scr = structure_scribbles(blob, n_slices=3, seed=0).labels
+        del blob
+        labels = ScribbleSegmenter(intensity="filters").fit(fv, scr, image=vol.data,
+                                                              spacing=vol.spacing).predict().labels
+        out_mb = (labels.nbytes + scr.nbytes) / 2**20  # its output and the user's scribble volume
     peak = _rss_mb()
     return {"stage": stage, "n": n, "peak": peak, "base": base, "volume": vol_mb, "output": out_mb,
             "added": peak - base - vol_mb - out_mb, "mallopt": _threshold_set()}
