@@ -59,3 +59,19 @@ def test_filter_bank_probabilities_of_a_box_equal_the_whole_planes_there(max_vox
     box = (slice(30, 70), slice(5, 45))
     whole = bank.plane_proba(2)
     np.testing.assert_allclose(bank.plane_proba(2, box), whole[box], atol=1e-6)
+
+
+@pytest.mark.parametrize("max_voxels_3d", [0, 10**9])
+def test_filter_bank_clips_plane_by_plane_as_a_clipped_copy_would(max_voxels_3d):
+    from dinomed_napari.analysis.filterbank import FilterBankRF
+
+    rng = np.random.default_rng(1)
+    image = rng.normal(0.5, 0.6, (3, 64, 48)).astype(np.float32)  # a third of it outside [0, 1]
+    scr = np.zeros(image.shape, np.uint8)
+    scr[1, 5:15, 5:40] = 1
+    scr[1, 40:50, 10:30] = 2
+    lazy = FilterBankRF(image, sigma_max=4.0, max_voxels_3d=max_voxels_3d, clip=(0.0, 1.0)).fit(scr)
+    copy = FilterBankRF(np.clip(image, 0, 1), sigma_max=4.0, max_voxels_3d=max_voxels_3d).fit(scr)
+    np.testing.assert_array_equal(lazy.plane_proba(2), copy.plane_proba(2))
+    raw = FilterBankRF(image, sigma_max=4.0, max_voxels_3d=max_voxels_3d).fit(scr)
+    assert not np.array_equal(lazy.plane_proba(2), raw.plane_proba(2))  # the clip did something

@@ -27,6 +27,8 @@ class FilterBankRF:
         Largest Gaussian scale of the filter bank, in voxels (capped at half the smallest side).
     max_voxels_3d : int
         3D filters (ilastik's default for volumes) up to this size, per-slice 2D filters above it.
+    clip : (float, float), optional
+        Clip intensities to this range before filtering, plane by plane (no clipped copy of the volume).
 
     Notes
     -----
@@ -36,8 +38,9 @@ class FilterBankRF:
     """
 
     def __init__(self, image: np.ndarray, axis: int = 0, sigma_max: float = 16.0,
-                 max_voxels_3d: int = MAX_3D_VOXELS):
+                 max_voxels_3d: int = MAX_3D_VOXELS, clip: tuple[float, float] | None = None):
         self.image = np.asarray(image, dtype=np.float32)
+        self.clip = clip
         self.axis = int(axis)
         self.mode = "3d" if self.image.size <= max_voxels_3d else "2d"
         shape = self.image.shape if self.mode == "3d" else np.delete(self.image.shape, self.axis)
@@ -48,6 +51,8 @@ class FilterBankRF:
     def _filters(self, data: np.ndarray) -> np.ndarray:
         from skimage.feature import multiscale_basic_features
 
+        if self.clip is not None:
+            data = np.clip(data, *self.clip)
         return multiscale_basic_features(data, sigma_min=0.5, sigma_max=self.sigma_max).astype(np.float32)
 
     def fit(self, scribbles: np.ndarray, *, seed: int = 0, n_estimators: int = 50) -> FilterBankRF:
@@ -56,7 +61,7 @@ class FilterBankRF:
 
         from dinomed_napari.errors import ScribbleError
 
-        scribbles = np.asarray(scribbles).astype(np.int64)
+        scribbles = np.asarray(scribbles)  # no whole-volume int64 copy: labels are cast where read
         if scribbles.shape != self.image.shape:
             raise ScribbleError(f"scribbles of shape {scribbles.shape} do not match the image "
                                 f"{self.image.shape}")
@@ -66,14 +71,14 @@ class FilterBankRF:
             mask = scribbles > 0
             if not mask.any():
                 raise ScribbleError("no scribbles to train the filter-bank classifier on")
-            self.clf.fit(self.features[mask], scribbles[mask])
+            self.clf.fit(self.features[mask], scribbles[mask].astype(np.int64))
             return self
         other = tuple(a for a in range(3) if a != self.axis)
         xs, ys = [], []
         for s in np.flatnonzero(np.any(scribbles > 0, axis=other)):
             lab = slice_of(scribbles, self.axis, int(s))
             xs.append(self._plane_filters(int(s))[lab > 0])
-            ys.append(lab[lab > 0])
+            ys.append(lab[lab > 0].astype(np.int64))
         if not xs:
             raise ScribbleError("no scribbles to train the filter-bank classifier on")
         self.clf.fit(np.concatenate(xs), np.concatenate(ys))

@@ -363,7 +363,6 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
     n = scr.shape[0]
     annotated = tuple(int(s) for s in np.flatnonzero(((scr > 0) & (scr != bg)).any(axis=(1, 2))))
     labels = np.full(scr.shape, bg, np.uint8 if values.max() < 256 else np.int32)
-    best = np.zeros(scr.shape, np.float16)  # winning probability where classes compete
     confidence = np.full(n, np.nan)
     masks: dict[int, dict[int, np.ndarray]] = {}
     for s in annotated:
@@ -378,6 +377,8 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
                 return None
             masks.setdefault(c, {})[s] = m
         confidence[s] = 1.0
+    # Winning probability where classes compete; one structure competes with nobody (no volume kept).
+    best = np.zeros(scr.shape, np.float16) if len(masks) > 1 else None
     shift = max(sp_slice * np.tan(np.radians(max_angle)), 2 * sp2.max())
     radius = max(1, int(round(shift / sp2.min())))
     disk = _disk(radius)
@@ -397,6 +398,8 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
             step += 1
             if progress is not None:
                 progress(step, total)
+            for t in [t for t in feats if dist[t] < dist[s] - 1]:
+                del feats[t]  # steps go outward: planes two steps behind are never read again
             srcs = [t for t in (s - 1, s + 1) if 0 <= t < n and dist[t] < dist[s] and done.get(t) is not None
                     and done[t].any()]
             if not srcs:
@@ -428,15 +431,19 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
                 continue
             done[s] = ndimage.binary_fill_holes(m)
             done[s] = done[s] & (scr[s] != bg) | (scr[s] == c)  # painted pixels always win
-            _claim(labels[s], best[s], done[s], p, c)
+            _claim(labels[s], None if best is None else best[s], done[s], p, c)
         for s, m in seeds.items():
-            _claim(labels[s], best[s], m, np.ones(m.shape, np.float32), c)
+            _claim(labels[s], None if best is None else best[s], m, np.ones(m.shape, np.float32), c)
     return Propagation(labels=np.moveaxis(labels, 0, axis), confidence=confidence, annotated=annotated,
                        axis=axis, background=bg)
 
 
-def _claim(labels: np.ndarray, best: np.ndarray, mask: np.ndarray, p: np.ndarray, c: int) -> None:
-    """Give ``mask`` to class ``c`` where its probability beats what another class claimed."""
+def _claim(labels: np.ndarray, best: np.ndarray | None, mask: np.ndarray, p: np.ndarray, c: int) -> None:
+    """Give ``mask`` to class ``c`` where its probability beats what another class claimed (``best``;
+    None when there is one class only)."""
+    if best is None:
+        labels[mask] = c
+        return
     win = mask & (p >= best)
     labels[win] = c
     best[win] = p[win]

@@ -30,6 +30,10 @@ from .sampling import (
     sample_pixel_features,
 )
 
+#: Forest-probability planes kept for propagation (it reads each as a target, then as a source of
+#: the next step on each front): memory stays a few planes, not the volume.
+KEEP_PLANES = 8
+
 
 @dataclass
 class Segmentation:
@@ -313,7 +317,7 @@ class ScribbleSegmenter:
                                  extra=self._forest_prior(scr_axis), progress=progress,
                                  one_object=self.spatial == "auto")
                 if prop is not None:
-                    labels = prop.labels.astype(dtype)
+                    labels = prop.labels.astype(dtype, copy=False)
                 else:  # several objects per class: the classifier labels them (see spatial="auto")
                     proba = softmax(self.logits(index, axis)) if proba is None else proba
                     labels = classes[np.argmax(proba, axis=-1)].astype(dtype)
@@ -353,7 +357,7 @@ class ScribbleSegmenter:
 
         key = (id(self.image), axis)
         if self._bank is None or self._bank[0] != key:  # filters depend on the image only: kept
-            self._bank = (key, FilterBankRF(np.clip(self.image, 0.0, 1.0), axis=axis))
+            self._bank = (key, FilterBankRF(self.image, axis=axis, clip=(0.0, 1.0)))
         bank = self._bank[1].fit(np.asarray(self.scribbles), seed=self.seed)
         classes = list(bank.clf.classes_)
         planes: dict[int, tuple[tuple[slice, slice] | None, np.ndarray]] = {}
@@ -370,6 +374,8 @@ class ScribbleSegmenter:
                     full[box] = proba
                     proba = full
                 planes[index] = known = (box, proba)
+                while len(planes) > KEEP_PLANES:  # propagation reads a plane as target, then source
+                    del planes[next(iter(planes))]
             return known[1][..., [classes.index(cls)]]
 
         return extra
