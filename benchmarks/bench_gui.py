@@ -20,7 +20,9 @@ The last line reads ``stroke-to-prediction median N ms, max N ms; event-loop gap
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -253,7 +255,10 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="print where the GUI thread was while the event loop was late")
     args = parser.parse_args(argv)
-    os.environ.setdefault("DINOMED_CACHE", tempfile.mkdtemp(prefix="bench_gui_cache_"))
+    if "DINOMED_CACHE" not in os.environ:  # a fresh feature cache, removed when the run ends
+        cache = tempfile.mkdtemp(prefix="bench_gui_cache_")
+        os.environ["DINOMED_CACHE"] = cache
+        atexit.register(shutil.rmtree, cache, ignore_errors=True)
 
     from dinomed_napari.cli.view import build_viewer
 
