@@ -144,7 +144,8 @@ def test_the_forest_channel_sharpens_an_outline_where_intensity_is_ambiguous():
     scr = np.zeros(disc.shape, np.uint8)
     scr[32, 18:26] = 2  # a stroke in the disc
     scr[5, 5:60] = scr[60, 5:60] = scr[10:55, 4] = scr[24:40, 52] = 1  # background, one on the slab
-    forest = {2: disc.astype(np.float32)}  # what a forest that learnt the disc's look would say
+    def forest(cls, box):  # what a forest that learnt the disc's look would say
+        return disc.astype(np.float32)
     plain = annotated_masks(plane, scr, (1.0, 1.0), 1)[2]
     guided = annotated_masks(plane, scr, (1.0, 1.0), 1, pixel=forest)[2]
     # Measured: Dice 0.943 by intensity, 0.978 with the forest channel.

@@ -103,7 +103,7 @@ def _box(mask: np.ndarray, spacing2: np.ndarray) -> tuple[slice, ...]:
 
 def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, background: int,
                     proba: np.ndarray | None = None, max_pixels: int = WALK_PIXELS,
-                    cell: float | None = None, pixel: dict | None = None) -> dict[int, np.ndarray]:
+                    cell: float | None = None, pixel=None) -> dict[int, np.ndarray]:
     """Full outline of each painted structure on one annotated plane.
 
     Parameters
@@ -123,9 +123,9 @@ def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, backgrou
     cell : float, optional
         Size (pixels) of the grid ``proba`` was predicted on: a class's channel is used only when its
         strokes span at least ``MIN_CELLS`` cells (default: always used).
-    pixel : dict class -> (H, W), optional
-        A pixel-level probability of each class (the scribbles' filter-bank forest), one more walker
-        channel at ``FOREST_WEIGHT``; read only inside the box around the structures' strokes.
+    pixel : callable, optional
+        ``pixel(cls, box) -> (H, W)`` a pixel-level probability of a class (the scribbles' filter-bank
+        forest), one more walker channel at ``FOREST_WEIGHT``; only ``box`` (the walker's) is read.
 
     Returns
     -------
@@ -154,7 +154,7 @@ def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, backgrou
     if proba is not None:
         chans += [proba[box][..., k] for k, c in enumerate(fg_classes) if _fine_enough(scribbles == c, cell)]
     if pixel is not None:
-        chans += [FOREST_WEIGHT * pixel[c][box] for c in fg_classes if c in pixel]
+        chans += [FOREST_WEIGHT * pixel(c, box)[box] for c in fg_classes]
     data = np.stack(chans, axis=-1).astype(np.float64)
     # Large boxes are walked on a coarser grid (seeds kept by max-pooling each class), then upsampled: the
     # walker's cost grows faster than linearly with pixels, and outlines need no sub-pixel accuracy.
@@ -173,6 +173,12 @@ def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, backgrou
         ids = np.unique(lab[(scribbles == c) & region])
         out[c] = np.isin(lab, ids[ids > 0])
     return out
+
+
+def several_regions(mask: np.ndarray) -> bool:
+    """Whether an outline is several separate regions: strokes in several objects (cells) or over a
+    texture, not one structure to follow (``spatial="auto"`` then leaves the volume to the classifier)."""
+    return ndimage.label(mask)[1] > 1
 
 
 def _fine_enough(strokes: np.ndarray, cell: float | None) -> bool:
@@ -367,13 +373,10 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
     masks: dict[int, dict[int, np.ndarray]] = {}
     for s in annotated:
         p = proba(s) if proba is not None else None
-        pix = None
-        if extra is not None:  # the forest's probability, in the walker's box only
-            painted = [int(c) for c in np.unique(scr[s]) if c > 0 and c != bg]
-            box = _box(np.isin(scr[s], painted), sp2)
-            pix = {c: extra(s, c, box)[..., 0] for c in painted}
+        # The forest's probability, read in the walker's box only.
+        pix = None if extra is None else (lambda c, box, s=s: extra(s, c, box)[..., 0])
         for c, m in annotated_masks(img[s], scr[s], sp2, bg, p, cell=cell, pixel=pix).items():
-            if one_object and ndimage.label(m)[1] > 1:
+            if one_object and several_regions(m):
                 return None
             masks.setdefault(c, {})[s] = m
         confidence[s] = 1.0

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from ..errors import FeatureMismatchError, ScribbleError, VolumeError
 from ..features.grid import slice_of
@@ -20,6 +19,7 @@ from .propagate import (
     annotated_masks,
     box_inside,
     propagate,
+    several_regions,
     stroke_layout,
 )
 from .sampling import (
@@ -404,7 +404,7 @@ class ScribbleSegmenter:
         for c, mask in annotated_masks(slice_of(self.image, axis, index), scr, spacing, bg,
                                        proba[..., keep], max_pixels=PREVIEW_PIXELS,
                                        cell=self._cell(axis)).items():
-            if self.spatial == "auto" and ndimage.label(mask)[1] > 1:
+            if self.spatial == "auto" and several_regions(mask):
                 return labels  # several objects: the volume is the classifier's too (see predict)
             out[mask] = c
         return out
