@@ -300,28 +300,25 @@ class ScribbleSegmenter:
             raise ScribbleError("segmenter is not trained: call fit() with scribbles first")
         self._adopt(features, image)
         propagating = self._can_propagate()
-        # The classifier's pass is needed for its labels (not propagating, or a preview) or when asked for.
-        want = probabilities or not (propagating and index is None)
-        proba = softmax(self.logits(index, axis)) if want else None
+        scr_axis = next(iter(self.features)) if propagating and axis is None else axis
+        prop = None
+        if propagating and index is None:  # None: several objects per class (see spatial="auto")
+            prop = propagate(self.image, self.scribbles, self.spacing or (1.0, 1.0, 1.0), axis=scr_axis,
+                             background=self._background(),
+                             proba=lambda s: self._structure_proba(s, scr_axis),
+                             cell=self._cell(scr_axis), cancel=cancel,
+                             extra=self._forest_prior(scr_axis), progress=progress,
+                             one_object=self.spatial == "auto")
+        # The classifier's pass is needed for its labels (no propagated volume, or a preview) or when
+        # asked for.
+        proba = softmax(self.logits(index, axis)) if probabilities or prop is None else None
         classes = self.classes_
         dtype = np.uint8 if classes.max() < 256 else np.int32
-        labels = classes[np.argmax(proba, axis=-1)].astype(dtype) if proba is not None else None
-        prop = None
-        if propagating:
-            scr_axis = next(iter(self.features)) if axis is None else axis
-            if index is None:
-                prop = propagate(self.image, self.scribbles, self.spacing or (1.0, 1.0, 1.0), axis=scr_axis,
-                                 background=self._background(),
-                                 proba=lambda s: self._structure_proba(s, scr_axis),
-                                 cell=self._cell(scr_axis), cancel=cancel,
-                                 extra=self._forest_prior(scr_axis), progress=progress,
-                                 one_object=self.spatial == "auto")
-                if prop is not None:
-                    labels = prop.labels.astype(dtype, copy=False)
-                else:  # several objects per class: the classifier labels them (see spatial="auto")
-                    proba = softmax(self.logits(index, axis)) if proba is None else proba
-                    labels = classes[np.argmax(proba, axis=-1)].astype(dtype)
-            else:
+        if prop is not None:
+            labels = prop.labels.astype(dtype, copy=False)
+        else:
+            labels = classes[np.argmax(proba, axis=-1)].astype(dtype)
+            if propagating and index is not None:
                 labels = self._annotated_preview(index, scr_axis, labels, proba)
         if index is None and (self.cleanup or self.fill_holes or self.min_size):
             labels = clean_labels(labels, self.scribbles if self.cleanup else None,
