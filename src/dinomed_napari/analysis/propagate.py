@@ -175,6 +175,10 @@ def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, backgrou
     return out
 
 
+#: Why scribbles are not followed in 3D under ``spatial="auto"`` (what the CLI and the widget say).
+NOT_ONE_STRUCTURE = "a class's strokes spread over whole planes or over several separate objects"
+
+
 def several_regions(mask: np.ndarray) -> bool:
     """Whether an outline is several separate regions: strokes in several objects (cells) or over a
     texture, not one structure to follow (``spatial="auto"`` then leaves the volume to the classifier)."""

@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         segmenter_path,
         stored_preprocess,
     )
+    from dinomed_napari.analysis.propagate import NOT_ONE_STRUCTURE
     from dinomed_napari.analysis.segment import ScribbleSegmenter
     from dinomed_napari.errors import ScribbleError
 
@@ -92,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
     if result.propagation is None:
         why = "a saved segmenter has no scribbles" if args.load_model is not None else (
             "--spatial none" if args.spatial == "none" else
-            "a class's strokes spread over whole planes or over several separate objects: a texture or "
-            "instances, which the classifier labels; --spatial propagate forces the 3D step")
+            f"{NOT_ONE_STRUCTURE}: a texture or instances, which the classifier labels; "
+            "--spatial propagate forces the 3D step")
         print(f"3D step: none ({why}); every voxel labelled by the classifier")
     first = next(iter(fvs.values()))
     print(f"segmented with {first.label()}; voxels per class "

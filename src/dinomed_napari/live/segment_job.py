@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from dinomed_napari.analysis.propagate import NOT_ONE_STRUCTURE
 from dinomed_napari.errors import DinomedError
 
 
@@ -111,8 +112,8 @@ def _propagated(seg, req: SegmentRequest, scribbles: np.ndarray, cancel, progres
 
 
 #: Why a volume predicted from a scribble volume was not followed in 3D (see ``spatial="auto"``).
-NOT_FOLLOWED = ("3D: not followed: a class's strokes spread over whole planes or over several separate "
-                "objects (a texture or instances, e.g. EM), so the classifier labelled every voxel")
+NOT_FOLLOWED = (f"3D: not followed: {NOT_ONE_STRUCTURE} (a texture or instances, e.g. EM), so the "
+                "classifier labelled every voxel")
 
 
 def suggestion_text(propagation) -> str:
