@@ -7,6 +7,9 @@
 # repository root:
 #   bash benchmarks/gpu_check.sh                 # uses .venv/bin/python, or $PYTHON
 #   DEVICE=cpu SCALE=0.005 RES=128 bash benchmarks/gpu_check.sh   # dry run of the same steps on a CPU
+# EXTRA=1 adds two steps (about 3 more minutes): `bench --demo` on the device, then ViT-B under torch.compile;
+# the demo's report is written to $REPORT_DIR (default ./gpu_demo), to compare with a CPU run of the same demo
+# (same rows: bf16 features must score like fp32 ones).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -35,4 +38,12 @@ run "host pipeline, stand-in backbone" 2000 --slices "$(n 1000)" --batch-size 32
 run "ViT-S/16 @$RES" 2000 --backbone real --model S --slices "$(n 1000)" --batch-size auto
 run "ViT-B/16 @$RES" 600 --backbone real --model B --slices "$(n 400)" --batch-size auto
 run "ViT-L/16 @$RES" 180 --backbone real --model L --slices "$(n 160)" --batch-size auto
+if [ "${EXTRA:-0}" = 1 ]; then
+  echo "== bench --demo on $DEVICE =="
+  t0=$(date +%s)
+  timeout 240 "$PY" -m dinomed_napari.cli.main bench --demo --device "$DEVICE" --no-progress --overwrite \
+    --out "${REPORT_DIR:-gpu_demo}" | tail -n 5 || echo "bench --demo: failed or timed out (exit $?)"
+  echo "bench --demo on $DEVICE: $(( $(date +%s) - t0 )) s"
+  STEP_TIMEOUT=150 run "ViT-B/16 @$RES, torch.compile" 600 --backbone real --model B --slices "$(n 400)" --batch-size auto --compile
+fi
 echo "gpu_check done in $(( $(date +%s) - start )) s"
