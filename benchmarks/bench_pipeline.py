@@ -66,13 +66,13 @@ def best_of(fn, repeats: int) -> float:
 
 
 def stage_table(vol, backbone, prep, batch_size: int, repeats: int,
-                compare_format: int | None = None) -> list[tuple[str, float]]:
+                compare_format: int | None = None) -> tuple[list[tuple[str, float]], np.ndarray]:
     """Seconds per slice of each stage, timed alone on ``batch_size``-slice batches; the cache write also
-    in layout ``compare_format`` when given."""
+    in layout ``compare_format`` when given. Also returns the first batch's features, for comparison."""
     from dinomed_napari.features.batches import forward, pipelined
-    from dinomed_napari.features.cache import FORMAT_VERSION, FeatureStore, volume_digest
-    from dinomed_napari.features.overlap import to_host
-    from dinomed_napari.io.lazy import read_block
+    from dinomed_napari.features.cache import FORMAT_VERSION, FeatureStore
+    from dinomed_napari.features.overlap import start_host_copy, to_host
+    from dinomed_napari.io.lazy import read_block, volume_digest
     from dinomed_napari.preprocess import host_batch, input_size, intensity_mapper
 
     dev = backbone.device
@@ -108,8 +108,8 @@ def stage_table(vol, backbone, prep, batch_size: int, repeats: int,
              best_of(timed_device(lambda: [backbone.prepare(h, size) for h in hosts]), repeats) / n),
             ("forward + float16",
              best_of(timed_device(lambda: [forward(backbone, x, batch_size) for x in xs]), repeats) / n),
-            ("copy to host", best_of(lambda: [to_host(f) for f in feats], repeats) / n)]
-    host = [to_host(f) for f in feats]
+            ("copy to host", best_of(lambda: [to_host(start_host_copy(f)) for f in feats], repeats) / n)]
+    host = [to_host(start_host_copy(f)) for f in feats]
     with tempfile.TemporaryDirectory() as d:
         def write():
             path = os.path.join(d, f"{time.perf_counter_ns()}.zarr")
@@ -120,7 +120,7 @@ def stage_table(vol, backbone, prep, batch_size: int, repeats: int,
             with store_format(fmt):
                 rows.append((f"cache write, format {fmt or FORMAT_VERSION} (digests, done mask)",
                              best_of(write, repeats) / n))
-    return rows
+    return rows, host[0]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -168,14 +168,20 @@ def main(argv: list[str] | None = None) -> None:
         print("the stand-in emulates a GPU: device-side stages (resize, normalise, forward, float16 cast) "
               "cost the host nothing and read 0; everything else is real host work")
     print(f"{'stage (timed alone)':<46} {'ms/slice':>9} {'slices/s':>9}")
-    for name, sec in stage_table(vol, backbone, prep, args.batch_size, args.repeats, args.compare_format):
+    rows, first = stage_table(vol, backbone, prep, args.batch_size, args.repeats, args.compare_format)
+    for name, sec in rows:
         print(f"{name:<46} {sec * 1e3:>9.2f} {1 / max(sec, 1e-9):>9.0f}", flush=True)
+    diffs = []
 
     def run(fmt: int | None = None) -> float:
         with tempfile.TemporaryDirectory() as cache, store_format(fmt):  # fresh cache: every slice written
             t = time.perf_counter()
-            extract_features(vol, backbone=backbone, prep=prep, batch_size=args.batch_size, cache_dir=cache)
-            return time.perf_counter() - t  # without deleting the cache afterwards
+            fv = extract_features(vol, backbone=backbone, prep=prep, batch_size=args.batch_size,
+                                  cache_dir=cache)
+            took = time.perf_counter() - t  # without deleting the cache afterwards
+            stored = np.asarray(fv.data[: len(first)], dtype=np.float32)
+            diffs.append(float(np.abs(stored - first.astype(np.float32)).max()))
+            return took
 
     if args.repeats > 1:
         run()  # warm-up (imports, allocator, zarr)
@@ -190,6 +196,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"end to end, store format {fmt or FORMAT_VERSION}: best {args.slices / min(ts):.0f} "
                   f"slices/s, median {args.slices / float(np.median(ts)):.0f} slices/s")
     best = min(times[None])
+    # The stored first batch against the stage table's own forward of it: the threads, the copies and the
+    # store must not change a value (a float16 step of bf16 nondeterminism at most).
+    print(f"stored features vs a direct forward of the first batch: max abs difference {max(diffs):.3g}")
     print(f"end to end: extract_features into a fresh cache, best of {args.repeats}: {best:.2f} s; "
           f"load average {os.getloadavg()[0]:.2f} at end")
     if args.goal:

@@ -36,8 +36,8 @@ run() {  # name, goal, args...
 }
 run "host pipeline, stand-in backbone" 2000 --slices "$(n 1000)" --batch-size 32
 run "ViT-S/16 @$RES" 2000 --backbone real --model S --slices "$(n 1000)" --batch-size auto
-run "ViT-B/16 @$RES" 600 --backbone real --model B --slices "$(n 400)" --batch-size auto
-run "ViT-L/16 @$RES" 180 --backbone real --model L --slices "$(n 160)" --batch-size auto
+run "ViT-B/16 @$RES" 600 --backbone real --model B --slices "$(n 800)" --batch-size auto
+run "ViT-L/16 @$RES" 180 --backbone real --model L --slices "$(n 640)" --batch-size auto
 if [ "${EXTRA:-0}" = 1 ]; then
   echo "== bench --demo on $DEVICE =="
   t0=$(date +%s)

@@ -2,27 +2,46 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import pytest
 import zarr
 
 from dinomed_napari.errors import WeightsError
 from dinomed_napari.features import cache as C
+from dinomed_napari.io.lazy import volume_digest
 
 
 def test_volume_digest_sees_content_shape_dtype_and_spacing():
     rng = np.random.default_rng(0)
     a = rng.integers(-1000, 1000, size=(4, 5, 6), dtype=np.int16)
-    d = C.volume_digest(a, (1, 1, 1))
-    assert d == C.volume_digest(a.copy(), (1.0, 1.0, 1.0))
+    d = volume_digest(a, (1, 1, 1))
+    assert d == volume_digest(a.copy(), (1.0, 1.0, 1.0))
     b = a.copy()
     b[3, 4, 5] += 1
-    others = [C.volume_digest(b, (1, 1, 1)), C.volume_digest(a, (1, 1, 2)),
-              C.volume_digest(a.astype(np.int32), (1, 1, 1)), C.volume_digest(a.reshape(4, 6, 5), (1, 1, 1))]
+    others = [volume_digest(b, (1, 1, 1)), volume_digest(a, (1, 1, 2)),
+              volume_digest(a.astype(np.int32), (1, 1, 1)), volume_digest(a.reshape(4, 6, 5), (1, 1, 1))]
     assert len({d, *others}) == 5
     # A non-contiguous view hashes like its contiguous copy (no whole-volume copy needed).
     t = np.transpose(rng.random((6, 5, 4)), (2, 1, 0))
-    assert C.volume_digest(t, (1, 1, 1)) == C.volume_digest(np.ascontiguousarray(t), (1, 1, 1))
+    assert volume_digest(t, (1, 1, 1)) == volume_digest(np.ascontiguousarray(t), (1, 1, 1))
+
+
+def test_volume_digest_does_not_depend_on_threads_or_slabs(monkeypatch):
+    from dinomed_napari.io import lazy
+
+    a = np.random.default_rng(1).integers(-1000, 1000, size=(9, 7, 5), dtype=np.int16)
+    d = volume_digest(a, (1, 2, 3), threads=1)
+    # The documented tree: sha256 of the header, then of each slice's own sha256.
+    h = hashlib.sha256(json.dumps([[9, 7, 5], "<i2", [1.0, 2.0, 3.0]]).encode())
+    for plane in a:
+        h.update(hashlib.sha256(plane.tobytes()).digest())
+    assert d == h.hexdigest()
+    assert volume_digest(a, (1, 2, 3), threads=4) == d
+    monkeypatch.setattr(lazy, "SLAB_BYTES", 7 * 5 * 2 * 2)  # two slices per slab; the last one alone
+    assert lazy.volume_digest(a, (1, 2, 3), threads=3) == d
 
 
 def test_cache_key_is_canonical():
@@ -32,9 +51,9 @@ def test_cache_key_is_canonical():
 
 
 def test_cache_key_does_not_depend_on_the_store_layout():
-    # The key format-2 stores were made under (sha256 of '{"a": 1, "format": 2}'): they are still found.
-    assert C.cache_key({"a": 1}) == "895422cb6c5a166ad45aacd6d699b5c5ae7a79db7e38f3f3babe0e9c6a88bc60"
-    assert C.KEY_VERSION == 2 and C.FORMAT_VERSION == 3 and C.READABLE_FORMATS == (2, 3)
+    # Stores of format 2 and 3 are found under the same key: sha256 of '{"a": 1, "format": 3}'.
+    assert C.cache_key({"a": 1}) == hashlib.sha256(b'{"a": 1, "format": 3}').hexdigest()
+    assert C.KEY_VERSION == 3 and C.FORMAT_VERSION == 3 and C.READABLE_FORMATS == (2, 3)
 
 
 def test_slice_digests_of_each_format():

@@ -18,7 +18,7 @@ from dinomed_napari.io.lazy import read_block
 from dinomed_napari.io.volume import Volume
 
 from .cache import FeatureStore
-from .overlap import Prefetcher, StoreWriter, return_large_buffers
+from .overlap import Prefetcher, StoreWriter, return_large_buffers, start_host_copy
 
 
 def batch_order(todo: np.ndarray, batch_size: int, first: int | None = None) -> list[np.ndarray]:
@@ -172,7 +172,7 @@ def fill_store(store: FeatureStore, vol: Volume, prep, backbone, axis: int, size
                     prefetch.close()
                     writer.close()
                     raise cancelled(store)
-                writer.submit(idx, run(host))
+                writer.submit(idx, start_host_copy(run(host)))
     except BaseException:
         # A crash or Ctrl-C keeps what was computed: every submitted batch is stored before propagating.
         prefetch.close()

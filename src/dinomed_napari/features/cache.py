@@ -28,7 +28,10 @@ import numpy as np
 
 #: Part of every cache key: bump when the meaning of the features changes, so old stores are never found.
 #: 2: stores that can be verified slice by slice (version-1 stores had no digests and are rebuilt).
-KEY_VERSION = 2
+#: 3: the volume's digest hashes slices in parallel
+#: (:func:`dinomed_napari.io.lazy.volume_digest`); stores under version-2 keys
+#: are not found again, so their features are computed once more.
+KEY_VERSION = 3
 
 #: Layout of new stores (the group's "format" attribute); a store of a layout not in READABLE_FORMATS is
 #: rebuilt. 2: zstd + its checksum per chunk, BLAKE2b digests. 3: no compression (zstd saved 8 % of the
@@ -37,25 +40,14 @@ KEY_VERSION = 2
 FORMAT_VERSION = 3
 READABLE_FORMATS = (2, 3)
 
+#: Threads hashing the slices of the batches written at once.
+DIGEST_THREADS = min(8, os.cpu_count() or 1)
+
 
 def default_cache_dir() -> Path:
     """``$DINOMED_CACHE`` if set, else ``~/.cache/dinomed-napari``."""
     env = os.environ.get("DINOMED_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "dinomed-napari"
-
-
-def volume_digest(data: np.ndarray, spacing: tuple[float, ...]) -> str:
-    """sha256 of a volume's raw bytes, shape, dtype and spacing.
-
-    Hashed slab by slab along the first axis so a non-contiguous view (e.g. a transposed NIfTI) is never
-    copied whole.
-    """
-    data = np.asarray(data)
-    h = hashlib.sha256()
-    h.update(json.dumps([list(data.shape), data.dtype.str, [float(s) for s in spacing]]).encode())
-    for slab in data:
-        h.update(np.ascontiguousarray(slab).data)
-    return h.hexdigest()
 
 
 _LABELS: dict[tuple, str] = {}
@@ -244,24 +236,23 @@ class FeatureStore:
         """
         batches = [(np.asarray(idx), np.asarray(feats, dtype=np.float16)) for idx, feats in batches]
 
-        def digests() -> list[list[int]]:
-            return [[slice_digest(f, self.format) for f in feats] for _, feats in batches]
+        def digest(f: np.ndarray) -> int:
+            return slice_digest(f, self.format)
 
-        if self.path is None:
+        # hashlib releases the GIL: the digests are computed on other threads while zarr writes (on a GPU
+        # machine one thread hashed slower than the device computed). A pool per call (not one kept for the
+        # process) stays correct across fork().
+        with ThreadPoolExecutor(DIGEST_THREADS, thread_name_prefix="dinomed-digest") as pool:
+            pending = [pool.map(digest, feats) for _, feats in batches]
             for idx, feats in batches:
-                self.features[idx] = feats
-            hashes = digests()
-        else:
-            # hashlib releases the GIL: the digests are computed on a second thread while zarr writes.
-            # A thread per call (not a pool kept for the process) stays correct across fork().
-            with ThreadPoolExecutor(1, thread_name_prefix="dinomed-digest") as pool:
-                pending = pool.submit(digests)
-                for idx, feats in batches:
-                    # Runs of consecutive slices go in one call (one chunk per slice either way).
-                    starts = np.flatnonzero(np.diff(idx, prepend=idx[0] - 2) != 1)
-                    for a, b in zip(starts, list(starts[1:]) + [len(idx)], strict=True):
-                        self.features[int(idx[a]) : int(idx[b - 1]) + 1] = feats[a:b]
-                hashes = pending.result()
+                if self.path is None:
+                    self.features[idx] = feats
+                    continue
+                # Runs of consecutive slices go in one call (one chunk per slice either way).
+                starts = np.flatnonzero(np.diff(idx, prepend=idx[0] - 2) != 1)
+                for a, b in zip(starts, list(starts[1:]) + [len(idx)], strict=True):
+                    self.features[int(idx[a]) : int(idx[b - 1]) + 1] = feats[a:b]
+            hashes = [list(p) for p in pending]
         for (idx, _), h in zip(batches, hashes, strict=True):
             self.digests[idx] = h
             self.done[idx] = True

@@ -68,8 +68,38 @@ class Prefetcher:
         self.pool.shutdown(wait=True)
 
 
+class HostCopy:
+    """A CUDA -> host copy of one batch's features under way into page-locked memory.
+
+    Started right after the batch's forward pass, so the copy engine moves it while the device computes
+    the next batch; a pageable ``.cpu()`` on the writer thread moved 1.5 GB/s on an H200 (0.5 ms per ViT-S
+    slice at 512), as long as the forward pass itself. :func:`to_host` waits for this batch's copy only.
+    """
+
+    def __init__(self, feats):
+        import torch
+
+        self.host = torch.empty(feats.shape, dtype=feats.dtype, pin_memory=True)
+        self.host.copy_(feats, non_blocking=True)
+        self.event = torch.cuda.Event()
+        self.event.record()
+
+    def numpy(self) -> np.ndarray:
+        self.event.synchronize()
+        return self.host.numpy()  # a view: the array keeps the pinned buffer alive
+
+
+def start_host_copy(feats):
+    """:class:`HostCopy` of CUDA features; anything else unchanged (CPU tensors need no copy)."""
+    device = getattr(feats, "device", None)
+    return HostCopy(feats) if device is not None and device.type == "cuda" else feats
+
+
 def to_host(feats) -> np.ndarray:
-    """float16 features on any device -> NumPy (waits for the device's kernels of this batch only)."""
+    """float16 features (NumPy, a tensor on any device, or a :class:`HostCopy`) -> NumPy; waits for the
+    device's work on this batch only."""
+    if isinstance(feats, HostCopy):
+        return feats.numpy()
     return feats if isinstance(feats, np.ndarray) else feats.cpu().numpy()
 
 

@@ -107,17 +107,35 @@ def as_dask(array):
     return da.from_zarr(array) if hasattr(array, "chunks") and hasattr(array, "store") else da.asarray(array)
 
 
-def volume_digest(data, spacing: tuple[float, ...]) -> str:
-    """sha256 of a volume's raw bytes, shape, dtype and spacing, read slab by slab.
+def volume_digest(data, spacing: tuple[float, ...], threads: int | None = None) -> str:
+    """sha256 of a volume's shape, dtype, spacing and the sha256 of each slice (first axis, C order).
 
-    The same digest as :func:`dinomed_napari.features.cache.volume_digest` (one byte stream, C order),
-    without loading a lazy (zarr, dask) volume or copying a transposed one whole.
+    Slices are hashed in parallel (hashlib releases the GIL: one stream was 0.4 ms per 512 x 512 int16
+    slice, as long as a ViT-S forward on a GPU); the result does not depend on how the volume is stored or
+    read. Read slab by slab, so a lazy (zarr, dask) volume is never loaded and a transposed one never
+    copied whole.
+
+    Parameters
+    ----------
+    data : array-like
+        NumPy, zarr or dask array.
+    spacing : tuple of float
+    threads : int, optional
+        Hashing threads (default: the CPU count, at most 16).
     """
     import hashlib
     import json
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(plane: np.ndarray) -> bytes:
+        return hashlib.sha256(np.ascontiguousarray(plane).data).digest()
 
     h = hashlib.sha256()
     h.update(json.dumps([list(data.shape), np.dtype(data.dtype).str, [float(s) for s in spacing]]).encode())
-    for _, block in iter_slabs(data):
-        h.update(np.ascontiguousarray(block).data)
+    workers = threads or min(16, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers, thread_name_prefix="dinomed-hash") as pool:
+        for _, block in iter_slabs(data, SLAB_BYTES):
+            for d in pool.map(one, block):
+                h.update(d)
     return h.hexdigest()
