@@ -99,8 +99,13 @@ def child(stage: str, n: int, features: str, cache: str, real: str | None = None
         from dinomed_napari.analysis.segment import ScribbleSegmenter
         from dinomed_napari.bench.scribbles import structure_scribbles
 
-        z, y, x = np.ogrid[:n, :512, :512]
-        blob = ((z - n / 2) / max(n / 6, 2)) ** 2 + ((y - 256) / 60) ** 2 + ((x - 230) / 50) ** 2 < 1
+        # The structure's mask is built slice by slice: a broadcast float64 expression over the whole
+        # volume (8 bytes per voxel, several times) was the peak of this stage, not the segmenter.
+        y, x = np.ogrid[:512, :512]
+        disc = ((y - 256) / 60) ** 2 + ((x - 230) / 50) ** 2
+        blob = np.zeros((n, 512, 512), bool)
+        for z in range(n):
+            blob[z] = disc + ((z - n / 2) / max(n / 6, 2)) ** 2 < 1
         scr = structure_scribbles(blob, n_slices=3, seed=0).labels
         del blob
         labels = ScribbleSegmenter(intensity="filters").fit(fv, scr, image=vol.data,

@@ -7,9 +7,11 @@ import pytest
 from analysis_helpers import dice, synthetic_features
 
 from dinomed_napari.analysis.propagate import propagate, strokes_localized
+from dinomed_napari.analysis.sampling import NormalisedImage, normalise_image
 from dinomed_napari.analysis.segment import ScribbleSegmenter
 from dinomed_napari.bench.scribbles import structure_scribbles
 from dinomed_napari.errors import ScribbleError
+from dinomed_napari.features.grid import slice_of
 
 
 def two_blobs(shape=(16, 64, 64), seed=0):
@@ -44,6 +46,24 @@ def test_only_the_painted_blob_is_followed_through_the_volume():
     assert conf[scr.slices[0]] == 1.0 and np.all((seen >= 0) & (seen <= 1))
     nxt = res.suggested_slice
     assert nxt is not None and nxt not in scr.slices and np.isfinite(conf[nxt])
+
+
+def test_the_image_is_normalised_where_it_is_read_with_the_same_result():
+    image, a, _ = two_blobs()
+    img, lo, hi = normalise_image(image)
+    eager = (image - np.float32(lo)) / np.float32(hi - lo)
+    assert isinstance(img, NormalisedImage) and img.shape == image.shape and img.dtype == np.float32
+    np.testing.assert_allclose(np.asarray(img), eager, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(slice_of(img, 1, 30), np.asarray(img)[:, 30])
+    np.testing.assert_array_equal(img[3:5, 10:20], np.asarray(img)[3:5, 10:20])
+    scr = structure_scribbles(a, n_slices=1, seed=0).labels
+    lazy = propagate(img, scr, (2.0, 1.0, 1.0)).labels
+    np.testing.assert_array_equal(lazy, propagate(np.asarray(img), scr, (2.0, 1.0, 1.0)).labels)
+    assert dice(lazy == 2, a) > 0.85
+    # The segmenter keeps the raw image and this view of it, never a float32 copy of the volume.
+    fv = synthetic_features(a.astype(np.uint8), grid=(8, 8))
+    seg = ScribbleSegmenter().fit(fv, scr, image=image, spacing=(2.0, 1.0, 1.0))
+    assert isinstance(seg.image, NormalisedImage) and seg.image.raw is image
 
 
 def oblique_tube(shape=(14, 64, 64), step=5):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..features.grid import slice_of
+from .sampling import NormalisedImage
 
 #: Above this many voxels the filter bank runs per 2D slice (~24 float32 filters per voxel: 8 M voxels
 #: ~ 0.8 GB in 3D), so memory stays bounded by one slice on real-sized volumes.
@@ -39,10 +40,12 @@ class FilterBankRF:
 
     def __init__(self, image: np.ndarray, axis: int = 0, sigma_max: float = 16.0,
                  max_voxels_3d: int = MAX_3D_VOXELS, clip: tuple[float, float] | None = None):
-        self.image = np.asarray(image, dtype=np.float32)
         self.clip = clip
         self.axis = int(axis)
-        self.mode = "3d" if self.image.size <= max_voxels_3d else "2d"
+        self.mode = "3d" if int(np.prod(np.shape(image))) <= max_voxels_3d else "2d"
+        # Large volumes are read plane by plane: a lazily normalised image stays lazy (no float32 copy).
+        lazy = self.mode == "2d" and isinstance(image, NormalisedImage)
+        self.image = image if lazy else np.asarray(image, dtype=np.float32)
         shape = self.image.shape if self.mode == "3d" else np.delete(self.image.shape, self.axis)
         self.sigma_max = float(min(sigma_max, max(1.0, min(shape) / 2)))
         self.features = self._filters(self.image) if self.mode == "3d" else None

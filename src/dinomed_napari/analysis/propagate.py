@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..features.grid import slice_of
+
 #: Largest angle (degrees from the slicing axis) of a structure's wall between two slices.
 MAX_ANGLE = 30.0
 #: Box around the structure's strokes on an annotated slice: stroke extent x this, plus MARGIN_MM.
@@ -319,8 +321,8 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
 
     Parameters
     ----------
-    image : (Z, Y, X) float
-        Normalised image (about [0, 1], e.g. :func:`.sampling.normalise_image`).
+    image : (Z, Y, X) float array-like
+        Normalised image (about [0, 1], e.g. :func:`.sampling.normalise_image`), read plane by plane.
     scribbles : (Z, Y, X) int
         0 unlabelled, else class values; at least one structure and the background painted.
     spacing : (3,) float
@@ -361,17 +363,21 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
     """
     from ..errors import Cancelled, ScribbleError
 
-    img = np.moveaxis(np.asarray(image, np.float32), axis, 0)
+    def img(s: int) -> np.ndarray:  # planes read where needed: no float32 copy of the volume
+        return np.asarray(slice_of(image, axis, s), dtype=np.float32)
+
     scr = np.moveaxis(np.asarray(scribbles), axis, 0)
     sp = np.asarray(spacing, float)
     sp_slice, sp2 = sp[axis], np.delete(sp, axis)
-    values = np.unique(scr[scr > 0])
+    n = scr.shape[0]
+    # Classes painted on each slice, slice by slice: no whole-volume boolean temporaries.
+    painted = {s: np.unique(scr[s][scr[s] > 0]) for s in range(n) if scr[s].any()}
+    values = np.unique(np.concatenate(list(painted.values()))) if painted else np.zeros(0, int)
     if len(values) < 2:
         raise ScribbleError("propagation needs the structure and the background painted "
                             f"(found classes {[int(v) for v in values]})")
     bg = background_of(scr) if background is None else int(background)  # scr is already axis-first
-    n = scr.shape[0]
-    annotated = tuple(int(s) for s in np.flatnonzero(((scr > 0) & (scr != bg)).any(axis=(1, 2))))
+    annotated = tuple(s for s, v in painted.items() if (v != bg).any())
     labels = np.full(scr.shape, bg, np.uint8 if values.max() < 256 else np.int32)
     confidence = np.full(n, np.nan)
     masks: dict[int, dict[int, np.ndarray]] = {}
@@ -379,7 +385,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
         p = proba(s) if proba is not None else None
         # The forest's probability, read in the walker's box only.
         pix = None if extra is None else (lambda c, box, s=s: extra(s, c, box)[..., 0])
-        for c, m in annotated_masks(img[s], scr[s], sp2, bg, p, cell=cell, pixel=pix).items():
+        for c, m in annotated_masks(img(s), scr[s], sp2, bg, p, cell=cell, pixel=pix).items():
             if one_object and several_regions(m):
                 return None
             masks.setdefault(c, {})[s] = m
@@ -396,7 +402,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
 
         # The structure's own intensity range on its annotated slices: a walk that drifts out of it has
         # left the structure (it follows whatever neighbour looks locally different from its ring).
-        inside = np.concatenate([img[t][m] for t, m in seeds.items()])
+        inside = np.concatenate([img(t)[m] for t, m in seeds.items()])
         lo, hi = np.percentile(inside, [STOP_PERCENTILE, 100 - STOP_PERCENTILE]) if inside.size else (0, 0)
         dist = np.min(np.abs(np.arange(n)[:, None] - np.array(list(seeds))[None, :]), axis=1)
         for s in sorted((s for s in range(n) if s not in seeds), key=lambda s: dist[s]):
@@ -419,7 +425,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
             box = _grown_box(prev, 3 * radius + 1)
             for t in (*srcs, s):
                 if t not in feats or not box_inside(box, feats[t][0]):
-                    feats[t] = (box, _plane_features(img[t], None if extra is None else extra(t, c, box)))
+                    feats[t] = (box, _plane_features(img(t), None if extra is None else extra(t, c, box)))
             p = _local_proba([feats[t][1] for t in srcs], [done[t] for t in srcs], ring, feats[s][1], allowed)
             if p is None:
                 continue
@@ -433,7 +439,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
                 continue  # the structure ends here, or what follows is a neighbour
             # Another tissue: its intensity is outside the structure's range and the forest trained on
             # the scribbles does not call it the structure either (each alone stops real structures early).
-            if (not lo <= float(np.median(img[s][m])) <= hi and extra is not None
+            if (not lo <= float(np.median(img(s)[m])) <= hi and extra is not None
                     and float(extra(s, c, box)[..., 0][m].mean()) < 0.5):
                 continue
             done[s] = ndimage.binary_fill_holes(m)

@@ -47,12 +47,40 @@ def sample_features(fv: FeatureVolume, points_zyx) -> np.ndarray:
     return out
 
 
+class NormalisedImage:
+    """An image scaled to about [0, 1], ``(raw - low) / (high - low)`` in float32, computed where it is read.
+
+    Holds the raw image, not a float32 copy of the volume (4 bytes per voxel on top of it): readers index
+    planes or boxes (``img[s]``, :func:`~dinomed_napari.features.grid.slice_of`) and get the same values a
+    whole normalised array would hold there; ``np.asarray(img)`` gives that whole array.
+    """
+
+    def __init__(self, raw, low: float, high: float):
+        self.raw, self.low, self.scale = raw, float(low), max(float(high) - float(low), 1e-6)
+        self.shape = tuple(int(n) for n in np.shape(raw))
+        self.ndim, self.size = len(self.shape), int(np.prod(self.shape))
+        self.dtype = np.dtype(np.float32)
+
+    def __getitem__(self, key) -> np.ndarray:
+        return (np.asarray(self.raw[key], dtype=np.float32) - self.low) / self.scale
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[...]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
 def normalise_image(image: np.ndarray, low: float | None = None, high: float | None = None):
-    """Scale an image to about [0, 1] by its 0.5/99.5 percentiles (or given ones) -> (img, low, high)."""
-    img = np.asarray(image, dtype=np.float32)
+    """Scale an image to about [0, 1] by its 0.5/99.5 percentiles (or given ones) -> (img, low, high).
+
+    ``img`` is a :class:`NormalisedImage`: planes are scaled where they are read.
+    """
     if low is None or high is None:
-        low, high = (float(v) for v in np.percentile(img[:: max(1, img.shape[0] // 16)], (0.5, 99.5)))
-    return (img - low) / max(high - low, 1e-6), low, high
+        sample = np.asarray(image[:: max(1, np.shape(image)[0] // 16)], dtype=np.float32)
+        low, high = (float(v) for v in np.percentile(sample, (0.5, 99.5)))
+    return NormalisedImage(image, low, high), low, high
 
 
 def filter_plane(plane: np.ndarray, mode: str) -> np.ndarray:

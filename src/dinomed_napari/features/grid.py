@@ -81,8 +81,13 @@ def to_volume_order(stack: np.ndarray, axis: int) -> np.ndarray:
 
 
 def slice_of(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
-    """The 2D plane ``index`` of a (Z, Y, X, ...) array along ``axis``, in (H, W, ...) order."""
-    return np.take(volume, index, axis=axis)
+    """The 2D plane ``index`` of a (Z, Y, X, ...) array along ``axis``, in (H, W, ...) order.
+
+    NumPy arrays give a copy; other array-likes (zarr, a lazily normalised image) read that plane only.
+    """
+    if isinstance(volume, np.ndarray):
+        return np.take(volume, index, axis=axis)
+    return volume[(slice(None),) * int(axis) + (int(index),)]
 
 
 def patch_transform(volume_shape: tuple[int, int, int], grid: tuple[int, int], axis: int,
