@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-STAGES = ("extract", "pca", "affinity", "segment")
+STAGES = ("extract", "pca", "affinity", "segment", "isolate")
 
 
 def _rss_mb() -> float:
@@ -111,6 +111,17 @@ def child(stage: str, n: int, features: str, cache: str, real: str | None = None
         labels = ScribbleSegmenter(intensity="filters").fit(fv, scr, image=vol.data,
                                                               spacing=vol.spacing).predict().labels
         out_mb = (labels.nbytes + scr.nbytes) / 2**20  # its output and the user's scribble volume
+    elif stage == "isolate":
+        # The CLI's default one click (--channel auto): PC1 gate and threshold around the seed.
+        from dinomed_napari.analysis.isolate_auto import auto_isolate
+        from dinomed_napari.analysis.pca import pca_maps
+
+        try:
+            pc1 = pca_maps(fv, n_components=1).component(0)
+        except AttributeError:  # older code: the whole pixel-grid component
+            pc1 = pca_maps(fv, n_components=1).components[..., 0]
+        mask = auto_isolate(vol.data, [(n // 2, 256, 230)], vol.spacing, pc1=pc1).mask
+        out_mb = mask.nbytes / 2**20
     peak = _rss_mb()
     return {"stage": stage, "n": n, "peak": peak, "base": base, "volume": vol_mb, "output": out_mb,
             "added": peak - base - vol_mb - out_mb, "mallopt": _threshold_set()}

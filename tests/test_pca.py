@@ -70,6 +70,18 @@ def test_pca_maps_shapes_ranges_and_determinism():
     assert 0.001 < np.mean(m1.rgb[..., 0] == 0) < 0.2
 
 
+def test_one_component_is_read_box_by_box_with_the_values_of_the_whole_map():
+    lab = blob_volume()
+    for axis in (0, 1):
+        maps = pca_maps(synthetic_features(lab, axis=axis, grid=(6, 5)), seed=3)
+        pc2 = maps.component(1)
+        assert pc2.shape == lab.shape and pc2.dtype == np.float32
+        box = (slice(2, 9), slice(5, 20), slice(3, 11))
+        np.testing.assert_allclose(pc2[box], maps.components[box + (1,)], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(pc2), maps.components[..., 1], rtol=1e-6, atol=1e-6)
+    assert pc2[0:0].shape == (0,) + lab.shape[1:]
+
+
 def test_sample_tokens_bounded_and_reads_zarr_slice_by_slice():
     lab = blob_volume()
     fv = synthetic_features(lab)

@@ -126,12 +126,12 @@ class IsolateWidget(DinomedWidget):
         if ch == "auto":  # one 3D answer; a preview shows its plane, so preview and Apply agree
             if seeds is None:
                 raise ValueError("auto isolation needs a seed: add a point inside the structure")
-            pc1 = pca.components[..., 0] if self.foreground.value else None
+            pc1 = pca.component(0) if self.foreground.value else None  # read around the seed only
             kwargs = dict(auto=True, image=np.asarray(image.data), seeds=seeds,
                           spacing=tuple(float(v) for v in image.scale[-3:]), pc1=pc1, index=index,
                           axis=session.axis)
             return image, session, None, kwargs
-        channel = np.asarray(image.data, dtype=np.float32) if ch == "image" else ch
+        channel = np.asarray(image.data) if ch == "image" else ch  # isolate compares in its own type
         source = fv if ch == "similarity" else pca
         rule = self.inner_rule.value
         inner = float(self.inner_threshold.value) if rule == "value" else rule

@@ -48,8 +48,10 @@ def _channel(channel, source, comps, seeds, index, axis) -> np.ndarray:
         return similarity_map(source, seeds, slice_only=index)
     if isinstance(channel, str):
         raise ValueError(f"channel must be 'pc1'.., 'similarity' or a (Z, Y, X) array, got {channel!r}")
-    arr = np.asarray(channel, dtype=np.float32)
-    return arr if index is None else slice_of(arr, axis, index)
+    # Thresholds compare in the image's own type (no float32 copy of the volume, 4 bytes per voxel); a
+    # slice keeps that type too, so a preview thresholds exactly like the whole volume.
+    arr = np.asarray(channel if index is None else slice_of(channel, axis, index))
+    return arr if arr.dtype.kind in "iuf" else arr.astype(np.float32)
 
 
 def _volume_shape(source, channel) -> tuple[int, ...]:

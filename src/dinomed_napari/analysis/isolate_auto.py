@@ -148,19 +148,19 @@ def auto_isolate(image: np.ndarray, seeds, spacing=(1.0, 1.0, 1.0), *, pc1: np.n
     -------
     Isolation
     """
-    img = np.asarray(image, np.float32)
-    pts = np.rint(check_points(seeds, img.shape)).astype(int)
+    shape = tuple(np.shape(image))  # only the box around the seeds is read and converted
+    pts = np.rint(check_points(seeds, shape)).astype(int)
     if len(pts) == 0:
         raise ValueError("auto isolation needs at least one seed (z, y, x) inside the structure")
     sp = np.asarray(spacing, float)
-    box = _box(img.shape, pts, sp, radius_mm)
+    box = _box(shape, pts, sp, radius_mm)
     local = pts - np.array([b.start for b in box])
-    sub = img[box]
+    sub = np.asarray(image[box], np.float32)
     seed_vals = [float(np.median(sub[tuple(slice(max(c - 1, 0), c + 2) for c in p)])) for p in local]
     fg = np.ones(sub.shape, bool)
     t_fg, steps, note = None, [], ""
     if pc1 is not None:
-        pcs = np.asarray(pc1, np.float32)[box]
+        pcs = np.asarray(pc1[box], np.float32)
         t_fg, side = _split(pcs, float(np.median([pcs[tuple(p)] for p in local])))
         eta = separation(pcs, t_fg)
         if side == "above" and eta < PC1_SEPARATION:
@@ -186,7 +186,7 @@ def auto_isolate(image: np.ndarray, seeds, spacing=(1.0, 1.0, 1.0), *, pc1: np.n
     if min_size > 0:
         lab2, _ = ndimage.label(keep)
         keep &= (np.bincount(lab2.ravel()) >= min_size)[lab2]
-    mask = np.zeros(img.shape, np.uint8)
+    mask = np.zeros(shape, np.uint8)
     mask[box] = keep
     inside = all(mask[tuple(p)] for p in pts)
     if _border_share(keep) > 0.02:

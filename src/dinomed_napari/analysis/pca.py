@@ -113,6 +113,11 @@ class PCAMaps:
 
         return to_volume_order(to_uint8(self.basis.to_rgb(self.patch)), self.fv.axis)
 
+    def component(self, k: int = 0) -> ComponentVolume:
+        """Component ``k`` on the pixel grid as a (Z, Y, X) array-like that upsamples only the slices a
+        read touches (e.g. a box around a seed), instead of :attr:`components` (4 bytes per voxel each)."""
+        return ComponentVolume(self, k)
+
     def slice_components(self, index: int) -> np.ndarray:
         """(H, W, n) float32 components of slice ``index`` along ``fv.axis`` on its pixel grid."""
         return upsample_patches(self.patch[index], self.fv.plane_shape)
@@ -120,6 +125,41 @@ class PCAMaps:
     def slice_rgb8(self, index: int) -> np.ndarray:
         """(H, W, 3) uint8 RGB of slice ``index`` (for a viewer that asks slice by slice)."""
         return to_uint8(self.basis.to_rgb(self.slice_components(index)))
+
+
+class ComponentVolume:
+    """One PCA component on the pixel grid, (Z, Y, X) float32, computed where it is indexed.
+
+    ``vol[box]`` (a tuple of slices) upsamples the slices along the maps' axis that ``box`` touches and
+    returns the same values :attr:`PCAMaps.components` holds there; ``np.asarray`` gives the whole volume.
+    """
+
+    def __init__(self, maps: PCAMaps, k: int = 0):
+        if not 0 <= int(k) < maps.basis.n_components:
+            raise ValueError(f"component {k} of maps with {maps.basis.n_components} components")
+        self.maps, self.k = maps, int(k)
+        self.shape = tuple(int(n) for n in maps.fv.volume_shape)
+        self.ndim, self.dtype = 3, np.dtype(np.float32)
+
+    def __getitem__(self, key) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        if key == (Ellipsis,):
+            key = ()
+        key = key + (slice(None),) * (3 - len(key))
+        if not all(isinstance(k, slice) for k in key):
+            raise TypeError(f"index a ComponentVolume with slices only (a box), got {key!r}")
+        axis = self.maps.fv.axis
+        along = range(*key[axis].indices(self.shape[axis]))
+        planes = [self.maps.slice_components(i)[..., self.k] for i in along]
+        if not planes:
+            return np.zeros(tuple(len(range(*k.indices(n))) for k, n in zip(key, self.shape, strict=True)),
+                            np.float32)
+        rest = tuple(slice(None) if d == axis else k for d, k in enumerate(key))
+        return np.stack(planes, axis=axis)[rest]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[...]
+        return out if dtype is None else out.astype(dtype, copy=False)
 
 
 def to_uint8(unit: np.ndarray) -> np.ndarray:

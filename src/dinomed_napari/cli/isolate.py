@@ -106,7 +106,7 @@ def run_auto(args, vol, axis: int) -> int:
         from dinomed_napari.analysis.pca import pca_maps
 
         fv = common.features(args, vol, [axis])[axis]
-        pc1 = pca_maps(fv, n_components=1).components[..., 0]
+        pc1 = pca_maps(fv, n_components=1).component(0)  # read in the box around the seeds only
         made = f" from {fv.label()}"
     res = auto_isolate(vol.data, args.seeds, vol.spacing, pc1=pc1, fill_holes=not args.no_fill,
                        min_size=args.min_size)

@@ -61,7 +61,7 @@ def auto_records(lc, maps) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
     """One click with the default recipe (``--channel auto``): threshold chosen around the seed."""
     from dinomed_napari.analysis.isolate_auto import auto_isolate
 
-    pc1 = maps.components[..., 0]  # one volume for every label
+    pc1 = maps.component(0)  # each label reads the box around its seed
     for k, lab in enumerate(lc.labels, start=1):
         truth = lc.truth == k
         seed = seed_inside(truth, lc.spacing)
