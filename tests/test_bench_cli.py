@@ -40,6 +40,21 @@ def test_cli_refuses_to_guess_weights(tmp_path, capsys):
     (tmp_path / "c.yaml").write_text("resolution: [224]\nweights: random\n")
     assert main(["bench", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "o")]) == 2
     assert "unknown option(s) ['resolution']" in capsys.readouterr().err
+    (tmp_path / "b.yaml").write_text("batch_size: 0\nweights: random\ncases:\n  - image: a.nii\n"
+                                     "    mask: m.nii\n")
+    assert main(["bench", "--config", str(tmp_path / "b.yaml"), "--out", str(tmp_path / "o")]) == 2
+    assert "batch_size: batch size must be between 1 and 1024, got 0 (or 'auto')" in capsys.readouterr().err
+
+
+def test_batch_size_defaults_to_auto_and_takes_a_number():
+    import argparse
+
+    from dinomed_napari.cli import bench
+
+    p = argparse.ArgumentParser()
+    bench.configure(p)
+    assert bench.build(p.parse_args(["--demo"]))[1].batch_size == "auto"
+    assert bench.build(p.parse_args(["--demo", "--batch-size", "8"]))[1].batch_size == 8
 
 
 def test_config_yaml_and_toml(tmp_path):

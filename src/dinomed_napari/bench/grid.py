@@ -56,7 +56,7 @@ class BenchSettings:
     seed: int = 0
     axis: int = 0
     folds: int = 5
-    batch_size: int = 4
+    batch_size: int | str = "auto"  # "auto": from free GPU memory, 2 on a CPU
     device: str | None = None
     cache_dir: str | None = None
 

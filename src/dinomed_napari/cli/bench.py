@@ -13,7 +13,7 @@ DEMO = {"models": "S", "resolutions": "64,128", "slices": "1,2,3,5", "strokes": 
         "protocols": "fewclick,fewclick3d,isolation,probe,baseline", "variants": "linear,fusion,hybrid"}
 DEFAULTS = {"models": "S", "resolutions": "224", "slices": "1,2,3", "strokes": 3, "seed": 0, "axis": 0,
             "folds": 5, "protocols": "fewclick,fewclick3d,isolation,probe,baseline", "variants": "linear",
-            "batch_size": 4}
+            "batch_size": "auto"}
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -40,8 +40,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--axis", type=int, choices=(0, 1, 2), help="slicing / annotation axis (default 0)")
     p.add_argument("--folds", type=A.int_in(2, 100, "fold count"),
                    help="linear-probe CV folds (default 5)")
-    p.add_argument("--batch-size", dest="batch_size", type=A.int_in(1, 1024, "batch size"),
-                   help="slices per forward pass (default 4)")
+    p.add_argument("--batch-size", dest="batch_size", type=A.int_in_or(1, 1024, "batch size", "auto"),
+                   help="slices per forward pass, or 'auto' (default: from free GPU memory; 2 on a CPU)")
     p.add_argument("--device", help="cpu, cuda, mps (default: best available)")
     p.add_argument("--cache", help="feature cache folder (default $DINOMED_CACHE or ~/.cache/dinomed-napari)")
     p.add_argument("--out", default="bench_out", help="output folder (default bench_out)")
@@ -56,6 +56,18 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def _ints(v) -> tuple[int, ...]:
     return tuple(int(x) for x in (v.split(",") if isinstance(v, str) else v))
+
+
+def _batch(v) -> int | str:
+    """A batch size from a flag or a config file: 'auto' or an integer >= 1."""
+    if str(v).strip() == "auto":
+        return "auto"
+    from dinomed_napari.bench.grid import BenchConfigError
+
+    try:
+        return A.int_in(1, 1024, "batch size")(str(v))
+    except argparse.ArgumentTypeError as exc:
+        raise BenchConfigError(f"batch_size: {exc} (or 'auto')") from exc
 
 
 def _strs(v) -> tuple[str, ...]:
@@ -98,7 +110,7 @@ def build(args: argparse.Namespace):
         resolutions=_ints(pick("resolutions")), slices=_ints(pick("slices")),
         variants=_strs(pick("variants")),
         strokes=int(pick("strokes")), seed=int(pick("seed") or 0), axis=int(pick("axis") or 0),
-        folds=int(pick("folds")), batch_size=int(pick("batch_size")), device=pick("device"),
+        folds=int(pick("folds")), batch_size=_batch(pick("batch_size")), device=pick("device"),
         cache_dir=pick("cache"))
     return cases, settings, {"demo": bool(args.demo)}
 

@@ -39,8 +39,8 @@ def add_image_and_feature_args(parser: argparse.ArgumentParser, axis_all: bool =
     parser.add_argument("--series", help="SeriesInstanceUID to read from a DICOM folder with several series")
     parser.add_argument("--layers", type=A.layers,
                         help="blocks to concatenate, e.g. 3,6,9,11 (default final)")
-    parser.add_argument("--batch-size", type=A.int_in(1, 1024, "batch size"), default=4,
-                        help="slices per forward pass")
+    parser.add_argument("--batch-size", type=A.int_in_or(1, 1024, "batch size", "auto"), default="auto",
+                        help="slices per forward pass, or 'auto' (default: from free GPU memory; 2 on a CPU)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--cache-dir", type=Path, help="feature cache folder (default $DINOMED_CACHE)")
     parser.add_argument("--overwrite", action="store_true",
