@@ -217,6 +217,11 @@ def test_batch_order_puts_the_batch_of_first_in_front():
     order = [b.tolist() for b in batch_order(np.arange(7), 3, first=5)]
     assert order == [[3, 4, 5], [0, 1, 2], [6]]
     assert [b.tolist() for b in batch_order(np.array([1, 2, 5]), 2, first=0)] == [[1, 2], [5]]
+    # Large batches (a GPU's): the current slice comes first in a small batch, then the rest in large ones.
+    order = [b.tolist() for b in batch_order(np.arange(20), 8, first=10)]
+    assert order[0] == [10, 11, 12, 13] and [len(b) for b in order] == [4, 8, 8]
+    assert sorted(sum(order, [])) == list(range(20))
+    assert batch_order(np.arange(20), 8, first=18)[0].tolist() == [16, 17, 18, 19]  # clipped at the end
 
 
 def test_in_memory_mode_matches_cache_and_writes_nothing(ct, vits, tmp_path, monkeypatch):

@@ -52,7 +52,9 @@ def test_retrain_action():
     assert jobs.retrain_action((pts, vals), (pts, vals), True, True) == "predict"
     assert jobs.retrain_action((pts, vals), (pts, vals), False, True) == "train"
     assert jobs.retrain_action((pts, vals), (pts, vals), True, False) == "skip"
-    assert jobs.interactive_batch_size("cpu") == 1 and jobs.interactive_batch_size("cuda:0") == 4
+    # "auto": one slice at a time on a CPU, free memory on a GPU; a number chosen in the widget wins.
+    assert jobs.interactive_batch_size("cpu") == 1 and jobs.interactive_batch_size("cuda:0") == "auto"
+    assert jobs.interactive_batch_size("cpu", 8) == 8 and jobs.interactive_batch_size("cuda", "16") == 16
 
 
 def test_ct_is_detected_from_hounsfield_range_and_says_so():

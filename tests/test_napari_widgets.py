@@ -102,10 +102,10 @@ def test_cancel_stops_extraction_and_rerun_works(make_napari_viewer, qtbot, ct_c
     from dinomed_napari._napari.widget_features import FeaturesWidget
 
     viewer = make_napari_viewer()
-    ct = load_volume(sample_path("ct_organs"), modality="CT")  # all 30 slices: 8 batches of 4
+    ct = load_volume(sample_path("ct_organs"), modality="CT")  # all 30 slices: 15 batches of 2
     image = add_image(viewer, ct)
     w = FeaturesWidget(viewer)
-    w.weights.value, w.resolution.value = "random", 64
+    w.weights.value, w.resolution.value, w.batch.value = "random", 64, 2  # the batch chosen in the dock
     # Click Cancel as soon as the first slice reports progress; the worker stops before a later one.
     done_at_cancel = []
     w._relay.progress.connect(lambda done, total: done > 0 and not done_at_cancel and (
@@ -113,6 +113,7 @@ def test_cancel_stops_extraction_and_rerun_works(make_napari_viewer, qtbot, ct_c
     w.run()
     qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
     assert w.status.value.startswith("cancelled") and not SESSIONS.get(image).ready
+    assert done_at_cancel == [2]  # the first batch held the chosen 2 slices
     assert w.progress.value == 0 and not any("Error" in n for n in notes), notes
     assert w.run_button.enabled and not w.cancel_button.enabled
     w._relay.progress.disconnect()

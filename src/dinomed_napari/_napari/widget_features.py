@@ -63,6 +63,9 @@ class FeaturesWidget(DinomedWidget):
         self.weights_note = Label(value=offer.reason)
         self.weights_note.native.setWordWrap(True)
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
+        self.batch = ComboBox(label="batch", choices=["auto", 1, 2, 4, 8, 16, 32, 64], value="auto",
+                              tooltip="slices per forward pass; auto: 1 on a CPU (Cancel within one slice), "
+                                      "from free memory on a GPU (the current slice still comes first)")
         self.resolution = SpinBox(label="resolution", min=16, max=4096, step=16, value=512,
                                   tooltip="long side of each slice fed to the network (multiple of 16)")
         self.planes = ComboBox(label="slicing", choices=PLANES, value=0,
@@ -81,7 +84,7 @@ class FeaturesWidget(DinomedWidget):
                                         tooltip="stop after the running slice; finished slices stay cached")
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.extend([self.model, self.weights, self.hub_tag, self.weights_file, self.weights_note,
-                     self.device, self.resolution, self.planes, self.modality, self.window,
+                     self.device, self.batch, self.resolution, self.planes, self.modality, self.window,
                      self.window_note,
                      Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
                                labels=False),
@@ -215,7 +218,7 @@ class FeaturesWidget(DinomedWidget):
         axis = 0 if planes == "tri" else int(planes)
         point = [self.current_index(layer, a) for a in range(3)]
         job = dict(volume=volume, model=self.model.value, weights=weights, prep=prep,
-                   device=None if self.device.value == "auto" else self.device.value)
+                   device=None if self.device.value == "auto" else self.device.value, batch=self.batch.value)
         self._target = (layer, axis, self.session_label(weights))
         set_progress(self.progress, 0, self.progress.max)
         self.say(f"computing {self.model.value} [{weights}], {choice.window} window, slice "
@@ -248,6 +251,7 @@ class FeaturesWidget(DinomedWidget):
         from dinomed_napari.models.device import pick_device
 
         device = str(pick_device(job["device"]))
+        job_batch = job.get("batch", "auto")
         if device == "cpu":
             import torch
 
@@ -256,8 +260,9 @@ class FeaturesWidget(DinomedWidget):
 
         preview = self._previewer(job["volume"].shape, axis, job["prep"].resolution)
         backbone = cached_backbone(job["model"], job["weights"], job["device"])
+        job = {k: v for k, v in job.items() if k != "batch"}
         common = dict(cancel=cancel, progress=self._relay.progress.emit, on_batch=preview,
-                      batch_size=interactive_batch_size(device), backbone=backbone, **job)
+                      batch_size=interactive_batch_size(device, job_batch), backbone=backbone, **job)
         if planes == "tri":
             from dinomed_napari.features.triplanar import extract_triplanar
 

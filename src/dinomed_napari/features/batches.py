@@ -20,13 +20,25 @@ from dinomed_napari.io.volume import Volume
 from .cache import FeatureStore
 from .overlap import Prefetcher, StoreWriter, return_large_buffers, start_host_copy
 
+#: The batch holding ``first`` (a viewer's current slice) has at most this many slices, so that slice
+#: shows after a short forward pass while the rest goes in large batches (e.g. 64 on a GPU).
+FIRST_BATCH = 4
+
 
 def batch_order(todo: np.ndarray, batch_size: int, first: int | None = None) -> list[np.ndarray]:
     """Split the slice indices still to compute into batches; the batch holding ``first`` goes first.
 
     Batches are runs of ``batch_size`` consecutive entries of ``todo`` (sorted), so each one writes
-    neighbouring chunks. If ``first`` is already done the order is unchanged.
+    neighbouring chunks. With ``batch_size`` above :data:`FIRST_BATCH`, ``first`` comes in a batch of
+    :data:`FIRST_BATCH` slices starting at it, before the others. If ``first`` is already done the order
+    is unchanged.
     """
+    todo = np.asarray(todo)
+    if first is not None and batch_size > FIRST_BATCH and int(first) in todo:
+        start = min(int(np.searchsorted(todo, int(first))), max(0, len(todo) - FIRST_BATCH))
+        head = todo[start : start + FIRST_BATCH]
+        rest = np.concatenate([todo[:start], todo[start + FIRST_BATCH :]])
+        return [head] + [rest[i : i + batch_size] for i in range(0, len(rest), batch_size)]
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     if first is not None:
         hit = [i for i, b in enumerate(batches) if int(first) in b]

@@ -21,10 +21,14 @@ HOLD_MS = 1000
 CANCEL_DELAY_MS = 400
 
 
-def interactive_batch_size(device: str | None) -> int:
-    """Slices per forward pass in the viewer: 1 on CPU (first slice and Cancel after one slice's forward
-    pass), 4 on accelerators (where a batch of 4 costs about as much as one slice)."""
-    return 1 if device in (None, "cpu") or str(device).startswith("cpu") else 4
+def interactive_batch_size(device: str | None, choice: int | str = "auto") -> int | str:
+    """Slices per forward pass in the viewer: the user's ``choice``, or for "auto" 1 on CPU (first slice
+    and Cancel after one slice's forward pass) and "auto" on accelerators (from the device's free memory;
+    the current slice still comes first in a batch of
+    :data:`~dinomed_napari.features.batches.FIRST_BATCH`)."""
+    if choice != "auto":
+        return int(choice)
+    return 1 if device in (None, "cpu") or str(device).startswith("cpu") else "auto"
 
 
 def worker_threads(cpus: int | None = None) -> int:
