@@ -250,8 +250,9 @@ class FeaturesWidget(DinomedWidget):
         from dinomed_napari.live.jobs import interactive_batch_size, worker_threads
         from dinomed_napari.models.device import pick_device
 
+        job = dict(job)
+        batch = job.pop("batch", "auto")  # the dock's choice; the rest are extract_features arguments
         device = str(pick_device(job["device"]))
-        job_batch = job.get("batch", "auto")
         if device == "cpu":
             import torch
 
@@ -260,9 +261,8 @@ class FeaturesWidget(DinomedWidget):
 
         preview = self._previewer(job["volume"].shape, axis, job["prep"].resolution)
         backbone = cached_backbone(job["model"], job["weights"], job["device"])
-        job = {k: v for k, v in job.items() if k != "batch"}
         common = dict(cancel=cancel, progress=self._relay.progress.emit, on_batch=preview,
-                      batch_size=interactive_batch_size(device, job_batch), backbone=backbone, **job)
+                      batch_size=interactive_batch_size(device, batch), backbone=backbone, **job)
         if planes == "tri":
             from dinomed_napari.features.triplanar import extract_triplanar
 

@@ -148,7 +148,7 @@ class ScribbleIndex:
             index rescans.
         """
         data = np.asarray(data)
-        if self.moved(history) and history is not None:
+        if history is not None and self.moved(history):
             self.invalidate()
             self._top = history[-1] if len(history) else None
         if self._stale or self.shape != data.shape or self._values.dtype != data.dtype:
