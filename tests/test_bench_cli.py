@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -130,3 +132,20 @@ def test_more_slices_than_the_structure_spans_are_not_double_counted():
     sets = list(scribble_sets(lc, SimpleNamespace(slices=(1, 2, 3, 5), strokes=2, axis=0, seed=0)))
     assert [len(s.slices) for s in sets] == [1, 2]  # 3 and 5 asked: the same 2 slices, kept once
     assert all(s.labels.max() == 2 for s in sets)
+
+
+@pytest.mark.parametrize("config", sorted((Path(__file__).parents[1] / "benchmarks").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_benchmark_configs_name_real_files_and_labels(config, shared_data):
+    """Each bench config in benchmarks/ reads, its files exist, and every label it scores is in its mask
+    (a missing label would only show up as empty rows after a long run)."""
+    from dinomed_napari.io import load_volume
+
+    cfg = read_config(config)
+    assert cfg["cases"], f"{config.name} lists no cases"
+    for case in cfg["cases"]:
+        assert Path(case.image).exists(), case.image
+        mask = load_volume(case.mask, check=False).data
+        present = set(np.unique(np.asarray(mask)).tolist())
+        missing = [v for v in (case.labels or []) if v not in present]
+        assert not missing, f"{config.name}, case {case.name}: labels {missing} are not in {case.mask}"
