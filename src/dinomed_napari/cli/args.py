@@ -82,3 +82,29 @@ def check_voxels(points, shape: tuple[int, ...], flag: str = "--seed") -> None:
             raise DinomedError(f"{flag} {','.join(map(str, p))} is outside the volume of shape (Z, Y, X) "
                                f"{tuple(int(n) for n in shape)}; expected 0 <= z < {shape[0]}, "
                                f"0 <= y < {shape[1]}, 0 <= x < {shape[2]}")
+
+
+def days(text: str) -> float:
+    """argparse type for an age in days (a number >= 0, fractions allowed)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"days must be at least 0, got {text}")
+    return value
+
+
+_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "M": 1024**2, "MB": 1024**2, "G": 1024**3, "GB": 1024**3,
+          "T": 1024**4, "TB": 1024**4}
+
+
+def size_bytes(text: str) -> int:
+    """argparse type for a size such as 500M, 20G or 1.5T (powers of 1024; a bare number is bytes)."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).upper() if match else None
+    if match is None or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"expected a size such as 500M, 20G or 1.5T, got {text!r}")
+    return int(float(match.group(1)) * _UNITS[unit])

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "segment": ("segment", "few-click segmentation from a scribble label image"),
     "bench": ("bench", "score backbones and settings headless on cases with masks"),
     "view": ("view", "open a volume in napari with the dinomed widgets docked"),
+    "cache": ("cache", "list the feature cache's stores, or prune old, unreachable or surplus ones"),
 }
 
 

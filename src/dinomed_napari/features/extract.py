@@ -24,6 +24,7 @@ from .cache import (
     store_lock,
     weights_label,
 )
+from .cache_admin import mark_used
 from .volume import PLANE_AXES, FeatureVolume
 
 
@@ -274,6 +275,7 @@ def extract_features(
     elif progress is not None:
         progress(shape[0], shape[0])
 
+    mark_used(path)  # what `dinomed-napari cache --prune` goes by
     extra = {"prep": prep.key(vol), "input_size": size, "tiling": parts.get("tiling"),
              "path": None if path is None else str(path),
              "device": store.attrs.get("device"), "dtype": store.attrs.get("dtype"), "repaired": repaired}
