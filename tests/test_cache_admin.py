@@ -58,8 +58,10 @@ def test_list_tells_reachable_old_key_and_unfinished_stores_apart(backbone, tmp_
     unfinished = cache / ("1" * 64 + ".zarr.tmp-99999")
     unfinished.mkdir()
     (unfinished / "zarr.json").write_text("{")  # what a killed run leaves
+    half = cache / ("2" * 64 + ".zarr.deleting-99999")  # what a killed prune leaves
+    (half / "features").mkdir(parents=True)
     by_name = {s.path.name: s for s in A.list_stores(cache)}
-    assert set(by_name) == {os.path.basename(store), os.path.basename(old), unfinished.name}
+    assert set(by_name) == {os.path.basename(store), os.path.basename(old), unfinished.name, half.name}
     fresh = by_name[os.path.basename(store)]
     assert fresh.reachable and (fresh.done, fresh.total) == (3, 3)
     assert "vit_small_patch16_dinov3 [random] @32" in fresh.label and "synthetic-0" in fresh.label
@@ -67,6 +69,17 @@ def test_list_tells_reachable_old_key_and_unfinished_stores_apart(backbone, tmp_
     assert not by_name[os.path.basename(old)].reachable
     assert "never found again" in by_name[os.path.basename(old)].label
     assert not by_name[unfinished.name].reachable and "unfinished" in by_name[unfinished.name].label
+    assert not by_name[half.name].reachable and "half removed" in by_name[half.name].label
+    assert A.remove_store(by_name[half.name]) and not half.exists()
+
+
+def test_a_cache_path_that_is_a_file_is_named(tmp_path):
+    from dinomed_napari.errors import CacheError
+
+    (tmp_path / "cache").write_text("not a folder")
+    with pytest.raises(CacheError, match="is a file, not a folder"):
+        A.list_stores(tmp_path / "cache")
+    assert A.list_stores(tmp_path / "missing") == []
 
 
 def test_using_a_store_marks_it_used(backbone, tmp_path):

@@ -86,6 +86,8 @@ def _describe(path: Path) -> tuple[bool, int, int, str]:
 
     if ".zarr.tmp-" in path.name:
         return False, 0, 0, "unfinished (a run stopped while creating it)"
+    if ".zarr.deleting-" in path.name:
+        return False, 0, 0, "half removed (a prune stopped while deleting it)"
     try:
         group = zarr.open_group(path, mode="r")
         attrs = dict(group.attrs)
@@ -109,11 +111,15 @@ def list_stores(cache_dir: str | os.PathLike | None = None) -> list[StoreInfo]:
     """Every store (and unfinished store) in ``cache_dir`` (default :func:`~.cache.default_cache_dir`),
     least recently used first."""
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if folder.exists() and not folder.is_dir():
+        from dinomed_napari.errors import CacheError
+
+        raise CacheError(f"feature cache {folder} is a file, not a folder")
     if not folder.is_dir():
         return []
     out = []
     for path in folder.iterdir():
-        if not path.is_dir() or ".zarr" not in path.name or ".deleting-" in path.name:
+        if not path.is_dir() or ".zarr" not in path.name:
             continue
         try:
             used = path.stat().st_mtime
@@ -178,8 +184,10 @@ def remove_store(store: StoreInfo) -> bool:
     except Timeout:
         return False
     try:
-        gone = store.path.with_name(f"{store.path.name}.deleting-{os.getpid()}")
-        os.replace(store.path, gone)
+        gone = store.path
+        if ".zarr.deleting-" not in gone.name:  # a half-removed one is already out of the way
+            gone = store.path.with_name(f"{store.path.name}.deleting-{os.getpid()}")
+            os.replace(store.path, gone)
         shutil.rmtree(gone)
     finally:
         lock.release()
