@@ -36,6 +36,31 @@ def test_lung_nodule_one_click_default_recipe():
     assert "PC1 foreground" in auto_isolate(ct.data, [seed], ct.spacing, pc1=-pc1).recipe
 
 
+def test_a_large_tumour_gets_a_box_sized_to_it(monkeypatch):
+    """The bundled nodule magnified 3x in every direction (slices repeated, planes interpolated): a
+    tumour about 45 mm across. Otsu in the fixed 40 mm box is pulled towards the lung and overgrows
+    it; the box widened to 3x its half-size is not."""
+    from scipy import ndimage
+
+    import dinomed_napari.analysis.isolate_auto as IA
+    from dinomed_napari.samples import sample_path
+
+    ct, truth = load_volume(sample_path("lung_ct")), load_volume(sample_path("lung_mask")).data > 0
+    sp = np.asarray(ct.spacing, float)
+    centre, half = np.argwhere(truth).mean(0).round().astype(int), np.ceil(25 / sp).astype(int)
+    crop = tuple(slice(max(c - h, 0), c + h + 1) for c, h in zip(centre, half, strict=True))
+    img = np.repeat(ndimage.zoom(np.asarray(ct.data)[crop].astype(np.float32), (1, 3, 3), order=1), 3, axis=0)
+    big = np.repeat(ndimage.zoom(truth[crop].astype(np.float32), (1, 3, 3), order=1) > 0.5, 3, axis=0)
+    seed = _deepest(big, sp)
+    res = auto_isolate(img, [seed], sp)
+    assert dice(res.mask, big) > 0.85 and res.seeds_inside  # measured 0.869
+    assert "40 mm box" not in res.recipe
+    monkeypatch.setattr(IA, "MAX_RADIUS_MM", 0.0)  # the fixed box alone
+    fixed = auto_isolate(img, [seed], sp)
+    assert "40 mm box" in fixed.recipe and dice(fixed.mask, big) < dice(res.mask, big) - 0.05  # 0.796
+    assert fixed.volume_ml > res.volume_ml
+
+
 def test_preview_plane_equals_the_applied_volume(tmp_path, capsys):
     from dinomed_napari.samples import sample_path
 

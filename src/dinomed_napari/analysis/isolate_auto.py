@@ -26,6 +26,12 @@ from .sampling import check_points
 PC1_SEPARATION = 0.85
 #: Half-size of the box around the seeds in which thresholds are chosen and the structure is kept (mm).
 RADIUS_MM = 40.0
+#: A structure whose half-size is over a third of the box is isolated again in a box this many times its
+#: half-size: Otsu's split depends on how much of the box the structure fills (the shared lung nodule
+#: magnified 3x / 4x: Dice 0.80 / 0.83 in the 40 mm box, 0.87 / 0.89 in the widened one).
+BOX_PER_EXTENT = 3.0
+#: Largest half-size (mm) of the widened box.
+MAX_RADIUS_MM = 100.0
 
 
 @dataclass
@@ -140,7 +146,9 @@ def auto_isolate(image: np.ndarray, seeds, spacing=(1.0, 1.0, 1.0), *, pc1: np.n
         First PCA component of the features; used as a foreground mask when it puts the seeds in its
         foreground (above its Otsu threshold in the box).
     radius_mm : float
-        Half-size of the box around the seeds.
+        Half-size of the box around the seeds. A structure larger than a third of it is isolated again
+        in a box :data:`BOX_PER_EXTENT` times its half-size (at most :data:`MAX_RADIUS_MM`), so that
+        the thresholds see as much surrounding tissue around a large tumour as around a small nodule.
     fill_holes, min_size
         Post-processing of the kept region.
 
@@ -148,11 +156,31 @@ def auto_isolate(image: np.ndarray, seeds, spacing=(1.0, 1.0, 1.0), *, pc1: np.n
     -------
     Isolation
     """
-    shape = tuple(np.shape(image))  # only the box around the seeds is read and converted
-    pts = np.rint(check_points(seeds, shape)).astype(int)
+    pts = np.rint(check_points(seeds, tuple(np.shape(image)))).astype(int)
     if len(pts) == 0:
         raise ValueError("auto isolation needs at least one seed (z, y, x) inside the structure")
     sp = np.asarray(spacing, float)
+    first, clean = _isolate_in_box(image, pts, sp, pc1, radius_mm, fill_holes, min_size)
+    want = float(min(np.ceil(BOX_PER_EXTENT * _half_extent_mm(first.mask, sp)), MAX_RADIUS_MM))
+    if first.seeds_inside and clean and want > radius_mm:
+        wider, clean = _isolate_in_box(image, pts, sp, pc1, want, fill_holes, min_size)
+        # A structure filling much of the box pulls Otsu's split towards its surroundings, so more
+        # surroundings can only tighten it: a region that grows instead took in something else.
+        if wider.seeds_inside and clean and np.count_nonzero(wider.mask) <= np.count_nonzero(first.mask):
+            return wider
+    return first
+
+
+def _half_extent_mm(mask: np.ndarray, spacing: np.ndarray) -> float:
+    """Half the largest extent (mm) of a mask's bounding box; 0 when empty."""
+    idx = np.argwhere(mask)
+    return 0.0 if len(idx) == 0 else float(((np.ptp(idx, axis=0) + 1) * spacing).max()) / 2
+
+
+def _isolate_in_box(image, pts: np.ndarray, sp: np.ndarray, pc1, radius_mm: float, fill_holes: bool,
+                    min_size: int) -> tuple[Isolation, bool]:
+    """:func:`auto_isolate` in one box of ``radius_mm`` -> (result, the region stays off the box's sides)."""
+    shape = tuple(np.shape(image))  # only the box around the seeds is read and converted
     box = _box(shape, pts, sp, radius_mm)
     local = pts - np.array([b.start for b in box])
     sub = np.asarray(image[box], np.float32)
@@ -189,7 +217,8 @@ def auto_isolate(image: np.ndarray, seeds, spacing=(1.0, 1.0, 1.0), *, pc1: np.n
     mask = np.zeros(shape, np.uint8)
     mask[box] = keep
     inside = all(mask[tuple(p)] for p in pts)
-    if _border_share(keep) > 0.02:
+    clean = _border_share(keep) <= 0.02
+    if not clean:
         note += ("The region reaches the edges of the box around the seed: intensity does not separate "
                  "this structure from its surroundings here; paint a few scribbles (segment) instead. ")
     if not inside:
@@ -197,4 +226,4 @@ def auto_isolate(image: np.ndarray, seeds, spacing=(1.0, 1.0, 1.0), *, pc1: np.n
                  "the structure's centre, or give --inner-threshold / --channel explicitly.")
     return Isolation(mask=mask, recipe=", then ".join(steps), thresholds={"foreground": t_fg,
                      "inner": t_in, "side": side}, seeds_inside=inside, note=note.strip(),
-                     spacing=tuple(float(v) for v in sp))
+                     spacing=tuple(float(v) for v in sp)), clean
