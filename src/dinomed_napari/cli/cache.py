@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -28,11 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"  # unreachable; keeps type checkers calm
+    power = 0 if n < 1024 else min(int(math.log(n, 1024)), 3)
+    return f"{n:.0f} B" if power == 0 else f"{n / 1024**power:.1f} {'KMG'[power - 1]}B"
 
 
 def _age(seconds: float) -> str:

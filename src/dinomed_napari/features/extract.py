@@ -210,6 +210,7 @@ def extract_features(
         size = input_size(plane, plane_spacing, prep.resolution, patch=patch, isotropic=prep.isotropic)
     size = (int(size[0]), int(size[1]))
     shape = (vol.shape[axis], size[0] // patch, size[1] // patch, dim)
+    # cache_admin.KEY_PARTS names these keys: it hashes them again to tell reachable stores.
     parts = {
         "volume": volume_digest(vol.data, vol.spacing),  # slab by slab: lazy volumes stay lazy
         "model": key_model_name(spec.timm_name, label),
