@@ -87,3 +87,20 @@ def test_explicit_channel_names_the_step_that_dropped_the_seed(tmp_path, capsys)
                  "--out", str(tmp_path / "o.nii.gz")]) == 0
     out = capsys.readouterr().out
     assert "warning: a seed is not in the result" in out and "--below" in out
+
+
+def test_non_finite_or_flat_boxes_say_why():
+    import pytest
+
+    from dinomed_napari.errors import VolumeError
+
+    img = np.random.default_rng(0).normal(0, 10, (20, 64, 64)).astype(np.float32)
+    img[5:15, 20:40, 20:40] += 100
+    img[10, 30, 30] = np.nan  # the clicked voxel itself
+    expected = r"1 NaN/inf values in the 40 mm box around the seed\(s\) \[\[10, 30, 30\]\]"
+    with pytest.raises(VolumeError, match=expected):
+        auto_isolate(img, [(10, 30, 30)], (1.0, 1.0, 1.0))
+    img[10, 30, 30] = 100.0
+    assert auto_isolate(img, [(10, 30, 30)], (1.0, 1.0, 1.0)).mask.sum() == 4000  # the whole cube
+    flat = auto_isolate(np.zeros((20, 64, 64), np.float32), [(10, 30, 30)], (1.0, 1.0, 1.0))
+    assert flat.mask.sum() == 0 and "one intensity only" in flat.note and "straddles" not in flat.note

@@ -184,6 +184,12 @@ def _isolate_in_box(image, pts: np.ndarray, sp: np.ndarray, pc1, radius_mm: floa
     box = _box(shape, pts, sp, radius_mm)
     local = pts - np.array([b.start for b in box])
     sub = np.asarray(image[box], np.float32)
+    if not np.isfinite(sub).all():
+        from dinomed_napari.errors import VolumeError
+
+        raise VolumeError(f"the image holds {int(np.count_nonzero(~np.isfinite(sub)))} NaN/inf values in the "
+                          f"{radius_mm:g} mm box around the seed(s) {pts.tolist()}; expected finite "
+                          "intensities (replace them, e.g. np.nan_to_num, or click elsewhere)")
     seed_vals = [float(np.median(sub[tuple(slice(max(c - 1, 0), c + 2) for c in p)])) for p in local]
     fg = np.ones(sub.shape, bool)
     t_fg, steps, note = None, [], ""
@@ -221,7 +227,9 @@ def _isolate_in_box(image, pts: np.ndarray, sp: np.ndarray, pc1, radius_mm: floa
     if not clean:
         note += ("The region reaches the edges of the box around the seed: intensity does not separate "
                  "this structure from its surroundings here; paint a few scribbles (segment) instead. ")
-    if not inside:
+    if np.ptp(sub) == 0:
+        note += "The box around the seed has one intensity only: there is nothing to separate. "
+    elif not inside:
         note += ("A seed fell outside the result (its neighbourhood straddles the threshold): click nearer "
                  "the structure's centre, or give --inner-threshold / --channel explicitly.")
     return Isolation(mask=mask, recipe=", then ".join(steps), thresholds={"foreground": t_fg,
