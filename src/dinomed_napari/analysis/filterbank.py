@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..features.grid import slice_of
-from .sampling import NormalisedImage
 
 #: Above this many voxels the filter bank runs per 2D slice (~24 float32 filters per voxel: 8 M voxels
 #: ~ 0.8 GB in 3D), so memory stays bounded by one slice on real-sized volumes.
@@ -43,8 +42,9 @@ class FilterBankRF:
         self.clip = clip
         self.axis = int(axis)
         self.mode = "3d" if int(np.prod(np.shape(image))) <= max_voxels_3d else "2d"
-        # Large volumes are read plane by plane: a lazily normalised image stays lazy (no float32 copy).
-        lazy = self.mode == "2d" and isinstance(image, NormalisedImage)
+        # Large volumes are read plane by plane, each cast to float32 where read: an array-like (a lazily
+        # normalised image, zarr, dask) stays lazy and no float32 copy of the volume is made.
+        lazy = self.mode == "2d" and hasattr(image, "shape") and hasattr(image, "__getitem__")
         self.image = image if lazy else np.asarray(image, dtype=np.float32)
         shape = self.image.shape if self.mode == "3d" else np.delete(self.image.shape, self.axis)
         self.sigma_max = float(min(sigma_max, max(1.0, min(shape) / 2)))
@@ -91,7 +91,7 @@ class FilterBankRF:
         if self.mode == "3d":
             feats = slice_of(self.features, self.axis, index)
             return feats if box is None else feats[box]
-        plane = slice_of(self.image, self.axis, index)
+        plane = np.asarray(slice_of(self.image, self.axis, index), dtype=np.float32)
         if box is None:
             return self._filters(plane)
         # The filters of a box equal the whole plane's there when computed with a margin past the

@@ -437,9 +437,10 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
             m = np.isin(lab, ids[ids > 0])
             if not min_fraction * prev.sum() <= m.sum() <= MAX_GROWTH * prev.sum():
                 continue  # the structure ends here, or what follows is a neighbour
-            # Another tissue: its intensity is outside the structure's range and the forest trained on
-            # the scribbles does not call it the structure either (each alone stops real structures early).
-            if (not lo <= float(np.median(img(s)[m])) <= hi and extra is not None
+            # Another tissue: its intensity (channel 0 of the plane's features) is outside the structure's
+            # range and the forest trained on the scribbles does not call it the structure either (each
+            # alone stops real structures early).
+            if (not lo <= float(np.median(feats[s][1][..., 0][m])) <= hi and extra is not None
                     and float(extra(s, c, box)[..., 0][m].mean()) < 0.5):
                 continue
             done[s] = ndimage.binary_fill_holes(m)
