@@ -7,6 +7,8 @@
 # repository root:
 #   bash benchmarks/gpu_check.sh                 # uses .venv/bin/python, or $PYTHON
 #   DEVICE=cpu SCALE=0.005 RES=128 bash benchmarks/gpu_check.sh   # dry run of the same steps on a CPU
+# VARIANTS=1 adds ViT-S with one write thread, and ViT-S under torch.compile with the cache both on disk and
+# in /dev/shm (RAM: the pipeline without the disk), about 3 more minutes.
 # EXTRA=1 adds two steps (about 3 more minutes): `bench --demo` on the device, then ViT-B under torch.compile;
 # the demo's report is written to $REPORT_DIR (default ./gpu_demo), to compare with a CPU run of the same demo
 # (same rows: bf16 features must score like fp32 ones).
@@ -34,10 +36,20 @@ run() {  # name, goal, args...
     --resolution "$RES" --size "$RES" "$@" \
     || echo "$name: failed or timed out after ${STEP_TIMEOUT} s (exit $?)"
 }
+echo "== disk: how fast this file system takes feature chunks (the ceiling of every end-to-end rate) =="
+for d in "$DINOMED_CACHE" /dev/shm; do
+  [ -d "$d" ] && timeout 60 "$PY" benchmarks/bench_disk.py --dir "$d" --files "$(n 400)" | tail -n 5
+done
 run "host pipeline, stand-in backbone" 2000 --slices "$(n 1000)" --batch-size 32
 run "ViT-S/16 @$RES" 2000 --backbone real --model S --slices "$(n 1000)" --batch-size auto
 run "ViT-B/16 @$RES" 600 --backbone real --model B --slices "$(n 800)" --batch-size auto
 run "ViT-L/16 @$RES" 180 --backbone real --model L --slices "$(n 640)" --batch-size auto
+if [ "${VARIANTS:-0}" = 1 ]; then
+  run "ViT-S/16 @$RES, 1 write thread" 2000 --backbone real --model S --slices "$(n 1000)" --batch-size auto --write-threads 1
+  shm=(); [ -d /dev/shm ] && shm=(--also-cache-in /dev/shm)
+  STEP_TIMEOUT=150 run "ViT-S/16 @$RES, torch.compile" 2000 --backbone real --model S --slices "$(n 1000)" --batch-size auto \
+    --compile "${shm[@]}"
+fi
 if [ "${EXTRA:-0}" = 1 ]; then
   echo "== bench --demo on $DEVICE =="
   t0=$(date +%s)

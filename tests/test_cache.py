@@ -149,6 +149,23 @@ def test_several_batches_are_stored_with_one_mask_update(tmp_path, monkeypatch):
     np.testing.assert_array_equal(again.features[1:2], b)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_chunk_writes_split_over_threads_store_every_slice_once(tmp_path, monkeypatch, threads):
+    monkeypatch.setattr(C, "WRITE_THREADS", threads)
+    written = []
+    real = C.FeatureStore._write_chunks
+    monkeypatch.setattr(C.FeatureStore, "_write_chunks",
+                        lambda self, idx, f: (written.append(list(idx)), real(self, idx, f))[1])
+    store = C.FeatureStore(tmp_path / "k.zarr", (12, 2, 2, 3), {})
+    idx = np.array([0, 1, 2, 3, 4, 7, 8, 11])  # runs of 5, 2 and 1 slices
+    feats = np.random.default_rng(1).standard_normal((8, 2, 2, 3)).astype(np.float16)
+    store.write(idx, feats)
+    again = C.FeatureStore.peek(tmp_path / "k.zarr", (12, 2, 2, 3))
+    assert written == [idx.tolist()] and again.verify() == []
+    np.testing.assert_array_equal(np.asarray(again.features[:])[idx], feats)
+    assert not np.asarray(again.features[:])[[5, 6, 9, 10]].any() and again.done.sum() == 8
+
+
 def test_store_of_another_shape_or_a_broken_one_is_rebuilt(tmp_path):
     path = tmp_path / "k.zarr"
     C.FeatureStore(path, (5, 2, 3, 4), {}).write(np.array([0]), np.ones((1, 2, 3, 4)))

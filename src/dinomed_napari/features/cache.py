@@ -43,6 +43,11 @@ READABLE_FORMATS = (2, 3)
 #: Threads hashing the slices of the batches written at once.
 DIGEST_THREADS = min(8, os.cpu_count() or 1)
 
+#: Threads writing one batch's chunks, each with its own event loop: zarr encodes every chunk (a fill, two
+#: copies and a checksum) on its one event-loop thread, the ceiling of the cache write on a many-core GPU
+#: machine. 1 (machines of up to 3 cores): zarr's own synchronous write.
+WRITE_THREADS = max(1, min(8, (os.cpu_count() or 1) // 2))
+
 
 def default_cache_dir() -> Path:
     """``$DINOMED_CACHE`` if set, else ``~/.cache/dinomed-napari``."""
@@ -247,16 +252,37 @@ class FeatureStore:
             for idx, feats in batches:
                 if self.path is None:
                     self.features[idx] = feats
-                    continue
-                # Runs of consecutive slices go in one call (one chunk per slice either way).
-                starts = np.flatnonzero(np.diff(idx, prepend=idx[0] - 2) != 1)
-                for a, b in zip(starts, list(starts[1:]) + [len(idx)], strict=True):
-                    self.features[int(idx[a]) : int(idx[b - 1]) + 1] = feats[a:b]
+                else:
+                    self._write_chunks(idx, feats)
             hashes = [list(p) for p in pending]
         for (idx, _), h in zip(batches, hashes, strict=True):
             self.digests[idx] = h
             self.done[idx] = True
         self._save_masks()
+
+    def _write_chunks(self, idx: np.ndarray, feats: np.ndarray) -> None:
+        """Write slices ``idx``: runs of consecutive slices in one zarr call each (one chunk per slice),
+        split over :data:`WRITE_THREADS` threads that each run zarr's asynchronous write in a loop of
+        their own."""
+        starts = np.flatnonzero(np.diff(idx, prepend=idx[0] - 2) != 1)
+        runs = [(int(a), int(b)) for a, b in zip(starts, list(starts[1:]) + [len(idx)], strict=True)]
+        if WRITE_THREADS > 1 and len(idx) > 1:
+            step = -(-len(idx) // WRITE_THREADS)
+            runs = [(p, min(p + step, b)) for a, b in runs for p in range(a, b, step)]
+        if len(runs) == 1 or WRITE_THREADS == 1:
+            for a, b in runs:
+                self.features[int(idx[a]) : int(idx[b - 1]) + 1] = feats[a:b]
+            return
+        import asyncio
+
+        array = self.features.async_array
+
+        def put(run: tuple[int, int]) -> None:
+            a, b = run
+            asyncio.run(array.setitem(slice(int(idx[a]), int(idx[b - 1]) + 1), feats[a:b]))
+
+        with ThreadPoolExecutor(min(WRITE_THREADS, len(runs)), thread_name_prefix="dinomed-write") as pool:
+            list(pool.map(put, runs))
 
     def _save_masks(self) -> None:
         if self._group is not None:
