@@ -13,6 +13,7 @@ fast the network runs (ViT-S at 2,000 slices/s needs 1.6 GB/s). Example::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -34,9 +35,15 @@ def write_files(folder: str, slices: np.ndarray, threads: int) -> float:
     return time.perf_counter() - t
 
 
-def write_store(folder: str, slices: np.ndarray, batch: int) -> float:
-    """Seconds to write the slices through a feature store, ``batch`` slices per write."""
+def write_store(folder: str, slices: np.ndarray, batch: int, by: str) -> float:
+    """Seconds to write the slices through a feature store whose chunks ``by`` writes, ``batch`` slices
+    per write (NaN when ``by`` is not installed)."""
+    from dinomed_napari.features import cache
     from dinomed_napari.features.cache import FeatureStore
+
+    if by == "tensorstore" and importlib.util.find_spec("tensorstore") is None:
+        return float("nan")
+    cache.CHUNK_WRITER = by
 
     store = FeatureStore(os.path.join(folder, "f.zarr"), slices.shape, {})
     store.write(np.arange(1), slices[:1])  # zarr's imports and first-use set-up are not the disk
@@ -62,7 +69,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{os.cpu_count()} CPUs")
     print(f"{'writer':<34} {'ms/slice':>9} {'MB/s':>8} {'slices/s':>9}")
     writers = [(f"plain files, {k} thread(s)", lambda d, k=k: write_files(d, slices, k)) for k in (1, 4, 16)]
-    writers.append((f"FeatureStore, batches of {args.batch}", lambda d: write_store(d, slices, args.batch)))
+    for by in ("zarr", "tensorstore"):
+        writers.append((f"FeatureStore, {by}, batches of {args.batch}",
+                        lambda d, by=by: write_store(d, slices, args.batch, by)))
     for name, fn in writers:
         folder = tempfile.mkdtemp(prefix="bench-disk-", dir=args.dir)
         try:

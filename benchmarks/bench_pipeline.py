@@ -43,6 +43,32 @@ def ct_like(n: int, size: int = 512, seed: int = 0) -> np.ndarray:
     return vol
 
 
+def chunk_writer() -> str:
+    """Who writes the feature chunks now: "tensorstore" or "zarr"."""
+    from dinomed_napari.features import cache
+
+    if cache.CHUNK_WRITER != "auto":
+        return cache.CHUNK_WRITER
+    try:
+        import tensorstore  # noqa: F401
+    except ImportError:
+        return "zarr"
+    return "tensorstore"
+
+
+@contextlib.contextmanager
+def writer(name: str | None):
+    """Feature chunks written by ``name`` ("zarr", "tensorstore"; None: as configured) inside the block."""
+    from dinomed_napari.features import cache
+
+    current = cache.CHUNK_WRITER
+    cache.CHUNK_WRITER = name or current
+    try:
+        yield
+    finally:
+        cache.CHUNK_WRITER = current
+
+
 @contextlib.contextmanager
 def store_format(fmt: int | None):
     """New feature stores get layout ``fmt`` inside the block (None: the current one)."""
@@ -69,7 +95,6 @@ def stage_table(vol, backbone, prep, batch_size: int, repeats: int,
                 compare_format: int | None = None) -> tuple[list[tuple[str, float]], np.ndarray]:
     """Seconds per slice of each stage, timed alone on ``batch_size``-slice batches; the cache write also
     in layout ``compare_format`` when given. Also returns the first batch's features, for comparison."""
-    from dinomed_napari.features import cache
     from dinomed_napari.features.batches import forward, pipelined
     from dinomed_napari.features.cache import FORMAT_VERSION, FeatureStore
     from dinomed_napari.features.overlap import start_host_copy, to_host
@@ -119,14 +144,11 @@ def stage_table(vol, backbone, prep, batch_size: int, repeats: int,
                 store.write(g, f)
         for fmt in [None] if compare_format is None else [None, compare_format]:
             with store_format(fmt):
-                rows.append((f"cache write, format {fmt or FORMAT_VERSION} (digests, done mask)",
+                rows.append((f"cache write, format {fmt or FORMAT_VERSION}, chunks by {chunk_writer()}",
                              best_of(write, repeats) / n))
-        if cache.WRITE_THREADS > 1:  # the same write on zarr's one event loop, for the ratio
-            threads, cache.WRITE_THREADS = cache.WRITE_THREADS, 1
-            try:
-                rows.append(("cache write, 1 write thread", best_of(write, repeats) / n))
-            finally:
-                cache.WRITE_THREADS = threads
+        if chunk_writer() != "zarr":  # the same write by zarr-python, for the ratio
+            with writer("zarr"):
+                rows.append(("cache write, chunks by zarr", best_of(write, repeats) / n))
     return rows, host[0]
 
 
@@ -146,14 +168,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--goal", type=float, help="print whether the pipeline reaches this many slices/s")
     p.add_argument("--also-cache-in", metavar="DIR",
                    help="also run end to end with the cache in DIR (e.g. /dev/shm: without the disk)")
-    p.add_argument("--write-threads", type=int, metavar="N",
-                   help="threads writing each batch's chunks (default: the cache's WRITE_THREADS)")
+    p.add_argument("--writer", choices=["auto", "zarr", "tensorstore"],
+                   help="who writes the feature chunks (default: the cache's CHUNK_WRITER)")
+    p.add_argument("--prefetch", type=int, metavar="N",
+                   help="batches read ahead on an asynchronous device (default: PREFETCH_AHEAD)")
     p.add_argument("--compare-format", type=int, metavar="F",
                    help="also time stores of layout F (2: before format 3), interleaved in the same run")
     args = p.parse_args(argv)
 
-    from dinomed_napari.features import cache
-    from dinomed_napari.features.cache import FORMAT_VERSION
+    from dinomed_napari.features import batches, cache
     from dinomed_napari.features.extract import extract_features
     from dinomed_napari.io.volume import Volume
     from dinomed_napari.preprocess import Preprocess
@@ -171,12 +194,15 @@ def main(argv: list[str] | None = None) -> None:
         from dinomed_napari.models.device import auto_batch_size
 
         args.batch_size = auto_batch_size(backbone, (args.resolution, args.resolution))
-    if args.write_threads:
-        cache.WRITE_THREADS = args.write_threads
+    if args.writer:
+        cache.CHUNK_WRITER = args.writer
+    if args.prefetch:
+        batches.PREFETCH_AHEAD = args.prefetch
     vol = Volume(ct_like(args.slices, args.size), spacing=(1.0, 0.8, 0.8), modality="CT", units="HU")
     load = os.getloadavg()[0]
     print(f"{backbone!r}\nvolume {vol.shape} int16 CT-like; batch {args.batch_size}; "
-          f"device {backbone.device}; {cache.WRITE_THREADS} write thread(s); "
+          f"device {backbone.device}; chunks by {chunk_writer()}; "
+          f"{batches.PREFETCH_AHEAD} batches read ahead (on a GPU); "
           f"cache in {tempfile.gettempdir()}; "
           f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}; load average {load:.2f} at start")
     if getattr(backbone, "asynchronous", False) and backbone.device.type == "cpu":
@@ -188,9 +214,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:<46} {sec * 1e3:>9.2f} {1 / max(sec, 1e-9):>9.0f}", flush=True)
     diffs = []
 
-    def run(fmt: int | None = None, where: str | None = None) -> float:
+    def run(fmt: int | None = None, where: str | None = None, by: str | None = None) -> float:
         # fresh cache (every slice written), in the default temporary folder or under ``where``
-        with tempfile.TemporaryDirectory(dir=where) as cache, store_format(fmt):
+        with tempfile.TemporaryDirectory(dir=where) as cache, store_format(fmt), writer(by):
             t = time.perf_counter()
             fv = extract_features(vol, backbone=backbone, prep=prep, batch_size=args.batch_size,
                                   cache_dir=cache)
@@ -202,18 +228,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.repeats > 1:
         run()  # warm-up (imports, allocator, zarr)
     # Variants run interleaved, so load from other processes hits all of them alike.
-    variants: dict[str, tuple[int | None, str | None]] = {"": (None, None)}
+    variants: dict[str, tuple] = {"": (None, None, None)}
     if args.compare_format is not None:
-        variants[f"store format {args.compare_format}"] = (args.compare_format, None)
+        variants[f"store format {args.compare_format}"] = (args.compare_format, None, None)
     if args.also_cache_in:
-        variants[f"cache in {args.also_cache_in}"] = (None, args.also_cache_in)
+        variants[f"cache in {args.also_cache_in}"] = (None, args.also_cache_in, None)
+    if chunk_writer() != "zarr":
+        variants["chunks written by zarr"] = (None, None, "zarr")
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.repeats):
         for name, ts in times.items():
             ts.append(run(*variants[name]))
     for name, ts in times.items():
         if len(times) > 1:
-            name = name or f"store format {FORMAT_VERSION}, cache in {tempfile.gettempdir()}"
+            name = name or f"as configured (chunks by {chunk_writer()}, cache in {tempfile.gettempdir()})"
             print(f"end to end, {name}: best {args.slices / min(ts):.0f} slices/s, "
                   f"median {args.slices / float(np.median(ts)):.0f}")
     best = min(times[""])

@@ -211,6 +211,31 @@ class _Compiled(StandInBackbone):
         return super().patch_features(x)
 
 
+def test_prefetcher_runs_ahead_on_several_threads_and_yields_in_order():
+    import threading
+    import time
+
+    from dinomed_napari.features.overlap import Prefetcher
+
+    running, most, lock = [0], [0], threading.Lock()
+
+    def slow(k):  # early items take longest: a pool that yielded as they finish would reorder them
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.03 if k < 3 else 0.001)
+        with lock:
+            running[0] -= 1
+        return k * k
+
+    out = [(k, r) for k, r in Prefetcher(slow, range(8), ahead=3)]
+    assert out == [(k, k * k) for k in range(8)] and most[0] == 3
+    p = Prefetcher(slow, range(8), ahead=2)
+    next(iter(p))
+    p.close()  # the batches not started are dropped
+    assert p.pool._shutdown
+
+
 def test_store_writer_writes_waiting_batches_together_without_concatenating():
     import threading
     import time

@@ -1,9 +1,9 @@
 """The batch loop of extraction: which slices go together, in which order, and how each batch is stored.
 
 Memory is bounded by the batch, not the volume: slices are read (lazily for zarr/TIFF), windowed and
-converted batch by batch. Three threads overlap (see :mod:`.overlap`): the prefetcher reads and windows
-batch k+1, this thread runs the network on batch k (resize, 3 channels and normalisation on the device),
-the writer stores batch k-1.
+converted batch by batch. Three stages overlap (see :mod:`.overlap`): the prefetcher reads and windows
+batch k+1 (and more ahead on a GPU), this thread runs the network on batch k (resize, 3 channels and
+normalisation on the device), the writer stores batch k-1.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ from .overlap import Prefetcher, StoreWriter, return_large_buffers, start_host_c
 #: The batch holding ``first`` (a viewer's current slice) has at most this many slices, so that slice
 #: shows after a short forward pass while the rest goes in large batches (e.g. 64 on a GPU).
 FIRST_BATCH = 4
+
+#: Batches read and windowed ahead, on as many threads, when the device runs asynchronously: one thread
+#: read + windowed 1,400-1,850 ViT-S slices/s on an H200 machine, under the compiled forward's 3,300.
+PREFETCH_AHEAD = 3
 
 
 def batch_order(todo: np.ndarray, batch_size: int, first: int | None = None) -> list[np.ndarray]:
@@ -176,7 +180,7 @@ def fill_store(store: FeatureStore, vol: Volume, prep, backbone, axis: int, size
     batches = batch_order(todo, slices_per_batch(batch_size, plan), first)
     return_large_buffers()  # peak memory bounded by the batch, not by how many batches ran
     writer = StoreWriter(store, after_write, depth=2 if overlapped(backbone) else 0)
-    prefetch = Prefetcher(prepare, batches)
+    prefetch = Prefetcher(prepare, batches, ahead=PREFETCH_AHEAD if overlapped(backbone) else 1)
     try:
         with torch.inference_mode():
             for idx, host in prefetch:

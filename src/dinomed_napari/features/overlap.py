@@ -49,22 +49,25 @@ def return_large_buffers(threshold: int = 4 << 20) -> bool:
 
 
 class Prefetcher:
-    """Iterate ``(item, fn(item))`` with ``fn`` of the next item already running on a worker thread."""
+    """Iterate ``(item, fn(item))`` with ``fn`` of the next ``ahead`` items already running on as many
+    worker threads (results in item order)."""
 
-    def __init__(self, fn: Callable[[Any], Any], items: Iterable[Any]):
+    def __init__(self, fn: Callable[[Any], Any], items: Iterable[Any], ahead: int = 1):
         self.fn, self.items = fn, list(items)
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="dinomed-prefetch")
-        self.future = self.pool.submit(fn, self.items[0]) if self.items else None
+        self.pool = ThreadPoolExecutor(max(1, ahead), thread_name_prefix="dinomed-prefetch")
+        self.futures = [self.pool.submit(fn, item) for item in self.items[: max(1, ahead)]]
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         for k, item in enumerate(self.items):
-            result = self.future.result()
-            self.future = self.pool.submit(self.fn, self.items[k + 1]) if k + 1 < len(self.items) else None
+            result = self.futures.pop(0).result()
+            nxt = k + 1 + len(self.futures)
+            if nxt < len(self.items):
+                self.futures.append(self.pool.submit(self.fn, self.items[nxt]))
             yield item, result
 
     def close(self) -> None:
-        if self.future is not None:
-            self.future.cancel()
+        for future in self.futures:
+            future.cancel()
         self.pool.shutdown(wait=True)
 
 
