@@ -149,17 +149,17 @@ def test_several_batches_are_stored_with_one_mask_update(tmp_path, monkeypatch):
     np.testing.assert_array_equal(again.features[1:2], b)
 
 
-@pytest.mark.parametrize("writer", ["zarr", "tensorstore"])
-def test_either_chunk_writer_makes_the_same_verified_store(tmp_path, monkeypatch, writer):
-    if writer == "tensorstore":
-        pytest.importorskip("tensorstore", reason="the gpu extra's writer")
+@pytest.mark.parametrize("writer, behind", [("zarr", True), ("tensorstore", False), ("auto", True),
+                                            ("auto", False)])
+def test_either_chunk_writer_makes_the_same_verified_store(tmp_path, monkeypatch, writer, behind):
     monkeypatch.setattr(C, "CHUNK_WRITER", writer)
     store = C.FeatureStore(tmp_path / "k.zarr", (12, 2, 2, 3), {})
+    store.behind_device = behind  # "auto": tensorstore only behind an asynchronous device
     idx = np.array([0, 1, 2, 3, 4, 7, 8, 11])  # runs of 5, 2 and 1 slices
     feats = np.random.default_rng(1).standard_normal((8, 2, 2, 3)).astype(np.float16)
     feats[5] = 0  # an all-fill-value slice is stored like any other
     store.write(idx, feats)
-    assert (store._ts is not False) == (writer == "tensorstore")
+    assert (store._ts is not False) == (writer == "tensorstore" or (writer == "auto" and behind))
     again = C.FeatureStore.peek(tmp_path / "k.zarr", (12, 2, 2, 3))
     assert again.verify() == [] and again.done.sum() == 8
     np.testing.assert_array_equal(np.asarray(again.features[:])[idx], feats)

@@ -46,7 +46,9 @@ DIGEST_THREADS = min(8, os.cpu_count() or 1)
 #: Who writes the feature chunks of format-3 stores: "tensorstore" (its C++ thread pool encodes and writes
 #: the chunks; same zarr v3 chunks, read back by zarr), "zarr" (zarr-python, which encodes every chunk on
 #: its one event-loop thread: 1.2 ms per ViT-S slice on an H200 machine whose disk takes a slice in 0.1-0.3
-#: ms), or "auto": tensorstore where it is installed (the ``gpu`` extra), else zarr.
+#: ms), or "auto": tensorstore for stores filled behind an asynchronous device (a GPU, where the write was
+#: the ceiling; :attr:`FeatureStore.behind_device`), zarr-python otherwise (on a CPU the forward takes
+#: 300x longer than the write, and tensorstore's buffers would add 30-45 MB to the peak).
 CHUNK_WRITER = "auto"
 
 
@@ -199,6 +201,8 @@ class FeatureStore:
         self.done = np.asarray(group["done"][:], dtype=bool)
         self.digests = np.asarray(group["digest"][:], dtype=np.uint64)
         self._ts = None  # opened on the first write
+        #: Set while a writer thread fills the store behind an asynchronous device (see CHUNK_WRITER).
+        self.behind_device = False
 
     @classmethod
     def peek(cls, path: str | os.PathLike, shape: tuple[int, int, int, int]) -> FeatureStore | None:
@@ -277,7 +281,8 @@ class FeatureStore:
         """The tensorstore handle that writes this store's chunks, or None (zarr writes them)."""
         if self._ts is None:
             self._ts = False
-            if self.format == 3 and CHUNK_WRITER != "zarr":
+            wanted = CHUNK_WRITER == "tensorstore" or (CHUNK_WRITER == "auto" and self.behind_device)
+            if self.format == 3 and wanted:
                 self._ts = _open_tensorstore(self.path / "features", required=CHUNK_WRITER == "tensorstore")
         return self._ts or None
 
