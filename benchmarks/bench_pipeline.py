@@ -43,22 +43,6 @@ def ct_like(n: int, size: int = 512, seed: int = 0) -> np.ndarray:
     return vol
 
 
-def chunk_writer(behind_device: bool) -> str:
-    """Who writes the feature chunks of a store filled behind an asynchronous device (or not) now:
-    "tensorstore" or "zarr"."""
-    from dinomed_napari.features import cache
-
-    if cache.CHUNK_WRITER != "auto":
-        return cache.CHUNK_WRITER
-    if not behind_device:
-        return "zarr"
-    try:
-        import tensorstore  # noqa: F401
-    except ImportError:
-        return "zarr"
-    return "tensorstore"
-
-
 @contextlib.contextmanager
 def writer(name: str | None):
     """Feature chunks written by ``name`` ("zarr", "tensorstore"; None: as configured) inside the block."""
@@ -99,7 +83,7 @@ def stage_table(vol, backbone, prep, batch_size: int, repeats: int,
     """Seconds per slice of each stage, timed alone on ``batch_size``-slice batches; the cache write also
     in layout ``compare_format`` when given. Also returns the first batch's features, for comparison."""
     from dinomed_napari.features.batches import forward, pipelined
-    from dinomed_napari.features.cache import FORMAT_VERSION, FeatureStore
+    from dinomed_napari.features.cache import FORMAT_VERSION, FeatureStore, chunk_writer
     from dinomed_napari.features.overlap import start_host_copy, to_host
     from dinomed_napari.io.lazy import read_block, volume_digest
     from dinomed_napari.preprocess import host_batch, input_size, intensity_mapper
@@ -182,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     from dinomed_napari.features import batches, cache
+    from dinomed_napari.features.cache import chunk_writer
     from dinomed_napari.features.extract import extract_features
     from dinomed_napari.io.volume import Volume
     from dinomed_napari.preprocess import Preprocess

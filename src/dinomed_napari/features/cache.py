@@ -16,6 +16,7 @@ the same store at once; a complete, intact store is read without it (a read-only
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -48,8 +49,18 @@ DIGEST_THREADS = min(8, os.cpu_count() or 1)
 #: its one event-loop thread: 1.2 ms per ViT-S slice on an H200 machine whose disk takes a slice in 0.1-0.3
 #: ms), or "auto": tensorstore for stores filled behind an asynchronous device (a GPU, where the write was
 #: the ceiling; :attr:`FeatureStore.behind_device`), zarr-python otherwise (on a CPU the forward takes
-#: 300x longer than the write, and tensorstore's buffers would add 30-45 MB to the peak).
+#: 300x longer than the write, and tensorstore added 20-55 MB to the peak RSS: docs/scaling.md).
 CHUNK_WRITER = "auto"
+
+
+def chunk_writer(behind_device: bool) -> str:
+    """Who writes the feature chunks of a format-3 store (filled behind an asynchronous device or not):
+    "tensorstore" or "zarr", from :data:`CHUNK_WRITER` and whether tensorstore is installed."""
+    if CHUNK_WRITER != "auto":
+        return CHUNK_WRITER
+    if behind_device and importlib.util.find_spec("tensorstore") is not None:
+        return "tensorstore"
+    return "zarr"
 
 
 def default_cache_dir() -> Path:
@@ -182,6 +193,9 @@ class FeatureStore:
         self.path = None if path is None else Path(path)
         self.shape = tuple(int(s) for s in shape)
         self.writable = _group is None
+        #: Set while a writer thread fills the store behind an asynchronous device (see CHUNK_WRITER).
+        self.behind_device = False
+        self._ts: Any = None  # tensorstore handle, opened on the first write (False: zarr writes)
         if self.path is None:
             self.features: Any = np.zeros(self.shape, dtype=np.float16)
             self.done = np.zeros(self.shape[0], dtype=bool)
@@ -200,9 +214,6 @@ class FeatureStore:
             self.features = self.features.with_config({"write_empty_chunks": True})
         self.done = np.asarray(group["done"][:], dtype=bool)
         self.digests = np.asarray(group["digest"][:], dtype=np.uint64)
-        self._ts = None  # opened on the first write
-        #: Set while a writer thread fills the store behind an asynchronous device (see CHUNK_WRITER).
-        self.behind_device = False
 
     @classmethod
     def peek(cls, path: str | os.PathLike, shape: tuple[int, int, int, int]) -> FeatureStore | None:
@@ -281,9 +292,8 @@ class FeatureStore:
         """The tensorstore handle that writes this store's chunks, or None (zarr writes them)."""
         if self._ts is None:
             self._ts = False
-            wanted = CHUNK_WRITER == "tensorstore" or (CHUNK_WRITER == "auto" and self.behind_device)
-            if self.format == 3 and wanted:
-                self._ts = _open_tensorstore(self.path / "features", required=CHUNK_WRITER == "tensorstore")
+            if self.format == 3 and chunk_writer(self.behind_device) == "tensorstore":
+                self._ts = _open_tensorstore(self.path / "features")
         return self._ts or None
 
     def _save_masks(self) -> None:
@@ -350,15 +360,11 @@ def _chunk_layout(fmt: int) -> dict:
     return {"compressors": Crc32cCodec(), "chunk_key_encoding": {"name": "default", "separator": "."}}
 
 
-def _open_tensorstore(path: Path, required: bool):
+def _open_tensorstore(path: Path):
     """A tensorstore handle on the zarr v3 array at ``path`` (no cache; no fsync per chunk, like zarr: every
-    read is verified), or False when tensorstore is not installed and not ``required``."""
-    try:
-        import tensorstore as ts
-    except ImportError:
-        if required:
-            raise
-        return False
+    read is verified)."""
+    import tensorstore as ts
+
     context = ts.Context({"cache_pool": {"total_bytes_limit": 0}, "file_io_sync": False})
     spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)},
             "store_data_equal_to_fill_value": True}  # every chunk written, as zarr's write_empty_chunks
