@@ -73,6 +73,8 @@ def child(stage: str, n: int, features: str, cache: str, real: str | None = None
     import torch  # noqa: F401  (imported before the baseline, like the stage's own imports)
     import zarr  # noqa: F401
 
+    if importlib.util.find_spec("tensorstore"):  # writes the chunks behind a GPU (and the stand-in)
+        import tensorstore  # noqa: F401
     base = _current_mb()
     vol = Volume(np.load(path), spacing=(1.0, 0.8, 0.8), modality="CT", units="HU")
     vol_mb = vol.data.nbytes / 2**20

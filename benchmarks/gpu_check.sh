@@ -7,8 +7,8 @@
 # repository root:
 #   bash benchmarks/gpu_check.sh                 # uses .venv/bin/python, or $PYTHON
 #   DEVICE=cpu SCALE=0.005 RES=128 bash benchmarks/gpu_check.sh   # dry run of the same steps on a CPU
-# VARIANTS=1 adds ViT-S under torch.compile with the cache both on disk and in /dev/shm (RAM: the pipeline
-# without the disk), about 1.5 more minutes. Where tensorstore writes the chunks, every step also runs end
+# VARIANTS=1 adds ViT-S with 3 batches read ahead, and ViT-S under torch.compile with the cache both on disk
+# and in /dev/shm (RAM: the pipeline without the disk), about 2 more minutes. Where tensorstore writes the chunks, every step also runs end
 # to end with zarr-python writing them, interleaved, for the ratio.
 # EXTRA=1 adds two steps (about 3 more minutes): `bench --demo` on the device, then ViT-B under torch.compile;
 # the demo's report is written to $REPORT_DIR (default ./gpu_demo), to compare with a CPU run of the same demo
@@ -46,6 +46,8 @@ run "ViT-S/16 @$RES" 2000 --backbone real --model S --slices "$(n 1000)" --batch
 run "ViT-B/16 @$RES" 600 --backbone real --model B --slices "$(n 800)" --batch-size auto
 run "ViT-L/16 @$RES" 180 --backbone real --model L --slices "$(n 640)" --batch-size auto
 if [ "${VARIANTS:-0}" = 1 ]; then
+  run "ViT-S/16 @$RES, 3 batches read ahead" 2000 --backbone real --model S --slices "$(n 1000)" --batch-size auto \
+    --prefetch 3
   shm=(); [ -d /dev/shm ] && shm=(--also-cache-in /dev/shm)
   STEP_TIMEOUT=150 run "ViT-S/16 @$RES, torch.compile" 2000 --backbone real --model S --slices "$(n 1000)" --batch-size auto \
     --compile "${shm[@]}"

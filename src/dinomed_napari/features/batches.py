@@ -24,9 +24,11 @@ from .overlap import Prefetcher, StoreWriter, return_large_buffers, start_host_c
 #: shows after a short forward pass while the rest goes in large batches (e.g. 64 on a GPU).
 FIRST_BATCH = 4
 
-#: Batches read and windowed ahead, on as many threads, when the device runs asynchronously: one thread
-#: read + windowed 1,400-1,850 ViT-S slices/s on an H200 machine, under the compiled forward's 3,300.
-PREFETCH_AHEAD = 3
+#: Batches read and windowed ahead, on as many threads, when the device runs asynchronously. 1: on the
+#: H200 machine the writer (0.6-0.9 ms per ViT-S slice) bounded every run, not one thread's read + window
+#: (0.4-0.6 ms), and on the stand-in's GPU path 3 ahead raised the added peak RSS from 73-81 MB to
+#: 117-139 MB (N = 50-300). ``bench_pipeline.py --prefetch 3`` measures more.
+PREFETCH_AHEAD = 1
 
 
 def batch_order(todo: np.ndarray, batch_size: int, first: int | None = None) -> list[np.ndarray]:
