@@ -132,7 +132,7 @@ def stage_table(vol, backbone, prep, batch_size: int, repeats: int,
                 store.write(g, f)
         for fmt in [None] if compare_format is None else [None, compare_format]:
             with store_format(fmt):
-                by = chunk_writer(half)
+                by = chunk_writer(half) if (fmt or FORMAT_VERSION) == 3 else "zarr"  # format 2: zarr
                 rows.append((f"cache write, format {fmt or FORMAT_VERSION}, chunks by {by}",
                              best_of(write, repeats) / n))
         if chunk_writer(half) != "zarr":  # the same write by zarr-python, for the ratio
@@ -190,9 +190,7 @@ def main(argv: list[str] | None = None) -> None:
         batches.PREFETCH_AHEAD = args.prefetch
     vol = Volume(ct_like(args.slices, args.size), spacing=(1.0, 0.8, 0.8), modality="CT", units="HU")
     load = os.getloadavg()[0]
-    from dinomed_napari.features.batches import overlapped
-
-    behind = overlapped(backbone)  # a writer thread behind an asynchronous device (stand-in: always)
+    behind = batches.overlapped(backbone)  # a writer thread behind an asynchronous device (stand-in: always)
     print(f"{backbone!r}\nvolume {vol.shape} int16 CT-like; batch {args.batch_size}; "
           f"device {backbone.device}; chunks by {chunk_writer(behind)}; "
           f"{batches.PREFETCH_AHEAD} batches read ahead (on a GPU); "

@@ -8,8 +8,8 @@
 #   bash benchmarks/gpu_check.sh                 # uses .venv/bin/python, or $PYTHON
 #   DEVICE=cpu SCALE=0.005 RES=128 bash benchmarks/gpu_check.sh   # dry run of the same steps on a CPU
 # VARIANTS=1 adds ViT-S with 3 batches read ahead, and ViT-S under torch.compile with the cache both on disk
-# and in /dev/shm (RAM: the pipeline without the disk), about 2 more minutes. Where tensorstore writes the chunks, every step also runs end
-# to end with zarr-python writing them, interleaved, for the ratio.
+# and in /dev/shm (RAM: the pipeline without the disk), about 2 more minutes. Where tensorstore writes the
+# chunks, every step also runs end to end with zarr-python writing them, interleaved, for the ratio.
 # EXTRA=1 adds two steps (about 3 more minutes): `bench --demo` on the device, then ViT-B under torch.compile;
 # the demo's report is written to $REPORT_DIR (default ./gpu_demo), to compare with a CPU run of the same demo
 # (same rows: bf16 features must score like fp32 ones).
