@@ -172,6 +172,23 @@ def test_either_chunk_writer_makes_the_same_verified_store(tmp_path, monkeypatch
     assert C.FeatureStore.peek(tmp_path / "k.zarr", (12, 2, 2, 3)).verify() == [7]
 
 
+@pytest.mark.parametrize("writer", ["zarr", "tensorstore"])
+def test_a_failed_chunk_write_names_the_store_and_keeps_what_was_written(tmp_path, monkeypatch, writer):
+    import shutil
+
+    from dinomed_napari.errors import CacheError
+
+    monkeypatch.setattr(C, "CHUNK_WRITER", writer)
+    store = C.FeatureStore(tmp_path / "k.zarr", (4, 2, 2, 3), {})
+    store.write(np.array([0]), np.ones((1, 2, 2, 3)))
+    shutil.rmtree(tmp_path / "k.zarr" / "features")  # the chunk folder is gone (a broken disk)
+    (tmp_path / "k.zarr" / "features").write_text("not a folder")
+    with pytest.raises(CacheError, match=r"k\.zarr: writing slices 1-2 failed .*1 slices written before are "
+                                         r"kept.*--cache-dir"):
+        store.write(np.array([1, 2]), np.ones((2, 2, 2, 3)))
+    assert store.done.tolist() == [True, False, False, False]
+
+
 def test_store_of_another_shape_or_a_broken_one_is_rebuilt(tmp_path):
     path = tmp_path / "k.zarr"
     C.FeatureStore(path, (5, 2, 3, 4), {}).write(np.array([0]), np.ones((1, 2, 3, 4)))

@@ -269,8 +269,16 @@ class FeatureStore:
             for idx, feats in batches:
                 if self.path is None:
                     self.features[idx] = feats
-                else:
+                    continue
+                try:
                     self._write_chunks(idx, feats)
+                except Exception as exc:  # disk full, folder gone, ...: zarr and tensorstore word it apart
+                    from dinomed_napari.errors import CacheError
+
+                    raise CacheError(
+                        f"feature store {self.path}: writing slices {int(idx.min())}-{int(idx.max())} failed "
+                        f"({exc}). {int(self.done.sum())} slices written before are kept; free space or pass "
+                        f"another --cache-dir (DINOMED_CACHE), then rerun to resume.") from exc
             hashes = [list(p) for p in pending]
         for (idx, _), h in zip(batches, hashes, strict=True):
             self.digests[idx] = h
