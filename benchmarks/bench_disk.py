@@ -40,19 +40,19 @@ def write_files(folder: str, slices: np.ndarray, threads: int) -> float:
 def write_store(folder: str, slices: np.ndarray, batch: int, by: str) -> float:
     """Seconds to write the slices through a feature store whose chunks ``by`` writes, ``batch`` slices
     per write (NaN when ``by`` is not installed)."""
-    from dinomed_napari.features import cache
+    from bench_pipeline import writer  # this folder
+
     from dinomed_napari.features.cache import FeatureStore
 
     if by == "tensorstore" and importlib.util.find_spec("tensorstore") is None:
         return float("nan")
-    cache.CHUNK_WRITER = by
-
-    store = FeatureStore(os.path.join(folder, "f.zarr"), slices.shape, {})
-    store.write(np.arange(1), slices[:1])  # zarr's imports and first-use set-up are not the disk
-    t = time.perf_counter()
-    for a in range(0, len(slices), batch):
-        store.write(np.arange(a, min(a + batch, len(slices))), slices[a : a + batch])
-    return time.perf_counter() - t
+    with writer(by):
+        store = FeatureStore(os.path.join(folder, "f.zarr"), slices.shape, {})
+        store.write(np.arange(1), slices[:1])  # zarr's imports and first-use set-up are not the disk
+        t = time.perf_counter()
+        for a in range(0, len(slices), batch):
+            store.write(np.arange(a, min(a + batch, len(slices))), slices[a : a + batch])
+        return time.perf_counter() - t
 
 
 def page_locked(slices: np.ndarray) -> np.ndarray | None:

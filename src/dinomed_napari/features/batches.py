@@ -181,9 +181,9 @@ def fill_store(store: FeatureStore, vol: Volume, prep, backbone, axis: int, size
 
     batches = batch_order(todo, slices_per_batch(batch_size, plan), first)
     return_large_buffers()  # peak memory bounded by the batch, not by how many batches ran
-    store.behind_device = overlapped(backbone)
-    writer = StoreWriter(store, after_write, depth=2 if overlapped(backbone) else 0)
-    prefetch = Prefetcher(prepare, batches, ahead=PREFETCH_AHEAD if overlapped(backbone) else 1)
+    behind = store.behind_device = overlapped(backbone)
+    writer = StoreWriter(store, after_write, depth=2 if behind else 0)
+    prefetch = Prefetcher(prepare, batches, ahead=PREFETCH_AHEAD if behind else 1)
     try:
         with torch.inference_mode():
             for idx, host in prefetch:
