@@ -13,9 +13,10 @@ import torch
 from dinomed_napari.features.batches import forward
 from dinomed_napari.features.extract import extract_features
 from dinomed_napari.features.tiles import TilePlan, owned_ranges, tile_starts
-from dinomed_napari.io.lazy import read_block, strided_sample, volume_digest
+from dinomed_napari.io.lazy import as_dask, read_block, strided_sample, volume_digest
 from dinomed_napari.io.load import load_volume
 from dinomed_napari.io.volume import Volume
+from dinomed_napari.live.display import display_sample
 from dinomed_napari.models.standin import StandInBackbone
 from dinomed_napari.preprocess import Preprocess, device_batch, host_batch, normalise, to_network_batch
 from dinomed_napari.samples import sample_path
@@ -159,6 +160,15 @@ def test_lazy_helpers_match_numpy_exactly():
             np.testing.assert_array_equal(strided_sample(arr, step), arr.ravel()[::step])
     np.testing.assert_array_equal(read_block(data, [1, 2, 3], 1), np.moveaxis(data[:, 1:4], 1, 0))
     np.testing.assert_array_equal(read_block(data, [4, 0], 2), np.moveaxis(data[:, :, [4, 0]], 2, 0))
+    import dask.array as da
+
+    lazy = da.from_array(data, chunks=(1, 33, 21))
+    assert as_dask(lazy) is lazy  # a dask array (it has ``chunks`` and ``store``) is not re-wrapped
+    sample = display_sample(lazy)  # what a viewer reads to pick the window: every (7 // 16 = 1) plane
+    assert isinstance(sample, np.ndarray)
+    np.testing.assert_array_equal(sample, data)
+    big = da.zeros((64, 8, 8), chunks=(1, 8, 8), dtype=np.int16)
+    assert display_sample(big).shape == (16, 8, 8)  # planes 0, 4, ... 60 only
 
 
 def test_device_preprocessing_equals_host_preprocessing():

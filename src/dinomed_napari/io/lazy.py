@@ -104,6 +104,8 @@ def as_dask(array):
     """A dask array over a zarr array (or anything dask can wrap), chunked like its store."""
     import dask.array as da
 
+    if isinstance(array, da.Array):  # has ``chunks`` and a ``store`` method too: not a zarr array
+        return array
     return da.from_zarr(array) if hasattr(array, "chunks") and hasattr(array, "store") else da.asarray(array)
 
 

@@ -30,6 +30,23 @@ def _sample(data: np.ndarray, limit: int = 2_000_000) -> np.ndarray:
     return flat[:: max(1, flat.size // limit)]
 
 
+#: Planes read (evenly spaced along the first axis, at most twice this many) to choose a window and the
+#: display contrast.
+SAMPLE_PLANES = 16
+
+
+def display_sample(data) -> np.ndarray:
+    """Every ``Z // SAMPLE_PLANES``-th plane of a volume, as what :func:`choose_window` and
+    :func:`display_range` read. A NumPy volume gives a view; a lazy one (zarr, dask) reads those planes
+    only, so an image too large for memory is never loaded to pick its contrast."""
+    from dinomed_napari.io.lazy import is_lazy, read_block
+
+    step = max(1, int(data.shape[0]) // SAMPLE_PLANES)
+    if not is_lazy(data):
+        return np.asarray(data)[::step]
+    return read_block(data, np.arange(0, int(data.shape[0]), step))
+
+
 def detect_modality(data: np.ndarray, declared: str | None = None) -> tuple[str | None, str]:
     """``(modality or None, reason)``: the declared one, else CT when the intensities look like HU."""
     if declared:
