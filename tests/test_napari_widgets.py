@@ -70,8 +70,11 @@ def compute(viewer, qtbot, image, planes=0, resolution=128):
 
 
 def test_features_widget_adds_aligned_pca_and_affinity(make_napari_viewer, qtbot, ct_crop):
+    from dinomed_napari._napari.session import SESSIONS
+
     viewer = make_napari_viewer()
     image = add_image(viewer, ct_crop[0])
+    image.translate = (0.0, 2.0, -3.0)  # maps must follow the image's placement, not the origin
     viewer.dims.set_point(0, 4 * image.scale[0])  # current slice 4 is computed (and shown) first
     from dinomed_napari._napari.widget_features import FeaturesWidget
 
@@ -83,14 +86,18 @@ def test_features_widget_adds_aligned_pca_and_affinity(make_napari_viewer, qtbot
     qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
     # One slice per forward pass on CPU, the current slice first; each shows as soon as it is computed.
     assert [p[1][0] for p in partial][0] == 4 and sorted(i for p in partial for i in p[1]) == list(range(6))
-    assert partial[0][2][0].shape == (101, 122, 3) and partial[0][2][0].dtype == np.uint8
+    # 101 x 122 pixels at 128: a 112 x 128 input, 7 x 8 patches; maps stay on that grid.
+    assert partial[0][2][0].shape == (7, 8, 3) and partial[0][2][0].dtype == np.uint8
     pca, aff = viewer.layers["PCA"], viewer.layers["affinity"]
     assert pca.metadata["dinomed_label"] == "vit_small_patch16_dinov3 [random] @128"
     for layer in (pca, aff):
-        assert layer.rgb and layer.data.shape == (6, 101, 122, 3)
-        np.testing.assert_allclose(layer.scale, image.scale)
-        np.testing.assert_allclose(layer.translate, image.translate)
+        assert layer.rgb and layer.data.shape == (6, 7, 8, 3) and layer.data.dtype == np.uint8
+        # Placed over the image: the patch grid's outer edges are the image's, on every slice.
+        for corner in ((3, -0.5, -0.5), (3, 6.5, 7.5)):
+            pixel = (3, -0.5 + 101 * (corner[1] > 0), -0.5 + 122 * (corner[2] > 0))
+            np.testing.assert_allclose(layer.data_to_world(corner), image.data_to_world(pixel), atol=1e-6)
     assert pca.data.std() > 10  # real colours, not an empty layer
+    np.testing.assert_array_equal(pca.data, SESSIONS.get(image).pca.patch_rgb8())
     assert w.progress.value == w.progress.max == 6
     w.run()  # a second run updates the same layers in place: no pile of PCA layers
     qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
@@ -533,3 +540,32 @@ def test_live_results_wait_for_the_mouse_release_and_redraws_do_not_retrain(make
     assert len(strokes) == 1
     layer.undo()
     assert len(strokes) == 2
+
+
+def test_a_lazy_zarr_volume_is_shown_and_extracted_without_loading_it(make_napari_viewer, qtbot, ct_crop,
+                                                                      tmp_path, monkeypatch):
+    import dask.array as da
+    import zarr
+
+    from dinomed_napari._napari.layers import layer_volume
+    from dinomed_napari._napari.session import SESSIONS
+    from dinomed_napari.io import lazy
+    from dinomed_napari.live.display import display_sample
+
+    data = np.asarray(ct_crop[0].data)
+    arr = zarr.create_array(str(tmp_path / "ct.zarr"), shape=data.shape, dtype=data.dtype,
+                            chunks=(1, *data.shape[1:]))
+    arr[...] = data
+    arr.attrs["spacing"] = list(ct_crop[0].spacing)
+    monkeypatch.setattr(lazy, "LAZY_BYTES", 0)  # opened as a volume over 1 GiB would be
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(tmp_path / "ct.zarr"), plugin="dinomed-napari")
+    assert isinstance(layer.data, da.Array)  # napari reads the planes it shows, nothing more
+    assert layer_volume(layer).data is layer.data  # the widgets hand the core the lazy array
+    sample = display_sample(layer.data)  # what the window and the contrast are chosen from
+    assert isinstance(sample, np.ndarray) and sample.shape == data.shape  # 6 slices: every one
+    lazy_fv = SESSIONS.get(compute(viewer, qtbot, layer) and layer).primary
+    memory = add_image(viewer, ct_crop[0])
+    memory_fv = SESSIONS.get(compute(viewer, qtbot, memory) and memory).primary
+    for i in range(data.shape[0]):  # the same features as from the volume in memory
+        np.testing.assert_array_equal(np.asarray(lazy_fv.slice(i)), np.asarray(memory_fv.slice(i)))

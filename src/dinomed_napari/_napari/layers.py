@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from dinomed_napari.errors import VolumeError
+from dinomed_napari.io.lazy import as_dask, is_lazy
 from dinomed_napari.io.volume import Volume
 
 META_KEY = "dinomed"
@@ -38,10 +39,9 @@ def volume_meta(vol: Volume) -> dict:
 def _display_limits(vol: Volume) -> tuple[float, float]:
     # The window the features widget will use by default (CT soft tissue, SUV 0-10, else percentiles),
     # so the user sees what the network sees.
-    from dinomed_napari.live.display import choose_window, display_range
+    from dinomed_napari.live.display import choose_window, display_range, display_sample
 
-    data = np.asarray(vol.data)
-    sample = data[:: max(1, data.shape[0] // 16)]
+    sample = display_sample(vol.data)
     return display_range(choose_window(sample, vol.modality).window, sample)
 
 
@@ -69,7 +69,7 @@ def to_source_grid(array: np.ndarray, meta: dict) -> np.ndarray:
 
 def is_label_volume(vol: Volume, name: str = "") -> bool:
     """True for integer volumes whose file name says mask/seg/label (opened as a Labels layer)."""
-    return np.issubdtype(np.asarray(vol.data).dtype, np.integer) and bool(_LABEL_HINT.search(name))
+    return np.issubdtype(np.dtype(vol.data.dtype), np.integer) and bool(_LABEL_HINT.search(name))
 
 
 def volume_layer_data(vol: Volume, name: str | None = None, layer_type: str | None = None) -> tuple:
@@ -90,10 +90,12 @@ def volume_layer_data(vol: Volume, name: str | None = None, layer_type: str | No
         "scale": tuple(float(s) for s in vol.spacing),
         "metadata": {META_KEY: volume_meta(vol)},
     }
-    data = np.asarray(vol.data)
+    # A lazy volume (zarr, dask: larger than memory) stays lazy: napari reads the planes it shows.
+    lazy = is_lazy(vol.data)
+    data = as_dask(vol.data) if lazy else np.asarray(vol.data)
     flips = radiological_flips(vol)
     if flips:  # shown radiologically; writers flip back (:func:`to_source_grid`)
-        data = np.ascontiguousarray(np.flip(data, flips))
+        data = np.flip(data, flips) if lazy else np.ascontiguousarray(np.flip(data, flips))
         kwargs["metadata"][META_KEY]["display_flip"] = list(flips)
     if layer_type == "image":
         kwargs["contrast_limits"] = _display_limits(vol)
@@ -101,6 +103,15 @@ def volume_layer_data(vol: Volume, name: str | None = None, layer_type: str | No
     else:
         data = data.astype(np.int32) if data.dtype.kind == "u" and data.dtype.itemsize > 2 else data
     return data, kwargs, layer_type
+
+
+def layer_array(layer: Any) -> Any:
+    """A layer's data for the core: NumPy when it is in memory; a lazy (dask, zarr) array stays lazy, and
+    of a multiscale layer the full-resolution level, so that nothing loads a volume whole."""
+    data = layer.data
+    if getattr(layer, "multiscale", False):
+        data = data[0]
+    return data if is_lazy(data) else np.asarray(data)
 
 
 def layer_volume(layer: Any) -> Volume:
@@ -114,7 +125,7 @@ def layer_volume(layer: Any) -> Volume:
     VolumeError
         If the layer is not a single-channel 3D array.
     """
-    data = np.asarray(layer.data)
+    data = layer_array(layer)
     if data.ndim != 3 or getattr(layer, "rgb", False):
         raise VolumeError(
             f"layer {layer.name!r} has shape {data.shape}; expected a 3D single-channel (Z, Y, X) volume")

@@ -36,7 +36,7 @@ def result_layer(viewer: Any, image: Any, kind: str, data: Any, layer_type: str,
             np.shape(layer.data) == np.shape(data):
         layer.data = data
         layer.metadata[LABEL] = label
-        for key in ("contrast_limits",):
+        for key in ("contrast_limits", "scale", "translate"):  # a map on another grid moves with it
             if key in kwargs:
                 setattr(layer, key, kwargs[key])
         return layer

@@ -14,9 +14,10 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
 
 from dinomed_napari.errors import WeightsError
-from dinomed_napari.live.display import MODALITIES, choose_window, display_range
+from dinomed_napari.features.grid import PLANE_AXES, patch_transform
+from dinomed_napari.live.display import MODALITIES, choose_window, display_range, display_sample
 
-from .layers import layer_volume
+from .layers import layer_array, layer_volume
 from .results import find_result, put_slice, result_layer
 from .session import SESSIONS
 from .widget_base import DinomedWidget, set_progress
@@ -33,11 +34,6 @@ WINDOW_CHOICES = (
     ("percentile (MRI, EM)", "percentile"),
 )
 MODALITY_CHOICES = (("auto (file, else detect CT)", "auto"), *((m, m) for m in MODALITIES))
-
-
-def to_rgb8(rgb: np.ndarray) -> np.ndarray:
-    """[0, 1] float RGB -> uint8 (a quarter of the memory, displayed the same)."""
-    return np.clip(np.asarray(rgb) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 class FeaturesWidget(DinomedWidget):
@@ -174,9 +170,8 @@ class FeaturesWidget(DinomedWidget):
         """The :class:`~dinomed_napari.live.display.WindowChoice` for the chosen image."""
         layer = layer if layer is not None else self.image_layer()
         declared = layer.metadata.get("dinomed", {}).get("modality")
-        data = np.asarray(layer.data)
-        sample = data[:: max(1, data.shape[0] // 16)]
-        return choose_window(sample, declared, self.modality.value, self.window.value)
+        return choose_window(display_sample(layer_array(layer)), declared, self.modality.value,
+                             self.window.value)
 
     def update_window(self, *_: Any) -> None:
         """Show which modality and window will be used, and set the image's contrast to that window."""
@@ -187,8 +182,7 @@ class FeaturesWidget(DinomedWidget):
             self.window_note.value = "open an image to see its modality and window"
             return
         self.window_note.value = f"using: {choice.reason}"
-        data = np.asarray(layer.data)
-        layer.contrast_limits = display_range(choice.window, data[:: max(1, data.shape[0] // 16)])
+        layer.contrast_limits = display_range(choice.window, display_sample(layer_array(layer)))
 
     # -- extraction ----------------------------------------------------------------------------
     @property
@@ -225,19 +219,18 @@ class FeaturesWidget(DinomedWidget):
                  f"{point[axis]} first ...")
         self.run_button.enabled, self.cancel_button.enabled = False, True
         self._job.submit(lambda cancel: self._compute(job, planes, axis, point, cancel))
-        # Made now, so that creating it overlaps the first forward pass instead of stalling the GUI later;
-        # the affinity layer follows once the first slice is on screen (each new layer blocks the GUI
-        # thread for a few hundred ms, which on a busy machine delays that slice).
-        self._pca_for(layer, self._target[2])
+        # The PCA layer is made (or reused) with the first slice, whose patch grid it takes; the affinity
+        # layer follows once that slice is on screen (each new layer blocks the GUI thread for 0.1-0.3 s).
         self._first_shown = False
 
     def _affinity_for(self) -> None:
         """The image's (hidden) affinity layer, made empty if it is missing, before the result needs it."""
         layer = self._target[0] if self._target is not None else None
-        if self.running and layer in self.viewer.layers and \
+        pca = self.pca_layer
+        if self.running and layer in self.viewer.layers and pca in self.viewer.layers and \
                 find_result(self.viewer, layer, "affinity") is None:
-            result_layer(self.viewer, layer, "affinity", np.zeros((*layer.data.shape, 3), np.uint8), "image",
-                         "", rgb=True, visible=False)
+            result_layer(self.viewer, layer, "affinity", np.zeros(pca.data.shape, np.uint8), "image", "",
+                         **self._grid_kwargs(layer, pca.data.shape, self._target[1]), visible=False)
 
     @staticmethod
     def session_label(weights: str) -> str:
@@ -245,8 +238,9 @@ class FeaturesWidget(DinomedWidget):
 
     def _compute(self, job: dict, planes: Any, axis: int, point: list, cancel: Any) -> dict:
         """Worker thread: features, PCA and affinity maps as uint8 RGB. Only core calls here."""
-        from dinomed_napari.analysis.affinity import affinity_maps
-        from dinomed_napari.analysis.pca import pca_maps
+        from dinomed_napari.analysis.affinity import affinity_patch
+        from dinomed_napari.analysis.pca import pca_maps, to_uint8
+        from dinomed_napari.features.grid import to_volume_order
         from dinomed_napari.live.jobs import interactive_batch_size, worker_threads
         from dinomed_napari.models.device import pick_device
 
@@ -273,8 +267,11 @@ class FeaturesWidget(DinomedWidget):
             fvs = {axis: extract_features(**common, axis=axis, first=point[axis])}
         fv = fvs[axis]
         pca = pca_maps(fv)
-        return {"features": fvs, "pca": pca, "pca_rgb": to_rgb8(pca.rgb),
-                "affinity": to_rgb8(np.clip(affinity_maps(fv), 0.0, 1.0))}  # negative cosines (rare) -> 0
+        # Maps stay on the patch grid (1/256 of the pixels at 16-pixel patches), placed over the image
+        # by the layers' scale and translate: a long or large volume costs a few MB here, not 3 bytes
+        # per voxel each. Negative cosines (rare) show as 0.
+        aff = to_uint8(np.clip(to_volume_order(affinity_patch(fv), axis), 0.0, 1.0))
+        return {"features": fvs, "pca": pca, "pca_rgb": pca.patch_rgb8(), "affinity": aff}
 
     def _on_progress(self, done: int, total: int) -> None:
         if self._job.cancelled:  # queued before the cancel: stale
@@ -311,7 +308,7 @@ class FeaturesWidget(DinomedWidget):
         axis, indices, rgbs = payload
         if self._job.cancelled or layer not in self.viewer.layers:
             return
-        pca = self._pca_for(layer, label)
+        pca = self._pca_for(layer, label, axis, rgbs[0].shape[:2])
         for index, rgb in zip(indices, rgbs, strict=True):
             put_slice(pca, rgb, axis, index, self.viewer)  # redrawn only if on screen
         if not self._first_shown:  # after the first slice's redraw
@@ -320,24 +317,40 @@ class FeaturesWidget(DinomedWidget):
         if self.progress.value <= 1:
             self.say(f"slice {indices[0]} ready; computing the rest ...")
 
-    def _pca_for(self, layer: Any, label: str) -> Any:
-        """The image's PCA layer, ready for slices to be written into (kept if it exists)."""
+    def _pca_for(self, layer: Any, label: str, axis: int, grid: tuple[int, int]) -> Any:
+        """The image's PCA layer on the patch ``grid`` of slices along ``axis``, ready for slices to be
+        written into (kept if it exists with that shape)."""
+        shape = list(layer.data.shape)
+        a, b = PLANE_AXES[axis]
+        shape[a], shape[b] = grid
         pca = self.pca_layer
         if pca is None or pca not in self.viewer.layers or pca.metadata.get("dinomed_image") != \
-                layer.unique_id or pca.data.shape[:3] != tuple(layer.data.shape):
-            pca = self.pca_layer = result_layer(self.viewer, layer, "PCA", np.zeros(
-                (*layer.data.shape, 3), np.uint8), "image", f"{label} (preview)", rgb=True, opacity=0.8)
+                layer.unique_id or pca.data.shape[:3] != tuple(shape):
+            pca = self.pca_layer = result_layer(
+                self.viewer, layer, "PCA", np.zeros((*shape, 3), np.uint8), "image", f"{label} (preview)",
+                **self._grid_kwargs(layer, shape, axis), opacity=0.8)
         return pca
+
+    @staticmethod
+    def _grid_kwargs(image: Any, shape: tuple, axis: int) -> dict:
+        """Layer kwargs of an RGB map of ``shape`` (Z', Y', X'[, 3]) on the patch grid of slices of
+        ``image`` along ``axis``: scale and translate that centre each patch on its pixels."""
+        a, b = PLANE_AXES[axis]
+        scale, translate = patch_transform(tuple(image.data.shape[-3:]), (shape[a], shape[b]), axis,
+                                           tuple(image.scale[-3:]))
+        translate = tuple(t + float(o) for t, o in zip(translate, image.translate[-3:], strict=True))
+        return dict(rgb=True, scale=scale, translate=translate, interpolation2d="linear")
 
     def _done(self, result: dict) -> None:
         layer, axis, _ = self._target
         session = SESSIONS.get(layer)
         session.set_features(result["features"], axis, result["pca"])
         label = session.label
-        self.pca_layer = result_layer(self.viewer, layer, "PCA", result["pca_rgb"], "image", label,
-                                      rgb=True, opacity=0.8)
-        result_layer(self.viewer, layer, "affinity", result["affinity"], "image", label, rgb=True,
-                     visible=False)
+        pca, aff = result["pca_rgb"], result["affinity"]
+        self.pca_layer = result_layer(self.viewer, layer, "PCA", pca, "image", label,
+                                      **self._grid_kwargs(layer, pca.shape, axis), opacity=0.8)
+        result_layer(self.viewer, layer, "affinity", aff, "image", label,
+                     **self._grid_kwargs(layer, aff.shape, axis), visible=False)
         set_progress(self.progress, self.progress.max, self.progress.max)
         self.say(f"features ready: {label}")  # the status says it: no toast to go stale
 
@@ -352,5 +365,7 @@ class FeaturesWidget(DinomedWidget):
         if not self._job.cancel():
             return False
         self.say("cancelled: the slices computed so far stay cached; Compute resumes from them")
+        self._progress_timer.stop()  # a pending repaint would bring back the cancelled run's count
+        self._progress_now = (0, self.progress.max)
         set_progress(self.progress, 0, self.progress.max)
         return True

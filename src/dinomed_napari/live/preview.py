@@ -39,7 +39,8 @@ class SlicePreview:
         self.basis: PCABasis | None = None
 
     def rgb(self, feats: np.ndarray) -> list[np.ndarray]:
-        """(B, h, w, C) features of B slices -> B uint8 (H, W, 3) images on the slice's pixel grid."""
+        """(B, h, w, C) features of B slices -> B uint8 (h, w, 3) images on the patch grid (a viewer
+        places them over the slice, e.g. with :func:`~dinomed_napari.features.grid.patch_transform`)."""
         feats = np.asarray(feats)
         one = list(self.shape)
         one[self.axis] = len(feats)
@@ -48,6 +49,6 @@ class SlicePreview:
             self.basis = slice_basis(feats[0].reshape(-1, feats.shape[-1]))
         out = []
         for i in range(len(feats)):
-            rgb = self.basis.to_rgb(project_slice(fv, self.basis, i))
+            rgb = self.basis.to_rgb(project_slice(fv, self.basis, i, upsample=False))
             out.append(np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8))
         return out
