@@ -81,3 +81,25 @@ def test_isolate_bad_inputs():
         isolate(fv, "hounsfield")
     with pytest.raises(ValueError, match="needs PCA components"):
         isolate(None, "pc2", foreground=False)
+
+
+def test_isolation_from_pca_maps_never_assembles_all_components_and_gives_the_same_result():
+    from dinomed_napari.features.volume import FeatureVolume
+
+    rng = np.random.default_rng(0)
+    for axis in (0, 1):
+        shape = (6, 40, 48)
+        feats = rng.normal(size=(shape[axis], 5, 6, 16)).astype(np.float32)
+        fv = FeatureVolume(feats, axis, shape, "m", "w", 96)
+        lazy, whole = pca_maps(fv), pca_maps(fv)
+        assert whole.components.shape == (*shape, 3)  # assembled float32: what isolation used to read
+        seed, kept = np.array([[3, 20, 24]]), []
+        runs = [dict(channel="pc2"), dict(channel="pc1", foreground=False),
+                dict(channel="pc3", index=3, axis=axis)]
+        for kw in runs:
+            a, b = isolate(lazy, seeds=seed, **kw), isolate(whole, seeds=seed, **kw)
+            assert a.shape == (shape if "index" not in kw else tuple(np.delete(shape, axis)))
+            np.testing.assert_array_equal(a, b)
+            kept.append(int(a.sum()))
+        assert lazy._components is None  # a volume read PC1 and PC2 one at a time; a plane only itself
+        assert max(kept) > 100  # not three empty results agreeing

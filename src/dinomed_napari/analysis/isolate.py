@@ -24,10 +24,33 @@ from .similarity import similarity_map
 SEED_RADIUS = 5
 
 
-def _components(source, index: int | None, axis: int) -> np.ndarray | None:
+class _PerComponent:
+    """``maps.components`` as (Z, Y, X, n), each component assembled only when ``[..., k]`` asks for it: a
+    volume isolation reads PC1 and at most one more, 4 bytes per voxel each instead of 4n at once."""
+
+    def __init__(self, maps: PCAMaps):
+        self.maps, self.cache = maps, {}
+        self.shape = (*maps.fv.volume_shape, maps.basis.n_components)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if not (isinstance(key, tuple) and len(key) == 2 and key[0] is Ellipsis):
+            raise IndexError(f"components are read one at a time as [..., k], got {key!r}")
+        k = int(key[1])
+        if k not in self.cache:
+            self.cache[k] = np.asarray(self.maps.component(k))
+        return self.cache[k]
+
+
+def _components(source, index: int | None, axis: int):
     """PCA components of the volume (Z,Y,X,n) or of one plane (H,W,n)."""
     if isinstance(source, PCAMaps):
-        return source.components if index is None else slice_of(source.components, axis, index)
+        if source._components is not None:  # already assembled (e.g. by the CLI): reuse
+            return source.components if index is None else slice_of(source.components, axis, index)
+        if index is None:
+            return _PerComponent(source)
+        if axis == source.fv.axis:  # one plane: the same values, upsampled for that plane only
+            return source.slice_components(index)
+        return slice_of(source.components, axis, index)
     if isinstance(source, FeatureVolume):
         if index is None:
             return pca_maps(source).components
@@ -58,7 +81,7 @@ def _volume_shape(source, channel) -> tuple[int, ...]:
     if isinstance(source, FeatureVolume):
         return tuple(source.volume_shape)
     if isinstance(source, PCAMaps):
-        return source.components.shape[:3]
+        return tuple(source.fv.volume_shape)
     return np.shape(channel)
 
 
