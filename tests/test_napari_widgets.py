@@ -179,6 +179,11 @@ def test_isolation_preview_follows_sliders_and_applies_to_volume(make_napari_vie
     prev = np.asarray(w.preview_layer.data).copy()
     assert prev.shape == image.data.shape and prev[[0, 1, 2, 4, 5]].sum() == 0  # current slice only
     assert prev[3, liver[0], liver[1]] == 1  # the seed's region is kept
+    from dinomed_napari._napari.session import SESSIONS
+
+    pca = SESSIONS.get(image).pca
+    assert pca._components is None and pca._rgb is None  # no full-size float maps for sliders or preview
+    assert pca.patch[..., 0].min() <= w.fg_threshold.min < w.fg_threshold.max <= pca.patch[..., 0].max()
     n_before = int(prev.sum())
     w.inner_threshold.value = float(np.asarray(image.data)[3, liver[0], liver[1]]) - 1  # stricter
     qtbot.waitUntil(lambda: 0 < int(np.asarray(w.preview_layer.data).sum()) < n_before, timeout=WAIT)
@@ -549,6 +554,7 @@ def test_a_lazy_zarr_volume_is_shown_and_extracted_without_loading_it(make_napar
 
     from dinomed_napari._napari.layers import layer_volume
     from dinomed_napari._napari.session import SESSIONS
+    from dinomed_napari._napari.widget_segment import SegmentWidget
     from dinomed_napari.io import lazy
     from dinomed_napari.live.display import display_sample
 
@@ -564,8 +570,24 @@ def test_a_lazy_zarr_volume_is_shown_and_extracted_without_loading_it(make_napar
     assert layer_volume(layer).data is layer.data  # the widgets hand the core the lazy array
     sample = display_sample(layer.data)  # what the window and the contrast are chosen from
     assert isinstance(sample, np.ndarray) and sample.shape == data.shape  # 6 slices: every one
-    lazy_fv = SESSIONS.get(compute(viewer, qtbot, layer) and layer).primary
     memory = add_image(viewer, ct_crop[0])
-    memory_fv = SESSIONS.get(compute(viewer, qtbot, memory) and memory).primary
+    preds = []
+    for image in (layer, memory):  # features, then scribbles on slice 3 and "Predict volume"
+        compute(viewer, qtbot, image)
+        w = SegmentWidget(viewer)
+        w.image.value = image
+        scribbles = w.add_scribble_layer()
+        core, far = scribble_masks(ct_crop[1][3])
+        for mask, value in ((core, 1), (far, 2)):
+            strokes = np.zeros(data.shape, bool)
+            strokes[3] = mask
+            paint(scribbles, strokes, value)
+        w.predict_volume()
+        qtbot.waitUntil(lambda w=w: np.asarray(w.prediction_layer.data)[0].any(), timeout=WAIT)
+        preds.append(np.asarray(w.prediction_layer.data).copy())
+    lazy_fv, memory_fv = SESSIONS.get(layer).primary, SESSIONS.get(memory).primary
     for i in range(data.shape[0]):  # the same features as from the volume in memory
         np.testing.assert_array_equal(np.asarray(lazy_fv.slice(i)), np.asarray(memory_fv.slice(i)))
+    assert isinstance(layer.data, da.Array)  # still lazy after segmenting with intensity features
+    np.testing.assert_array_equal(preds[0], preds[1])  # and the same labels
+    assert dice(preds[0] == 1, ct_crop[1]) > 0.6

@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, ProgressBar, PushButton
 
+from dinomed_napari.live.display import display_sample
 from dinomed_napari.live.jobs import PREVIEW_DELAY_MS
 
+from .layers import layer_array
 from .results import add_aligned_points, find_result, keep_previous, place_below, put_slice, result_layer
 from .session import SESSIONS
 from .widget_base import DinomedWidget, LayerChooser, LayerWatch
@@ -95,18 +97,21 @@ class IsolateWidget(DinomedWidget):
         except Exception:  # no features yet: the sliders keep their ranges until there are
             return
         self._ranges_for = (session.primary.key, self.channel.value)
-        self._set_range(self.fg_threshold, pca.components[..., 0])
+        # Components on the patch grid: the pixel maps interpolate them (same range), and the full-size
+        # float32 maps (12 bytes per voxel) are never assembled for a slider.
+        self._set_range(self.fg_threshold, pca.patch[..., 0])
         ch = self.channel.value
-        if ch.startswith("pc") and int(ch[2:]) <= pca.components.shape[-1]:
-            self._set_range(self.inner_threshold, pca.components[..., int(ch[2:]) - 1])
+        if ch.startswith("pc") and int(ch[2:]) <= pca.basis.n_components:
+            self._set_range(self.inner_threshold, pca.patch[..., int(ch[2:]) - 1])
         elif ch == "image":
-            self._set_range(self.inner_threshold, np.asarray(image.data))
+            self._set_range(self.inner_threshold, display_sample(layer_array(image)))
         else:
             self.inner_threshold.min, self.inner_threshold.max = -1.0, 1.0
 
     @staticmethod
     def _set_range(slider: FloatSlider, values: np.ndarray) -> None:
-        lo, hi = (float(v) for v in np.percentile(values[::2, ::2, ::2], [1, 99]))
+        step = 2 if values.size > 100_000 else 1  # small grids (patches) are read whole
+        lo, hi = (float(v) for v in np.percentile(values[::step, ::step, ::step], [1, 99]))
         hi = hi if hi > lo else lo + 1.0
         value = min(max(slider.value, lo), hi)
         slider.min, slider.max = lo, hi
@@ -127,7 +132,7 @@ class IsolateWidget(DinomedWidget):
             if seeds is None:
                 raise ValueError("auto isolation needs a seed: add a point inside the structure")
             pc1 = pca.component(0) if self.foreground.value else None  # read around the seed only
-            kwargs = dict(auto=True, image=np.asarray(image.data), seeds=seeds,
+            kwargs = dict(auto=True, image=layer_array(image), seeds=seeds,  # reads a box around the seeds
                           spacing=tuple(float(v) for v in image.scale[-3:]), pc1=pc1, index=index,
                           axis=session.axis)
             return image, session, None, kwargs

@@ -43,7 +43,7 @@ from dinomed_napari.live.scribbles import (
 )
 from dinomed_napari.live.segment_job import SegmentRequest, run_segment_job, suggestion_text
 
-from .layers import layer_volume, to_source_grid
+from .layers import layer_array, layer_volume, to_source_grid
 from .results import find_result, keep_previous, label_colormap, place_below, put_slice, result_layer
 from .session import SESSIONS
 from .widget_base import DinomedWidget, LayerChooser, LayerWatch, set_progress
@@ -310,7 +310,7 @@ class SegmentWidget(DinomedWidget):
         req = SegmentRequest(features=session.features if tri else fv, axis=session.axis,
                              index=self.current_index(image, session.axis) if index is None else index,
                              settings=settings,
-                             image=np.asarray(image.data) if self.intensity.value else None,
+                             image=layer_array(image) if self.intensity.value else None,
                              segmenter=session.segmenter, segmenter_settings=session.segmenter_settings)
         return image, session, req
 
@@ -362,7 +362,7 @@ class SegmentWidget(DinomedWidget):
             return
         if volume:  # the 3D step follows the painted structures from the whole scribble volume
             req.extra.update(scribble_volume=data.copy(), spacing=tuple(float(v) for v in image.scale[-3:]))
-            req.image = np.asarray(image.data)
+            req.image = layer_array(image)
         points, values = subsample(points, values)
         action = retrain_action(self._last_scribbles, (points, values),
                                 session.segmenter_settings == req.settings, session.segmenter is not None)
@@ -558,7 +558,7 @@ class SegmentWidget(DinomedWidget):
             req.settings = (seg.kind, seg.intensity, tri)
             session.segmenter, session.segmenter_settings = seg, req.settings
             req.segmenter, req.segmenter_settings = seg, req.settings
-            req.image, req.new_image = np.asarray(image.data), True
+            req.image, req.new_image = layer_array(image), True
         except Exception as exc:  # missing file, other model/weights (FeatureMismatchError)
             self.fail(exc, "load segmenter")
             return
