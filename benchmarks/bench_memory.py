@@ -176,6 +176,38 @@ def child_zarr(path: str, features: str) -> dict:
             "volume_gb": vol.data.nbytes / 2**30}
 
 
+def child_napari(path: str, features: str, resolution: int) -> dict:
+    """Open a zarr volume in napari with the plugin's reader and compute its features with the Features
+    widget (the stand-in backbone in place of the cached one); memory figures in MB."""
+    import napari
+    import numpy as np
+    from qtpy.QtWidgets import QApplication
+
+    import dinomed_napari.live.backbones as backbones
+    from dinomed_napari._napari.session import SESSIONS
+    from dinomed_napari._napari.widget_features import FeaturesWidget
+
+    backbone = _standin(features)
+    backbones.cached_backbone = lambda *_a, **_k: backbone  # the widget's worker asks for it here
+    import zarr  # noqa: F401
+
+    viewer = napari.Viewer(show=False)
+    base = _current_mb()
+    (layer,) = viewer.open(path, plugin="dinomed-napari")
+    opened = _rss_mb()
+    w = FeaturesWidget(viewer)
+    w.weights.value, w.resolution.value = "random", resolution
+    w.run()
+    while w.running:
+        QApplication.processEvents()
+    maps = sum(lyr.data.nbytes for lyr in viewer.layers if lyr is not layer)
+    out = {"shape": list(layer.data.shape), "lazy": not isinstance(layer.data, np.ndarray), "base": base,
+           "after_open": opened, "peak": _rss_mb(), "features": list(SESSIONS.get(layer).primary.data.shape),
+           "maps_mb": maps / 2**20, "status": w.status.value}
+    viewer.close()
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="50,100,300")
@@ -184,22 +216,34 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--real", metavar="MODEL", help="a real backbone (random weights, CPU) instead of the "
                    "stand-in, e.g. L; its weights count in 'base'")
     p.add_argument("--zarr-gb", type=float, help="instead: open and extract a zarr volume of this size")
+    p.add_argument("--napari", action="store_true", help="with --zarr-gb: open it in napari (plugin reader) "
+                   "and compute features with the Features widget; run under a display (xvfb-run)")
+    p.add_argument("--plane", type=int, default=2048, help="with --zarr-gb: in-plane size of the volume")
+    p.add_argument("--resolution", type=int, default=512, help="with --napari: the widget's resolution")
     p.add_argument("--child-zarr", help=argparse.SUPPRESS)
+    p.add_argument("--child-napari", help=argparse.SUPPRESS)
     p.add_argument("--child", nargs=3, metavar=("STAGE", "N", "CACHE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.child_napari:
+        print(json.dumps(child_napari(args.child_napari, args.features, args.resolution)))
+        return
     if args.child_zarr:
         print(json.dumps(child_zarr(args.child_zarr, args.features)))
         return
     if args.zarr_gb:
         with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as d:
-            shape = make_zarr(Path(d) / "big.zarr", args.zarr_gb)
+            shape = make_zarr(Path(d) / "big.zarr", args.zarr_gb, args.plane)
             gib = shape[0] * shape[1] * shape[2] * 2 / 2**30
             print(f"zarr volume {shape} int16 ({gib:.1f} GiB) written", flush=True)
-            r = subprocess.run([sys.executable, __file__, "--features", args.features, "--child-zarr",
-                                str(Path(d) / "big.zarr")], check=True, capture_output=True, text=True)
+            how = ["--child-napari", str(Path(d) / "big.zarr"), "--resolution", str(args.resolution)] \
+                if args.napari else ["--child-zarr", str(Path(d) / "big.zarr")]
+            r = subprocess.run([sys.executable, __file__, "--features", args.features, *how], check=True,
+                               capture_output=True, text=True)
             m = json.loads(r.stdout.strip().splitlines()[-1])
-        print(f"lazy={m['lazy']}: RSS after imports {m['base']:.0f} MB, peak after opening "
-              f"{m['after_open']:.0f} MB, peak after extracting {m['peak']:.0f} MB; features {m['features']}")
+        where = "napari + Features widget" if args.napari else "load_volume + extract_features"
+        print(f"{where}, lazy={m['lazy']}: RSS after imports {m['base']:.0f} MB, peak after opening "
+              f"{m['after_open']:.0f} MB, peak after extracting {m['peak']:.0f} MB; features {m['features']}"
+              + (f"; map layers {m['maps_mb']:.1f} MB; status: {m['status']}" if args.napari else ""))
         return
     if args.child:
         stage, n, cache = args.child
