@@ -55,6 +55,9 @@ def test_retrain_action():
     # "auto": one slice at a time on a CPU, free memory on a GPU; a number chosen in the widget wins.
     assert jobs.interactive_batch_size("cpu") == 1 and jobs.interactive_batch_size("cuda:0") == "auto"
     assert jobs.interactive_batch_size("cpu", 8) == 8 and jobs.interactive_batch_size("cuda", "16") == 16
+    # The first slice gets every core (the GUI waits for it), later ones leave one to the GUI.
+    assert [jobs.first_batch_threads(n) for n in (1, 2, 16)] == [1, 2, 16]
+    assert [jobs.worker_threads(n) for n in (1, 2, 16)] == [1, 1, 15]
 
 
 def test_ct_is_detected_from_hounsfield_range_and_says_so():

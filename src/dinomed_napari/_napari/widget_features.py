@@ -241,19 +241,26 @@ class FeaturesWidget(DinomedWidget):
         from dinomed_napari.analysis.affinity import affinity_patch
         from dinomed_napari.analysis.pca import pca_maps, to_uint8
         from dinomed_napari.features.grid import to_volume_order
-        from dinomed_napari.live.jobs import interactive_batch_size, worker_threads
+        from dinomed_napari.live.jobs import first_batch_threads, interactive_batch_size, worker_threads
         from dinomed_napari.models.device import pick_device
 
         job = dict(job)
         batch = job.pop("batch", "auto")  # the dock's choice; the rest are extract_features arguments
         device = str(pick_device(job["device"]))
+        preview = self._previewer(job["volume"].shape, axis, job["prep"].resolution)
         if device == "cpu":
             import torch
 
-            torch.set_num_threads(worker_threads())  # a core for the GUI (process-wide, viewer only)
+            # Every core for the first slice (the GUI only waits for it), then one left to the GUI, which
+            # draws the arriving slices (process-wide, viewer only).
+            torch.set_num_threads(first_batch_threads())
+            show = preview
+
+            def preview(indices: np.ndarray, feats: np.ndarray) -> None:
+                torch.set_num_threads(worker_threads())
+                show(indices, feats)
         from dinomed_napari.live.backbones import cached_backbone
 
-        preview = self._previewer(job["volume"].shape, axis, job["prep"].resolution)
         backbone = cached_backbone(job["model"], job["weights"], job["device"])
         common = dict(cancel=cancel, progress=self._relay.progress.emit, on_batch=preview,
                       batch_size=interactive_batch_size(device, batch), backbone=backbone, **job)
@@ -308,7 +315,13 @@ class FeaturesWidget(DinomedWidget):
         axis, indices, rgbs = payload
         if self._job.cancelled or layer not in self.viewer.layers:
             return
+        made = self.pca_layer
         pca = self._pca_for(layer, label, axis, rgbs[0].shape[:2])
+        if pca is not made:  # just made: its slices go in the next turn (two shorter stalls than one)
+            from qtpy.QtCore import QTimer
+
+            QTimer.singleShot(0, lambda: self._on_partial(payload))
+            return
         for index, rgb in zip(indices, rgbs, strict=True):
             put_slice(pca, rgb, axis, index, self.viewer)  # redrawn only if on screen
         if not self._first_shown:  # after the first slice's redraw

@@ -40,6 +40,15 @@ def worker_threads(cpus: int | None = None) -> int:
     return max(1, int(cpus or 1) - 1)
 
 
+def first_batch_threads(cpus: int | None = None) -> int:
+    """Compute threads for the first batch of an extraction started from the viewer: every core, since
+    the GUI has nothing to draw until that batch's slice arrives; later batches get
+    :func:`worker_threads`."""
+    import os
+
+    return max(1, int((os.cpu_count() if cpus is None else cpus) or 1))
+
+
 def retrain_action(previous: tuple | None, scribbles: tuple[np.ndarray, np.ndarray], same_settings: bool,
                    trained: bool) -> str:
     """``"train"``, ``"predict"`` (nothing new painted, same settings) or ``"skip"`` (the same scribbles
