@@ -14,10 +14,10 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
 
 from dinomed_napari.errors import WeightsError
-from dinomed_napari.features.grid import PLANE_AXES, patch_transform
+from dinomed_napari.features.grid import PLANE_AXES
 from dinomed_napari.live.display import MODALITIES, choose_window, display_range, display_sample
 
-from .layers import layer_array, layer_volume
+from .layers import layer_array, layer_volume, patch_grid_kwargs
 from .results import find_result, put_slice, result_layer
 from .session import SESSIONS
 from .widget_base import DinomedWidget, set_progress
@@ -230,7 +230,7 @@ class FeaturesWidget(DinomedWidget):
         if self.running and layer in self.viewer.layers and pca in self.viewer.layers and \
                 find_result(self.viewer, layer, "affinity") is None:
             result_layer(self.viewer, layer, "affinity", np.zeros(pca.data.shape, np.uint8), "image", "",
-                         **self._grid_kwargs(layer, pca.data.shape, self._target[1]), visible=False)
+                         **patch_grid_kwargs(layer, pca.data.shape, self._target[1]), visible=False)
 
     @staticmethod
     def session_label(weights: str) -> str:
@@ -341,18 +341,8 @@ class FeaturesWidget(DinomedWidget):
                 layer.unique_id or pca.data.shape[:3] != tuple(shape):
             pca = self.pca_layer = result_layer(
                 self.viewer, layer, "PCA", np.zeros((*shape, 3), np.uint8), "image", f"{label} (preview)",
-                **self._grid_kwargs(layer, shape, axis), opacity=0.8)
+                **patch_grid_kwargs(layer, shape, axis), opacity=0.8)
         return pca
-
-    @staticmethod
-    def _grid_kwargs(image: Any, shape: tuple, axis: int) -> dict:
-        """Layer kwargs of an RGB map of ``shape`` (Z', Y', X'[, 3]) on the patch grid of slices of
-        ``image`` along ``axis``: scale and translate that centre each patch on its pixels."""
-        a, b = PLANE_AXES[axis]
-        scale, translate = patch_transform(tuple(image.data.shape[-3:]), (shape[a], shape[b]), axis,
-                                           tuple(image.scale[-3:]))
-        translate = tuple(t + float(o) for t, o in zip(translate, image.translate[-3:], strict=True))
-        return dict(rgb=True, scale=scale, translate=translate, interpolation2d="linear")
 
     def _done(self, result: dict) -> None:
         layer, axis, _ = self._target
@@ -361,9 +351,9 @@ class FeaturesWidget(DinomedWidget):
         label = session.label
         pca, aff = result["pca_rgb"], result["affinity"]
         self.pca_layer = result_layer(self.viewer, layer, "PCA", pca, "image", label,
-                                      **self._grid_kwargs(layer, pca.shape, axis), opacity=0.8)
+                                      **patch_grid_kwargs(layer, pca.shape, axis), opacity=0.8)
         result_layer(self.viewer, layer, "affinity", aff, "image", label,
-                     **self._grid_kwargs(layer, aff.shape, axis), visible=False)
+                     **patch_grid_kwargs(layer, aff.shape, axis), visible=False)
         set_progress(self.progress, self.progress.max, self.progress.max)
         self.say(f"features ready: {label}")  # the status says it: no toast to go stale
 
