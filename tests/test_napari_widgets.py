@@ -143,10 +143,11 @@ def test_similarity_updates_live_from_clicked_points(make_napari_viewer, qtbot, 
     points.add([3, *liver])  # data coordinates = voxels (the layer shares the image's scale)
     qtbot.waitUntil(lambda: w.result_layer is not None, timeout=WAIT)
     sim = np.asarray(w.result_layer.data).copy()
-    assert sim.shape == (6, 101, 122) and w.result_layer.name == "similarity"
+    assert sim.shape == (6, 7, 8) and w.result_layer.name == "similarity"  # the 7 x 8 patch grid
     assert w.result_layer.metadata["dinomed_label"].endswith("[random] @128")
-    np.testing.assert_allclose(w.result_layer.scale, image.scale)
-    assert sim[3, liver[0], liver[1]] > np.percentile(sim, 90)  # the clicked spot is among the most similar
+    # The clicked voxel's patch (found through world coordinates) is among the most similar.
+    patch = np.round(w.result_layer.world_to_data(image.data_to_world((3, *liver)))).astype(int)
+    assert patch[0] == 3 and sim[tuple(patch)] > np.percentile(sim, 90)
     points.add([3, 5, 5])  # a background corner: the map must change
     qtbot.waitUntil(lambda: not np.allclose(w.result_layer.data, sim), timeout=WAIT)
     points.data = np.empty((0, 3))  # every point deleted: no stale map

@@ -162,7 +162,7 @@ def aligned_kwargs(image_layer: Any, name: str, **extra: Any) -> dict:
 
 
 def patch_grid_kwargs(image_layer: Any, shape: tuple, axis: int) -> dict:
-    """Layer kwargs of an RGB map of ``shape`` (Z', Y', X'[, 3]) on the patch grid of slices of
+    """Layer kwargs of a map of ``shape`` (Z', Y', X'[, 3]) on the patch grid of slices of
     ``image_layer`` along ``axis``: scale and translate that centre each patch on its pixels
     (:func:`~dinomed_napari.features.grid.patch_transform`), shown with linear interpolation."""
     from dinomed_napari.features.grid import PLANE_AXES, patch_transform
@@ -171,4 +171,4 @@ def patch_grid_kwargs(image_layer: Any, shape: tuple, axis: int) -> dict:
     scale, translate = patch_transform(tuple(image_layer.data.shape[-3:]), (shape[a], shape[b]), axis,
                                        tuple(image_layer.scale[-3:]))
     translate = tuple(t + float(o) for t, o in zip(translate, image_layer.translate[-3:], strict=True))
-    return dict(rgb=True, scale=scale, translate=translate, interpolation2d="linear")
+    return dict(scale=scale, translate=translate, interpolation2d="linear")

@@ -230,7 +230,7 @@ class FeaturesWidget(DinomedWidget):
         if self.running and layer in self.viewer.layers and pca in self.viewer.layers and \
                 find_result(self.viewer, layer, "affinity") is None:
             result_layer(self.viewer, layer, "affinity", np.zeros(pca.data.shape, np.uint8), "image", "",
-                         **patch_grid_kwargs(layer, pca.data.shape, self._target[1]), visible=False)
+                         rgb=True, **patch_grid_kwargs(layer, pca.data.shape, self._target[1]), visible=False)
 
     @staticmethod
     def session_label(weights: str) -> str:
@@ -341,7 +341,7 @@ class FeaturesWidget(DinomedWidget):
                 layer.unique_id or pca.data.shape[:3] != tuple(shape):
             pca = self.pca_layer = result_layer(
                 self.viewer, layer, "PCA", np.zeros((*shape, 3), np.uint8), "image", f"{label} (preview)",
-                **patch_grid_kwargs(layer, shape, axis), opacity=0.8)
+                rgb=True, **patch_grid_kwargs(layer, shape, axis), opacity=0.8)
         return pca
 
     def _done(self, result: dict) -> None:
@@ -351,9 +351,9 @@ class FeaturesWidget(DinomedWidget):
         label = session.label
         pca, aff = result["pca_rgb"], result["affinity"]
         self.pca_layer = result_layer(self.viewer, layer, "PCA", pca, "image", label,
-                                      **patch_grid_kwargs(layer, pca.shape, axis), opacity=0.8)
+                                      rgb=True, **patch_grid_kwargs(layer, pca.shape, axis), opacity=0.8)
         result_layer(self.viewer, layer, "affinity", aff, "image", label,
-                     **patch_grid_kwargs(layer, aff.shape, axis), visible=False)
+                     rgb=True, **patch_grid_kwargs(layer, aff.shape, axis), visible=False)
         set_progress(self.progress, self.progress.max, self.progress.max)
         self.say(f"features ready: {label}")  # the status says it: no toast to go stale
 

@@ -1,7 +1,8 @@
 """Dock widget "Feature similarity": click points on the image, see where its features look alike.
 
-Every change of the points layer recomputes :func:`dinomed_napari.analysis.similarity.similarity_map`
-off the GUI thread (a burst of clicks collapses into one run) and refreshes the result layer.
+Every change of the points layer recomputes :func:`dinomed_napari.analysis.similarity.similarity_patch`
+off the GUI thread (a burst of clicks collapses into one run) and refreshes the result layer, which stays on
+the patch grid (one value per patch, placed over the image, shown with linear interpolation).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import PushButton
 
+from .layers import patch_grid_kwargs
 from .results import add_aligned_points, find_result, place_below, result_layer
 from .session import SESSIONS
 from .widget_base import DinomedWidget, LayerChooser, LayerWatch
@@ -69,10 +71,12 @@ class SimilarityWidget(DinomedWidget):
         except Exception as exc:  # no image / no features: tell the user, stay usable
             self.fail(exc, "similarity")
             return
-        from dinomed_napari.analysis.similarity import similarity_map
+        from dinomed_napari.analysis.similarity import similarity_patch
+        from dinomed_napari.features.grid import to_volume_order
 
         self.say(f"similarity to {len(pts)} point(s) ...")
-        self._job.submit(lambda _cancel: (image, label, len(pts), similarity_map(fv, pts)))
+        self._job.submit(lambda _cancel: (image, label, len(pts), fv.axis,
+                                          to_volume_order(similarity_patch(fv, pts), fv.axis)))
 
     def _clear(self, image: Any) -> None:
         self._job.cancel()
@@ -83,14 +87,15 @@ class SimilarityWidget(DinomedWidget):
         self.say("no points: click on the image to add one")
 
     def _show(self, result: tuple) -> None:
-        image, label, n, sim = result
+        image, label, n, axis, sim = result
         # Contrast from the median to the maximum: the most similar half stands out whatever the
         # features' overall cosine level (random or shallow features are similar everywhere).
         lo, hi = float(np.percentile(sim, 50)), float(sim.max())
         if image not in self.viewer.layers:
             return
-        self.result_layer = result_layer(self.viewer, image, "similarity", sim.astype(np.float32), "image",
-                                         label, colormap="turbo", opacity=0.6,
-                                         contrast_limits=(lo, hi if hi > lo else lo + 1e-3))
+        self.result_layer = result_layer(self.viewer, image, "similarity", sim, "image", label,
+                                         colormap="turbo", opacity=0.6,
+                                         contrast_limits=(lo, hi if hi > lo else lo + 1e-3),
+                                         **patch_grid_kwargs(image, sim.shape, axis))
         place_below(self.viewer, self.result_layer, self.points.value)  # the points stay visible
         self.say(f"similarity to {n} point(s): {label}")
