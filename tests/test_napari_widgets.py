@@ -102,6 +102,14 @@ def test_features_widget_adds_aligned_pca_and_affinity(make_napari_viewer, qtbot
     w.run()  # a second run updates the same layers in place: no pile of PCA layers
     qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
     assert [lyr.name for lyr in viewer.layers] == ["CT crop", "PCA", "affinity"]
+    w.planes.value, w.resolution.value = 1, 64  # coronal slices: (Z, X) planes of 6 x 122 pixels
+    w.run()
+    qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
+    assert [lyr.name for lyr in viewer.layers] == ["CT crop", "PCA", "affinity"]
+    for layer in (viewer.layers["PCA"], viewer.layers["affinity"]):
+        assert layer.data.shape == (1, 101, 4, 3)  # 6 x 122 at 64: a 16 x 64 input, 1 x 4 patches
+        for corner, pixel in (((-0.5, 50, -0.5), (-0.5, 50, -0.5)), ((0.5, 50, 3.5), (5.5, 50, 121.5))):
+            np.testing.assert_allclose(layer.data_to_world(corner), image.data_to_world(pixel), atol=1e-6)
 
 
 def test_cancel_stops_extraction_and_rerun_works(make_napari_viewer, qtbot, ct_crop, notes):
