@@ -16,6 +16,7 @@ from dinomed_napari.features.tiles import TilePlan, owned_ranges, tile_starts
 from dinomed_napari.io.lazy import as_dask, read_block, strided_sample, volume_digest
 from dinomed_napari.io.load import load_volume
 from dinomed_napari.io.volume import Volume
+from dinomed_napari.io.zarr_io import zarr_levels
 from dinomed_napari.live.display import display_sample
 from dinomed_napari.models.standin import StandInBackbone
 from dinomed_napari.preprocess import Preprocess, device_batch, host_batch, normalise, to_network_batch
@@ -150,6 +151,14 @@ def test_ome_zarr_opens_lazily_at_full_resolution(tmp_path):
     np.testing.assert_array_equal(read_block(vol.data, [2, 3], axis=0), data[2:4])
     # The cache key's digest reads the lazy volume slab by slab and agrees with the array in memory.
     assert volume_digest(vol.data, vol.spacing) == volume_digest(data, vol.spacing)
+    # Its pyramid, for a viewer: full resolution first; a level larger than the one before is no pyramid.
+    levels = zarr_levels(vol)
+    assert vol.meta["levels"] == ["0", "1"] and [lv.shape for lv in levels] == [(4, 32, 48), (4, 16, 24)]
+    np.testing.assert_array_equal(np.asarray(levels[1]), data[:, ::2, ::2])
+    assert "levels" not in load_volume(tmp_path / "ome.zarr", lazy=False).meta  # in memory: one level
+    group.create_array("2", shape=(4, 20, 30), dtype=data.dtype)
+    group.attrs["multiscales"] = [{"datasets": [*group.attrs["multiscales"][0]["datasets"], {"path": "2"}]}]
+    assert zarr_levels(load_volume(tmp_path / "ome.zarr", lazy=True)) is None
 
 
 def test_lazy_helpers_match_numpy_exactly():

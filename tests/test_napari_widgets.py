@@ -600,3 +600,29 @@ def test_a_lazy_zarr_volume_is_shown_and_extracted_without_loading_it(make_napar
     assert isinstance(layer.data, da.Array)  # still lazy after segmenting with intensity features
     np.testing.assert_array_equal(preds[0], preds[1])  # and the same labels
     assert dice(preds[0] == 1, ct_crop[1]) > 0.6
+
+
+def test_a_lazy_ome_zarr_shows_as_a_pyramid_and_computes_at_full_resolution(make_napari_viewer, qtbot,
+                                                                             ct_crop, tmp_path, monkeypatch):
+    import zarr
+
+    from dinomed_napari._napari.layers import layer_array, layer_volume
+    from dinomed_napari._napari.session import SESSIONS
+    from dinomed_napari.io import lazy
+
+    data = np.asarray(ct_crop[0].data)
+    group = zarr.open_group(str(tmp_path / "ct.ome.zarr"), mode="w")
+    group.create_array("0", shape=data.shape, dtype=data.dtype)[...] = data
+    group.create_array("1", shape=(6, 51, 61), dtype=data.dtype)[...] = data[:, ::2, ::2]
+    group.attrs["multiscales"] = [{"datasets": [
+        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [5.0, 0.7, 0.7]}]},
+        {"path": "1", "coordinateTransformations": [{"type": "scale", "scale": [5.0, 1.4, 1.4]}]}]}]
+    monkeypatch.setattr(lazy, "LAZY_BYTES", 0)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(tmp_path / "ct.ome.zarr"), plugin="dinomed-napari")
+    assert layer.multiscale and [lvl.shape for lvl in layer.data] == [(6, 101, 122), (6, 51, 61)]
+    np.testing.assert_allclose(layer.scale, [5.0, 0.7, 0.7])  # of the full-resolution level
+    assert layer_array(layer) is layer.data[0] and layer_volume(layer).shape == (6, 101, 122)
+    compute(viewer, qtbot, layer)
+    fv = SESSIONS.get(layer).primary
+    assert fv.volume_shape == (6, 101, 122) and viewer.layers["PCA"].data.shape == (6, 7, 8, 3)

@@ -97,6 +97,12 @@ def volume_layer_data(vol: Volume, name: str | None = None, layer_type: str | No
     if flips:  # shown radiologically; writers flip back (:func:`to_source_grid`)
         data = np.flip(data, flips) if lazy else np.ascontiguousarray(np.flip(data, flips))
         kwargs["metadata"][META_KEY]["display_flip"] = list(flips)
+    elif lazy and layer_type == "image" and (vol.meta or {}).get("levels"):
+        from dinomed_napari.io.zarr_io import zarr_levels
+
+        levels = zarr_levels(vol)  # an OME-Zarr pyramid: napari reads the level that fits the screen
+        if levels is not None:
+            data, kwargs["multiscale"] = levels, True
     if layer_type == "image":
         kwargs["contrast_limits"] = _display_limits(vol)
         kwargs["colormap"] = "inferno" if vol.modality == "PT" else "gray"

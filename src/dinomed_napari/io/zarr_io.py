@@ -13,15 +13,17 @@ from dinomed_napari.io.volume import Volume
 
 
 def _pick_array(group, path: Path):
-    """The array to read from a group, and the grid record its metadata gives."""
+    """The array to read from a group, and the grid record its metadata gives (OME-Zarr: with
+    ``"levels"``, the paths of its resolution levels)."""
     attrs = dict(group.attrs)
     multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
     if multiscales:
-        level = multiscales[0]["datasets"][0]
-        record = {}
+        datasets = multiscales[0]["datasets"]
+        level = datasets[0]
+        record = {"levels": [str(d["path"]) for d in datasets]}
         for t in level.get("coordinateTransformations", []):
             if t.get("type") == "scale" and len(t.get("scale", [])) >= 3:
-                record = {"spacing": [float(s) for s in t["scale"][-3:]]}
+                record["spacing"] = [float(s) for s in t["scale"][-3:]]
         return group[level["path"]], record
     keys = sorted(group.array_keys())
     if len(keys) != 1:
@@ -57,8 +59,29 @@ def read_zarr(path: Path, lazy: bool | None = None) -> Volume:
     except Exception as exc:  # missing/corrupt metadata or chunks
         raise VolumeError(f"{path}: not a readable zarr store ({type(exc).__name__}: {exc})") from exc
     spacing, affine, unit = grid_from_record(record, path)
-    return Volume(data=data, spacing=spacing, affine=affine, source=str(path),
-                  meta={"format": "zarr", "spacing_unit": unit, "lazy": not isinstance(data, np.ndarray)})
+    meta = {"format": "zarr", "spacing_unit": unit, "lazy": not isinstance(data, np.ndarray)}
+    if meta["lazy"] and len(record.get("levels", [])) > 1:
+        meta["levels"] = list(record["levels"])  # a viewer can show the pyramid (:func:`zarr_levels`)
+    return Volume(data=data, spacing=spacing, affine=affine, source=str(path), meta=meta)
+
+
+def zarr_levels(vol: Volume) -> list | None:
+    """The resolution levels of a lazily opened OME-Zarr volume as dask arrays (full resolution first),
+    for a viewer's multiscale display; None when there are none, or when a level is not a downsampling of
+    the one before it (every axis no larger, the same number of axes)."""
+    import zarr
+
+    from dinomed_napari.io.lazy import as_dask
+
+    paths = (vol.meta or {}).get("levels")
+    if not paths or not vol.source:
+        return None
+    group = zarr.open_group(str(vol.source), mode="r")
+    levels = [as_dask(group[p]) for p in paths]
+    for big, small in zip(levels, levels[1:], strict=False):
+        if small.ndim != big.ndim or any(s > b for s, b in zip(small.shape, big.shape, strict=True)):
+            return None
+    return levels
 
 
 def write_zarr(path: Path, labels_zyx: np.ndarray, like: Volume, provenance: dict | None = None) -> Path:
