@@ -136,7 +136,7 @@ class IsolateWidget(DinomedWidget):
                           spacing=tuple(float(v) for v in image.scale[-3:]), pc1=pc1, index=index,
                           axis=session.axis)
             return image, session, None, kwargs
-        channel = np.asarray(image.data) if ch == "image" else ch  # isolate compares in its own type
+        channel = np.asarray(layer_array(image)) if ch == "image" else ch  # isolate compares in its own type
         source = fv if ch == "similarity" else pca
         rule = self.inner_rule.value
         inner = float(self.inner_threshold.value) if rule == "value" else rule
