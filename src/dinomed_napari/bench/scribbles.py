@@ -138,14 +138,33 @@ def _line_in(region: np.ndarray, start, angle: float, length: float) -> np.ndarr
     return out & region
 
 
+#: A part of the structure on an annotated slice gets its own stroke when it holds at least this share of
+#: the largest part (the two limbs of the aortic arch; not a few stray pixels).
+PART_SHARE = 0.25
+
+
+def _medial_stroke(region: np.ndarray, length: float) -> np.ndarray:
+    """A stroke through the centre of one connected ``region`` along its long axis."""
+    dist = ndimage.distance_transform_edt(region)
+    centre = np.unravel_index(int(np.argmax(dist)), region.shape)
+    pts = np.argwhere(region).astype(float)
+    cov = np.cov(pts.T) if len(pts) > 2 else np.eye(2)
+    vals, vecs = np.linalg.eigh(np.atleast_2d(cov))
+    major = vecs[:, int(np.argmax(vals))]
+    inner = dist > min(2.0, float(dist.max()) - 1)  # stay off the border when the structure allows
+    return _line_in(inner, centre, float(np.arctan2(major[0], major[1])), length)
+
+
 def structure_scribbles(mask: np.ndarray, n_slices: int = 3, axis: int = 0, seed: int = 0,
                         slices=None, fg_value: int = 2, bg_value: int = 1) -> Scribbles:
     """The few clicks a person gives one structure (a tumour, an organ) on the slices where it is largest.
 
     On each of the ``n_slices`` slices with the most structure: one medial stroke through the structure
-    along its long axis (value ``fg_value``); short background strokes just outside it, and longer ones
-    elsewhere on the slice (value ``bg_value``). This is how the project's held-back lesion cases were
-    annotated, and what :mod:`.protocols.fewclick3d` scores.
+    along its long axis (value ``fg_value``), one through each of its parts where the slice cuts it in
+    several (the two limbs of the aortic arch; parts under ``PART_SHARE`` of the largest get none); short
+    background strokes just outside it, and longer ones elsewhere on the slice (value ``bg_value``). This
+    is how the project's held-back lesion cases were annotated, and what :mod:`.protocols.fewclick3d`
+    scores.
 
     Parameters
     ----------
@@ -180,14 +199,11 @@ def structure_scribbles(mask: np.ndarray, n_slices: int = 3, axis: int = 0, seed
     for s in slices:
         region = np.moveaxis(gt, axis, 0)[s]
         h, w = region.shape
-        dist = ndimage.distance_transform_edt(region)
-        centre = np.unravel_index(int(np.argmax(dist)), region.shape)
-        pts = np.argwhere(region).astype(float)
-        cov = np.cov(pts.T) if len(pts) > 2 else np.eye(2)
-        vals, vecs = np.linalg.eigh(np.atleast_2d(cov))
-        major = vecs[:, int(np.argmax(vals))]
-        inner = dist > min(2.0, float(dist.max()) - 1)  # stay off the border when the structure allows
-        stroke = _line_in(inner, centre, float(np.arctan2(major[0], major[1])), max(h, w))
+        stroke = np.zeros(region.shape, bool)
+        parts, _ = ndimage.label(region)
+        sizes = np.bincount(parts.ravel())[1:]
+        for p in np.flatnonzero(sizes >= PART_SHARE * sizes.max()) + 1:
+            stroke |= _medial_stroke(parts == p, max(h, w))
         size = float(np.sqrt(region.sum()))
         # Background: short strokes in a ring just outside, longer ones anywhere further away.
         outside = ndimage.distance_transform_edt(~region)
