@@ -89,8 +89,9 @@ def test_default_weights_is_what_is_on_this_machine(tmp_path, monkeypatch, with_
 
 
 def test_a_volume_from_texture_strokes_says_why_it_was_not_followed_in_3d():
-    """Predict volume with strokes in several separate objects: the classifier labels every voxel and the
-    result carries the reason the user reads (no silent switch of method)."""
+    """Predict volume with strokes in more separate objects than one structure has parts (four cells): the
+    classifier labels every voxel and the result carries the reason the user reads (no silent switch of
+    method)."""
     from analysis_helpers import synthetic_features
 
     from dinomed_napari.live.segment_job import NOT_FOLLOWED, SegmentRequest, run_segment_job, suggestion_text
@@ -103,8 +104,10 @@ def test_a_volume_from_texture_strokes_says_why_it_was_not_followed_in_3d():
         cells |= (y - cy) ** 2 + (x - cx) ** 2 < 6 ** 2
     image = (100.0 * cells + rng.normal(0, 5, cells.shape)).astype(np.float32)
     scr = np.zeros(cells.shape, np.uint8)
-    scr[2, 16, 13:20] = 2  # strokes in two separate cells
+    scr[2, 16, 13:20] = 2  # strokes in four separate cells (two are one structure seen in two parts)
     scr[2, 16, 31:38] = 2
+    scr[2, 40, 17:24] = 2
+    scr[2, 44, 43:50] = 2
     scr[2, 2, 2:62] = 1  # background around them
     scr[2, 60, 2:62] = 1
     scr[2, 26, 10:40] = 1

@@ -13,7 +13,8 @@ look-alike voxel far from the structure. Here the painted structure itself is fo
    between slices (``slice spacing * tan(max_angle)``: thick slices allow more). The part connected to
    the previous mask is kept; the walk stops where the structure ends (the model finds nothing, or what
    it finds is much larger than the previous slice's region, or has another intensity than the
-   structure and the scribbles' forest rejects it).
+   structure and the scribbles' forest rejects it). Each separate part of the previous mask (the two
+   limbs of the aortic arch) takes this step on its own, so one part ending does not end the others.
 3. Each slice reached gets a confidence (how decided the model's probabilities are in the band where it
    decided); the least confident one is the slice to annotate next.
 """
@@ -55,6 +56,13 @@ FOREST_WEIGHT = 0.25
 #: 0.462 -> 0.477 (CT vertebra L2 and MRI duodenum fell under 2x the true volume) and the magnified lesions
 #: of ``benchmarks/bench_large_lesions.py`` 0.577 -> 0.595; 1.2 cost the shared table.
 MAX_GROWTH = 1.3
+#: The most separate parts a class's outline on an annotated slice may have and still be one structure to
+#: follow (the two limbs of the aortic arch, a liver lobe cut off from the rest); strokes in more objects
+#: describe a texture or instances (see :func:`several_regions`). At 3, the EM membrane strokes of
+#: tests/test_segment_real.py (three on each slice) were followed in 3D and lost to the classifier.
+MAX_PARTS = 2
+#: The most parts of a slice's mask followed each on its own (see :func:`_parts`).
+MAX_TRACKS = 8
 #: Gaussian scales (pixels) of the slice-to-slice appearance model.
 SIGMAS = (1.0, 2.5)
 
@@ -185,9 +193,10 @@ NOT_ONE_STRUCTURE = "a class's strokes spread over whole planes or over several 
 
 
 def several_regions(mask: np.ndarray) -> bool:
-    """Whether an outline is several separate regions: strokes in several objects (cells) or over a
-    texture, not one structure to follow (``spatial="auto"`` then leaves the volume to the classifier)."""
-    return ndimage.label(mask)[1] > 1
+    """Whether an outline is more separate regions than one structure has parts (``MAX_PARTS``): strokes
+    in several objects (cells) or over a texture, not one structure to follow (``spatial="auto"`` then
+    leaves the volume to the classifier)."""
+    return ndimage.label(mask)[1] > MAX_PARTS
 
 
 def _fine_enough(strokes: np.ndarray, cell: float | None) -> bool:
@@ -356,9 +365,9 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
         ``progress(done, total)`` after each slice (per structure class).
 
     one_object : bool
-        Give up (return None) when a class's outline on an annotated slice is several separate
-        regions: strokes in several cells or across a texture describe a class by its look, which a
-        classifier labels everywhere, not one structure to follow.
+        Give up (return None) when a class's outline on an annotated slice is more than ``MAX_PARTS``
+        separate regions: strokes in several cells or across a texture describe a class by its look,
+        which a classifier labels everywhere, not one structure to follow.
 
     Returns
     -------
@@ -421,38 +430,77 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
             if not srcs:
                 continue
             prev = np.logical_or.reduce([done[t] for t in srcs])
-            allowed = ndimage.binary_dilation(prev, disk)
-            ring = ndimage.binary_dilation(allowed, disk) & ~prev
             # Everything this step and the next one read lies within 3 shifts of ``prev``: the extra
             # features (a forest over a filter bank: the costly part) are computed in that box only.
             box = _grown_box(prev, 3 * radius + 1)
             for t in (*srcs, s):
                 if t not in feats or not box_inside(box, feats[t][0]):
                     feats[t] = (box, _plane_features(img(t), None if extra is None else extra(t, c, box)))
-            p = _local_proba([feats[t][1] for t in srcs], [done[t] for t in srcs], ring, feats[s][1], allowed)
-            if p is None:
+            found = np.zeros(prev.shape, bool)
+            prob = np.zeros(prev.shape, np.float32)
+            forest = None if extra is None else (lambda s=s, c=c, box=box: extra(s, c, box)[..., 0])
+            for part in _parts(prev):
+                # Each part of the structure (the two limbs of the aortic arch) is followed on its own:
+                # one part ending, or flaring into a neighbour, does not end or flood the others.
+                step_out = _step(part, prev, disk, [feats[t][1] for t in srcs],
+                                 [done[t] & part for t in srcs], feats[s][1], threshold, min_fraction,
+                                 (lo, hi), forest)
+                if step_out is None:
+                    continue
+                m, p, conf = step_out
+                confidence[s] = conf if np.isnan(confidence[s]) else min(confidence[s], conf)
+                if m is not None:
+                    found |= m
+                    prob = np.maximum(prob, p)
+            if not found.any():
                 continue
-            conf = float(np.abs(2 * p[allowed] - 1).mean())
-            confidence[s] = conf if np.isnan(confidence[s]) else min(confidence[s], conf)
-            cand = (p > threshold) & allowed
-            lab, _ = ndimage.label(cand)
-            ids = np.unique(lab[prev & cand])
-            m = np.isin(lab, ids[ids > 0])
-            if not min_fraction * prev.sum() <= m.sum() <= MAX_GROWTH * prev.sum():
-                continue  # the structure ends here, or what follows is a neighbour
-            # Another tissue: its intensity (channel 0 of the plane's features) is outside the structure's
-            # range and the forest trained on the scribbles does not call it the structure either (each
-            # alone stops real structures early).
-            if (not lo <= float(np.median(feats[s][1][..., 0][m])) <= hi and extra is not None
-                    and float(extra(s, c, box)[..., 0][m].mean()) < 0.5):
-                continue
-            done[s] = ndimage.binary_fill_holes(m)
+            done[s] = ndimage.binary_fill_holes(found)
             done[s] = done[s] & (scr[s] != bg) | (scr[s] == c)  # painted pixels always win
-            _claim(labels[s], None if best is None else best[s], done[s], p, c)
+            _claim(labels[s], None if best is None else best[s], done[s], prob, c)
         for s, m in seeds.items():
             _claim(labels[s], None if best is None else best[s], m, np.ones(m.shape, np.float32), c)
     return Propagation(labels=np.moveaxis(labels, 0, axis), confidence=confidence, annotated=annotated,
                        axis=axis, background=bg)
+
+
+def _parts(prev: np.ndarray) -> list[np.ndarray]:
+    """The separate parts of a slice's mask, each followed on its own: the ``MAX_TRACKS - 1`` largest
+    alone, any smaller ones together (a walk that split into fragments stays affordable)."""
+    lab, n = ndimage.label(prev)
+    if n <= 1:
+        return [prev]
+    order = np.argsort(-np.bincount(lab.ravel())[1:], kind="stable") + 1
+    parts = [lab == i for i in order[:MAX_TRACKS - 1]]
+    rest = np.isin(lab, order[MAX_TRACKS - 1:])
+    return parts + [rest] if rest.any() else parts
+
+
+def _step(part: np.ndarray, prev: np.ndarray, disk: np.ndarray, sources: list[np.ndarray],
+          masks: list[np.ndarray], target: np.ndarray, threshold: float, min_fraction: float,
+          bounds: tuple[float, float], forest) -> tuple[np.ndarray | None, np.ndarray, float] | None:
+    """One part of the structure followed onto the next slice: (mask, probability, confidence); the mask
+    is None where the part ends there (nothing found, too much found, or another tissue), and the whole
+    result None where no model could be trained."""
+    allowed = ndimage.binary_dilation(part, disk)
+    ring = ndimage.binary_dilation(allowed, disk) & ~prev  # the other parts are not background
+    p = _local_proba(sources, masks, ring, target, allowed)
+    if p is None:
+        return None
+    conf = float(np.abs(2 * p[allowed] - 1).mean())
+    cand = (p > threshold) & allowed
+    lab, _ = ndimage.label(cand)
+    ids = np.unique(lab[part & cand])
+    m = np.isin(lab, ids[ids > 0])
+    if not min_fraction * part.sum() <= m.sum() <= MAX_GROWTH * part.sum():
+        return None, p, conf  # the structure ends here, or what follows is a neighbour
+    # Another tissue: its intensity (channel 0 of the plane's features) is outside the structure's range
+    # and the forest trained on the scribbles does not call it the structure either (each alone stops
+    # real structures early).
+    lo, hi = bounds
+    if not lo <= float(np.median(target[..., 0][m])) <= hi and forest is not None and \
+            float(forest()[m].mean()) < 0.5:
+        return None, p, conf
+    return m, p, conf
 
 
 def _claim(labels: np.ndarray, best: np.ndarray | None, mask: np.ndarray, p: np.ndarray, c: int) -> None:
