@@ -189,7 +189,7 @@ def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, backgrou
 
 
 #: Why scribbles are not followed in 3D under ``spatial="auto"`` (what the CLI and the widget say).
-NOT_ONE_STRUCTURE = "a class's strokes spread over whole planes or over several separate objects"
+NOT_ONE_STRUCTURE = "a class's strokes spread over whole planes or over more than two separate objects"
 
 
 def several_regions(mask: np.ndarray) -> bool:
