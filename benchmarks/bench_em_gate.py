@@ -49,12 +49,8 @@ def main(argv=None) -> int:
                 if prop.strokes_localized(scr):
                     seg.fit(fv, scr, image=vol.data, spacing=vol.spacing)
                     try:  # cancelled at the first walked slice: the outlines were accepted
-                        res = prop.propagate(seg.image, seg.scribbles, seg.spacing,
-                                             background=seg._background(),
-                                             proba=lambda s: seg._structure_proba(s, 0), cell=seg._cell(0),
-                                             cancel=lambda: True, extra=seg._forest_prior(0),
-                                             one_object=True)
-                        out = "classified" if res is None else "propagated"
+                        res = seg.predict(cancel=lambda: True)
+                        out = "classified" if res.propagation is None else "propagated"
                     except Cancelled:
                         out = "propagated"
                 counts.setdefault(per_class, []).append(out)
