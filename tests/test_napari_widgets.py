@@ -90,6 +90,7 @@ def test_features_widget_adds_aligned_pca_and_affinity(make_napari_viewer, qtbot
     assert partial[0][2][0].shape == (7, 8, 3) and partial[0][2][0].dtype == np.uint8
     pca, aff = viewer.layers["PCA"], viewer.layers["affinity"]
     assert pca.metadata["dinomed_label"] == "vit_small_patch16_dinov3 [random] @128"
+    assert pca.visible and not aff.visible  # the PCA map is made hidden and shown with its first slice
     for layer in (pca, aff):
         assert layer.rgb and layer.data.shape == (6, 7, 8, 3) and layer.data.dtype == np.uint8
         # Placed over the image: the patch grid's outer edges are the image's, on every slice.
@@ -99,9 +100,11 @@ def test_features_widget_adds_aligned_pca_and_affinity(make_napari_viewer, qtbot
     assert pca.data.std() > 10  # real colours, not an empty layer
     np.testing.assert_array_equal(pca.data, SESSIONS.get(image).pca.patch_rgb8())
     assert w.progress.value == w.progress.max == 6
+    pca.visible = False  # the user hides the map: a second run keeps it hidden
     w.run()  # a second run updates the same layers in place: no pile of PCA layers
     qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
     assert [lyr.name for lyr in viewer.layers] == ["CT crop", "PCA", "affinity"]
+    assert viewer.layers["PCA"] is pca and not pca.visible
     w.planes.value, w.resolution.value = 1, 64  # coronal slices: (Z, X) planes of 6 x 122 pixels
     w.run()
     qtbot.waitUntil(lambda: not w.running, timeout=WAIT)

@@ -103,7 +103,7 @@ class FeaturesWidget(DinomedWidget):
         self._progress_timer.timeout.connect(self._apply_progress)
         self.on_close(self._progress_timer.stop)
         self._relay.partial.connect(self._on_partial)
-        self._first_shown = False
+        self._first_shown, self._hidden_pca = False, None
         self._affinity_later = Debouncer(self._affinity_for, AFFINITY_DELAY_MS, self.native)
         self.on_close(self._affinity_later.stop)
         self._job = LatestJob(self._done, self._error, on_idle=self._finished)
@@ -221,7 +221,7 @@ class FeaturesWidget(DinomedWidget):
         self._job.submit(lambda cancel: self._compute(job, planes, axis, point, cancel))
         # The PCA layer is made (or reused) with the first slice, whose patch grid it takes; the affinity
         # layer follows once that slice is on screen (each new layer blocks the GUI thread for 0.1-0.3 s).
-        self._first_shown = False
+        self._first_shown, self._hidden_pca = False, None
 
     def _affinity_for(self) -> None:
         """The image's (hidden) affinity layer, made empty if it is missing, before the result needs it."""
@@ -324,6 +324,7 @@ class FeaturesWidget(DinomedWidget):
             return
         for index, rgb in zip(indices, rgbs, strict=True):
             put_slice(pca, rgb, axis, index, self.viewer)  # redrawn only if on screen
+        self._reveal_pca()  # made hidden (see _pca_for): drawn first here, with its first slice
         if not self._first_shown:  # after the first slice's redraw
             self._first_shown = True
             self._affinity_later.trigger()
@@ -336,13 +337,22 @@ class FeaturesWidget(DinomedWidget):
         shape = list(layer.data.shape)
         a, b = PLANE_AXES[axis]
         shape[a], shape[b] = grid
+        # A new layer is made hidden: its controls now, its first draw (shader, texture) in the next
+        # turn, so that neither holds the GUI thread as long as both would.
         pca = self.pca_layer
         if pca is None or pca not in self.viewer.layers or pca.metadata.get("dinomed_image") != \
                 layer.unique_id or pca.data.shape[:3] != tuple(shape):
             pca = self.pca_layer = result_layer(
                 self.viewer, layer, "PCA", np.zeros((*shape, 3), np.uint8), "image", f"{label} (preview)",
-                rgb=True, **patch_grid_kwargs(layer, shape, axis), opacity=0.8)
+                rgb=True, **patch_grid_kwargs(layer, shape, axis), opacity=0.8, visible=False)
+            self._hidden_pca = pca
         return pca
+
+    def _reveal_pca(self) -> None:
+        """Show the PCA layer this run made hidden (a layer the user hid stays hidden)."""
+        if self._hidden_pca is not None and self._hidden_pca is self.pca_layer:
+            self.pca_layer.visible = True
+        self._hidden_pca = None
 
     def _done(self, result: dict) -> None:
         layer, axis, _ = self._target
@@ -352,6 +362,7 @@ class FeaturesWidget(DinomedWidget):
         pca, aff = result["pca_rgb"], result["affinity"]
         self.pca_layer = result_layer(self.viewer, layer, "PCA", pca, "image", label,
                                       rgb=True, **patch_grid_kwargs(layer, pca.shape, axis), opacity=0.8)
+        self._reveal_pca()  # even if no preview slice reached it
         result_layer(self.viewer, layer, "affinity", aff, "image", label,
                      rgb=True, **patch_grid_kwargs(layer, aff.shape, axis), visible=False)
         set_progress(self.progress, self.progress.max, self.progress.max)
