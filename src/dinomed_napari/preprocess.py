@@ -234,6 +234,18 @@ def input_size(plane_shape: tuple[int, int], plane_spacing: tuple[float, float] 
     return (resolution, short) if h >= w else (short, resolution)
 
 
+def plane_input_size(plane_shape: tuple[int, int], plane_spacing: tuple[float, float], prep: Preprocess,
+                     patch: int = 16) -> tuple[int, int]:
+    """Network input size (rh, rw) of one plane under ``prep``: native pixel size where the plane is
+    tiled (:func:`tiles_plane`), else resized to ``prep.resolution`` (:func:`input_size`). The patch grid
+    is this size divided by ``patch``."""
+    if tiles_plane(plane_shape, prep):
+        size = native_size(plane_shape, plane_spacing, patch=patch, isotropic=prep.isotropic)
+    else:
+        size = input_size(plane_shape, plane_spacing, prep.resolution, patch=patch, isotropic=prep.isotropic)
+    return int(size[0]), int(size[1])
+
+
 def to_network_batch(slices: np.ndarray, size: tuple[int, int],
                      mean: tuple[float, float, float] = IMAGENET_MEAN,
                      std: tuple[float, float, float] = IMAGENET_STD):

@@ -169,7 +169,7 @@ def extract_features(
     from dinomed_napari.io.validate import check_image_volume
     from dinomed_napari.models.normalisation import weights_normalisation
     from dinomed_napari.models.registry import resolve_spec
-    from dinomed_napari.preprocess import Preprocess, input_size, native_size, tiles_plane
+    from dinomed_napari.preprocess import Preprocess, plane_input_size, tiles_plane
 
     from .tiles import TilePlan
 
@@ -202,13 +202,8 @@ def extract_features(
 
     a, b = PLANE_AXES[axis]
     plane, plane_spacing = (vol.shape[a], vol.shape[b]), (vol.spacing[a], vol.spacing[b])
-    plan = None
-    if tiles_plane(plane, prep):
-        size = native_size(plane, plane_spacing, patch=patch, isotropic=prep.isotropic)
-        plan = TilePlan.build(size, prep.resolution, prep.halo, patch=patch)
-    else:
-        size = input_size(plane, plane_spacing, prep.resolution, patch=patch, isotropic=prep.isotropic)
-    size = (int(size[0]), int(size[1]))
+    size = plane_input_size(plane, plane_spacing, prep, patch=patch)
+    plan = TilePlan.build(size, prep.resolution, prep.halo, patch=patch) if tiles_plane(plane, prep) else None
     shape = (vol.shape[axis], size[0] // patch, size[1] // patch, dim)
     # cache_admin.KEY_PARTS names these keys: it hashes them again to tell reachable stores.
     parts = {
