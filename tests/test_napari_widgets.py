@@ -79,11 +79,14 @@ def test_features_widget_adds_aligned_pca_and_affinity(make_napari_viewer, qtbot
     from dinomed_napari._napari.widget_features import FeaturesWidget
 
     w = FeaturesWidget(viewer)
-    partial = []
+    partial, shown = [], []
     w._relay.partial.connect(partial.append)
+    # The PCA layer is made while the first slice is computed: that slice is on screen when it arrives.
+    w._relay.partial.connect(lambda _: shown.append("PCA" in viewer.layers and viewer.layers["PCA"].visible))
     w.weights.value, w.resolution.value = "random", 128
     w.run()
     qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
+    assert shown[0] is True
     # One slice per forward pass on CPU, the current slice first; each shows as soon as it is computed.
     assert [p[1][0] for p in partial][0] == 4 and sorted(i for p in partial for i in p[1]) == list(range(6))
     # 101 x 122 pixels at 128: a 112 x 128 input, 7 x 8 patches; maps stay on that grid.

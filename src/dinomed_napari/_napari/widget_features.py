@@ -219,9 +219,32 @@ class FeaturesWidget(DinomedWidget):
                  f"{point[axis]} first ...")
         self.run_button.enabled, self.cancel_button.enabled = False, True
         self._job.submit(lambda cancel: self._compute(job, planes, axis, point, cancel))
-        # The PCA layer is made (or reused) with the first slice, whose patch grid it takes; the affinity
-        # layer follows once that slice is on screen (each new layer blocks the GUI thread for 0.1-0.3 s).
+        # The PCA layer is made (or reused) hidden in the next turn, while the worker computes the first
+        # slice, so that slice only has to be copied in; the affinity layer follows once that slice is on
+        # screen (each new layer blocks the GUI thread for 0.1-0.3 s).
         self._first_shown, self._hidden_pca = False, None
+        grid = self._grid(volume, axis, prep)
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, lambda: self._premake_pca(layer, axis, grid))
+
+    def _grid(self, volume: Any, axis: int, prep: Any) -> tuple[int, int]:
+        """The patch grid of ``volume``'s planes along ``axis`` (what the first slice will have)."""
+        from dinomed_napari.models import REGISTRY
+        from dinomed_napari.preprocess import plane_input_size
+
+        a, b = PLANE_AXES[axis]
+        patch = REGISTRY[self.model.value].patch_size
+        size = plane_input_size((volume.shape[a], volume.shape[b]), (volume.spacing[a], volume.spacing[b]),
+                                prep, patch=patch)
+        return size[0] // patch, size[1] // patch
+
+    def _premake_pca(self, layer: Any, axis: int, grid: tuple[int, int]) -> None:
+        """Make the PCA layer for the run started this turn (skipped if it ended or its image went;
+        the first slice remakes it if its grid differs)."""
+        if self.running and not self._job.cancelled and self._target is not None and \
+                self._target[0] is layer and layer in self.viewer.layers:
+            self._pca_for(layer, self._target[2], axis, grid)
 
     def _affinity_for(self) -> None:
         """The image's (hidden) affinity layer, made empty if it is missing, before the result needs it."""
