@@ -202,14 +202,15 @@ class FeaturesWidget(DinomedWidget):
             from dinomed_napari.preprocess import Preprocess
 
             prep = Preprocess(window=choice.window, resolution=int(self.resolution.value))
+            planes = self.planes.value
+            axis = 0 if planes == "tri" else int(planes)
+            grid = self._grid(volume, axis, prep)  # a bad size is said here, not by the worker later
         except Exception as exc:  # every problem goes to a notification; the widget stays usable
             self.fail(exc, "DINOv3 features")
             return
         from .compat import block_triton_after_gl
 
         block_triton_after_gl()  # before timm is first imported (see compat)
-        planes = self.planes.value
-        axis = 0 if planes == "tri" else int(planes)
         point = [self.current_index(layer, a) for a in range(3)]
         job = dict(volume=volume, model=self.model.value, weights=weights, prep=prep,
                    device=None if self.device.value == "auto" else self.device.value, batch=self.batch.value)
@@ -223,10 +224,9 @@ class FeaturesWidget(DinomedWidget):
         # slice, so that slice only has to be copied in; the affinity layer follows once that slice is on
         # screen (each new layer blocks the GUI thread for 0.1-0.3 s).
         self._first_shown, self._hidden_pca = False, None
-        grid = self._grid(volume, axis, prep)
         from qtpy.QtCore import QTimer
 
-        QTimer.singleShot(0, lambda: self._premake_pca(layer, axis, grid))
+        QTimer.singleShot(0, lambda: self._premake_pca(grid))
 
     def _grid(self, volume: Any, axis: int, prep: Any) -> tuple[int, int]:
         """The patch grid of ``volume``'s planes along ``axis`` (what the first slice will have)."""
@@ -239,12 +239,12 @@ class FeaturesWidget(DinomedWidget):
                                 prep, patch=patch)
         return size[0] // patch, size[1] // patch
 
-    def _premake_pca(self, layer: Any, axis: int, grid: tuple[int, int]) -> None:
-        """Make the PCA layer for the run started this turn (skipped if it ended or its image went;
+    def _premake_pca(self, grid: tuple[int, int]) -> None:
+        """Make the PCA layer for the running extraction (skipped if it ended or its image went;
         the first slice remakes it if its grid differs)."""
-        if self.running and not self._job.cancelled and self._target is not None and \
-                self._target[0] is layer and layer in self.viewer.layers:
-            self._pca_for(layer, self._target[2], axis, grid)
+        layer, axis, label = self._target
+        if self.running and not self._job.cancelled and layer in self.viewer.layers:
+            self._pca_for(layer, label, axis, grid)
 
     def _affinity_for(self) -> None:
         """The image's (hidden) affinity layer, made empty if it is missing, before the result needs it."""
@@ -360,8 +360,8 @@ class FeaturesWidget(DinomedWidget):
         shape = list(layer.data.shape)
         a, b = PLANE_AXES[axis]
         shape[a], shape[b] = grid
-        # A new layer is made hidden: its controls now, its first draw (shader, texture) in the next
-        # turn, so that neither holds the GUI thread as long as both would.
+        # A new layer is made hidden: its controls now, its first draw (shader, texture) with the first
+        # slice (see _reveal_pca), so that neither holds the GUI thread as long as both would.
         pca = self.pca_layer
         if pca is None or pca not in self.viewer.layers or pca.metadata.get("dinomed_image") != \
                 layer.unique_id or pca.data.shape[:3] != tuple(shape):
