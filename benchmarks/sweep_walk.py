@@ -1,0 +1,113 @@
+"""Sweep the 3D walk's constants on a fewclick3d config, computing each case's features once.
+
+``dinomed-napari bench`` recomputes random-weight features on every run (their cache key cannot tell two
+random draws apart), so a sweep of the walk (``dinomed_napari.analysis.propagate``: ``BETA``,
+``MAX_GROWTH``, ``FOREST_WEIGHT`` ...) spends most of its time on the backbone. This runs the
+``fewclick3d`` protocol's default rows only (the same strokes, Dice on the unannotated slices, predicted /
+true volume), with the bench's seeded random ViT-S at 512, and keeps each case's features in ``--keep``
+(one ``.npy`` per case, read back only when its shape matches the case and the model's patch grid).
+
+Run::
+
+    .venv/bin/python benchmarks/sweep_walk.py benchmarks/fewclick3d_shared.yaml --set BETA=300
+
+The last line reads ``<settings>: N pairs, mean Dice D, over 2x V``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def case_features(lc, keep: Path, seed: int):
+    """The case's features along axis 0 (random ViT-S at 512, the bench's seed), from ``keep`` if there."""
+    from dinomed_napari.bench.grid import BenchSettings
+    from dinomed_napari.bench.protocols.fewclick import features
+    from dinomed_napari.bench.runner import get_backbone, seed_everything
+    from dinomed_napari.features.volume import FeatureVolume
+    from dinomed_napari.io.atomic import atomic_output
+
+    path = keep / f"{lc.case.name}_S_random{seed}_512.npy"
+    n_slices = lc.volume.data.shape[0]
+    if path.is_file():
+        data = np.load(path, allow_pickle=False)
+        if data.ndim == 4 and data.shape[0] == n_slices and data.shape[-1] == 384:
+            return FeatureVolume(data, 0, tuple(lc.volume.data.shape), "vit_small_patch16_dinov3",
+                                 "random", 512)
+        print(f"{path}: shape {data.shape} does not fit {n_slices} slices of ViT-S features; recomputing")
+    seed_everything(seed)
+    settings = BenchSettings(weights="random", protocols=("fewclick3d",), resolutions=(512,), seed=seed)
+    fv = features(lc, get_backbone("S", "random", None), 512, settings, axis=0)
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.asarray(fv.data))
+    return fv
+
+
+def set_constants(pairs: list[str]) -> str:
+    """Set ``NAME=VALUE`` constants of the walk's module; returns them as one label."""
+    import dinomed_napari.analysis.propagate as walk
+
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if not hasattr(walk, name) or not name.isupper():
+            raise SystemExit(f"--set {pair}: propagate has no constant {name!r}")
+        if name == "MAX_ANGLE":  # bound as propagate()'s default when the module loaded
+            raise SystemExit(f"--set {pair}: MAX_ANGLE is the default of propagate(max_angle=...), not read "
+                             "at run time")
+        setattr(walk, name, type(getattr(walk, name))(float(value)))
+    return ", ".join(pairs) or "defaults"
+
+
+def main(argv=None) -> int:
+    from dinomed_napari.analysis.segment import ScribbleSegmenter
+    from dinomed_napari.bench.cases import load_case, read_config
+    from dinomed_napari.bench.metrics import dice_iou, slice_region
+    from dinomed_napari.bench.protocols.fewclick3d import not_one_structure
+    from dinomed_napari.bench.scribbles import structure_scribbles
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("config", help="a bench config with fewclick3d cases (e.g. fewclick3d_shared.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a numeric constant of analysis/propagate.py (repeatable)")
+    p.add_argument("--keep", default=str(Path(tempfile.gettempdir()) / "dinomed_sweep_walk"),
+                   help="folder keeping each case's features between runs")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    label = set_constants(args.set)
+    keep = Path(args.keep)
+    keep.mkdir(parents=True, exist_ok=True)
+    cfg = read_config(Path(args.config))
+    dice, over = [], 0
+    for case in cfg["cases"]:
+        if case.modality == "EM":  # cells: not one structure to click on (the bench skips them too)
+            continue
+        lc = load_case(case)
+        fv = case_features(lc, keep, args.seed)
+        seg = ScribbleSegmenter(intensity="filters")
+        for k, lab in enumerate(lc.labels, start=1):
+            truth = lc.truth == k
+            if not_one_structure(truth, 0):
+                continue
+            seen = set()
+            for n in sorted(set(cfg.get("slices", [1, 2, 3, 5]))):
+                scr = structure_scribbles(truth, n_slices=n, axis=0, seed=args.seed)
+                if scr.slices in seen or not np.delete(truth, scr.slices, axis=0).any():
+                    continue
+                seen.add(scr.slices)
+                pred = seg.fit(fv, scr.labels, image=lc.volume.data, spacing=lc.spacing).predict().labels == 2
+                region = slice_region(truth.shape, scr.slices, axis=0)
+                d = dice_iou(pred, truth, region)[0]
+                ratio = np.count_nonzero(pred & region) / max(np.count_nonzero(truth & region), 1)
+                dice.append(d)
+                over += ratio > 2
+                print(f"{case.name} label {lab} k={n}: Dice {d:.3f}, volume {ratio:.2f}x", flush=True)
+    print(f"{label}: {len(dice)} pairs, mean Dice {np.mean(dice):.4f}, over 2x {over}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
