@@ -65,9 +65,12 @@ def set_constants(pairs: list[str]) -> str:
 def main(argv=None) -> int:
     from dinomed_napari.analysis.segment import ScribbleSegmenter
     from dinomed_napari.bench.cases import load_case, read_config
-    from dinomed_napari.bench.metrics import dice_iou, slice_region
-    from dinomed_napari.bench.protocols.fewclick3d import not_one_structure
-    from dinomed_napari.bench.scribbles import structure_scribbles
+    from dinomed_napari.bench.protocols.fewclick3d import (
+        not_one_structure,
+        score_row,
+        segment_default,
+        structure_scribble_sets,
+    )
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("config", help="a bench config with fewclick3d cases (e.g. fewclick3d_shared.yaml)")
@@ -81,30 +84,26 @@ def main(argv=None) -> int:
     keep = Path(args.keep)
     keep.mkdir(parents=True, exist_ok=True)
     cfg = read_config(Path(args.config))
+    slices = cfg.get("slices", [1, 2, 3, 5])
     dice, over = [], 0
     for case in cfg["cases"]:
-        if case.modality == "EM":  # cells: not one structure to click on (the bench skips them too)
-            continue
         lc = load_case(case)
+        # Labels one structure's clicks can describe (EM cells cannot): no features for a case without one.
+        labels = [(k, lab) for k, lab in enumerate(lc.labels, start=1)
+                  if not not_one_structure(lc.truth == k, 0)]
+        if not labels:
+            continue
         fv = case_features(lc, keep, args.seed)
         seg = ScribbleSegmenter(intensity="filters")
-        for k, lab in enumerate(lc.labels, start=1):
+        for k, lab in labels:
             truth = lc.truth == k
-            if not_one_structure(truth, 0):
-                continue
-            seen = set()
-            for n in sorted(set(cfg.get("slices", [1, 2, 3, 5]))):
-                scr = structure_scribbles(truth, n_slices=n, axis=0, seed=args.seed)
-                if scr.slices in seen or not np.delete(truth, scr.slices, axis=0).any():
-                    continue
-                seen.add(scr.slices)
-                pred = seg.fit(fv, scr.labels, image=lc.volume.data, spacing=lc.spacing).predict().labels == 2
-                region = slice_region(truth.shape, scr.slices, axis=0)
-                d = dice_iou(pred, truth, region)[0]
-                ratio = np.count_nonzero(pred & region) / max(np.count_nonzero(truth & region), 1)
-                dice.append(d)
-                over += ratio > 2
-                print(f"{case.name} label {lab} k={n}: Dice {d:.3f}, volume {ratio:.2f}x", flush=True)
+            for scr in structure_scribble_sets(truth, slices, 0, args.seed):
+                pred, _ = segment_default(seg, fv, lc, scr.labels)
+                row = score_row(pred, truth, lc, scr.slices, 0, "default", lab, k, 0.0)
+                dice.append(row["dice"])
+                over += row["volume_ratio"] > 2
+                print(f"{case.name} label {lab} k={len(scr.slices)}: Dice {row['dice']:.3f}, "
+                      f"volume {row['volume_ratio']:.2f}x", flush=True)
     print(f"{label}: {len(dice)} pairs, mean Dice {np.mean(dice):.4f}, over 2x {over}")
     return 0
 

@@ -24,8 +24,9 @@ from dinomed_napari.bench.scribbles import structure_scribbles
 ACTIVE_ROUNDS = 4
 
 
-def _row(pred: np.ndarray, truth: np.ndarray, lc, slices, axis: int, method: str, label: int, k: int,
-         seconds: float) -> dict[str, Any]:
+def score_row(pred: np.ndarray, truth: np.ndarray, lc, slices, axis: int, method: str, label: int, k: int,
+              seconds: float) -> dict[str, Any]:
+    """One table row: Dice, IoU, HD95, ASSD and predicted / true volume on the slices not in ``slices``."""
     region = slice_region(truth.shape, slices, axis=axis)
     m = segmentation_metrics(pred, truth, lc.spacing, region)
     true_vol = int(np.count_nonzero(truth & region))
@@ -58,11 +59,23 @@ def not_one_structure(truth: np.ndarray, axis: int) -> str:
     return ""
 
 
-def _ours(seg, fv, lc, scr: np.ndarray):
+def segment_default(seg, fv, lc, scr: np.ndarray):
     """The default segmenter on new scribbles; ``seg`` is refitted, so what depends on the image only
     (its filter bank, intensity features, sampled features) is computed once per case."""
     result = seg.fit(fv, scr, image=lc.volume.data, spacing=lc.spacing).predict()
     return result.labels == 2, result
+
+
+def structure_scribble_sets(truth: np.ndarray, slices, axis: int, seed: int) -> Iterator[Any]:
+    """:func:`structure_scribbles` on the k largest slices for each k in ``slices``, skipping a set seen
+    before (a short structure) and one that leaves no slice with the structure to score."""
+    seen = set()
+    for n in sorted(set(slices)):
+        scr = structure_scribbles(truth, n_slices=n, axis=axis, seed=seed)
+        if scr.slices in seen or not np.delete(np.moveaxis(truth, axis, 0), scr.slices, axis=0).any():
+            continue
+        seen.add(scr.slices)
+        yield scr
 
 
 def fewclick3d_records(lc, fv, settings) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
@@ -82,19 +95,14 @@ def fewclick3d_records(lc, fv, settings) -> Iterator[tuple[dict[str, Any], np.nd
             yield {"protocol": "fewclick3d", "method": "default", "label": lab, "class_index": k,
                    "status": "skipped", "error": f"label {lab}: {why}"}, None
             continue
-        seen = set()
-        for n in sorted(set(settings.slices)):
-            scr = structure_scribbles(truth, n_slices=n, axis=axis, seed=settings.seed)
-            if scr.slices in seen or not np.delete(np.moveaxis(truth, axis, 0), scr.slices, axis=0).any():
-                continue  # the same set again (a short structure), or nothing left to score
-            seen.add(scr.slices)
+        for scr in structure_scribble_sets(truth, settings.slices, axis, settings.seed):
             t0 = time.perf_counter()
-            pred, _ = _ours(seg, fv, lc, scr.labels)
-            yield _row(pred, truth, lc, scr.slices, axis, "default", lab, k, time.perf_counter() - t0), \
+            pred, _ = segment_default(seg, fv, lc, scr.labels)
+            yield score_row(pred, truth, lc, scr.slices, axis, "default", lab, k, time.perf_counter() - t0), \
                 pred.astype(np.uint8) * np.uint8(k)
             t0 = time.perf_counter()
             classic = clean_labels(bank.segment(scr.labels, seed=settings.seed), scr.labels) == 2
-            yield _row(classic, truth, lc, scr.slices, axis, "filterbank_rf_cleanup", lab, k,
+            yield score_row(classic, truth, lc, scr.slices, axis, "filterbank_rf_cleanup", lab, k,
                        time.perf_counter() - t0), classic.astype(np.uint8) * np.uint8(k)
         yield from _active(seg, lc, fv, truth, lab, k, settings)
 
@@ -106,8 +114,8 @@ def _active(seg, lc, fv, truth, lab, k, settings) -> Iterator[tuple[dict[str, An
     for _ in range(ACTIVE_ROUNDS):
         scr = structure_scribbles(truth, axis=axis, seed=settings.seed, slices=slices)
         t0 = time.perf_counter()
-        pred, result = _ours(seg, fv, lc, scr.labels)
-        row = _row(pred, truth, lc, slices, axis, "active", lab, k, time.perf_counter() - t0)
+        pred, result = segment_default(seg, fv, lc, scr.labels)
+        row = score_row(pred, truth, lc, slices, axis, "active", lab, k, time.perf_counter() - t0)
         yield row, pred.astype(np.uint8) * np.uint8(k)
         nxt = result.suggested_slice
         # The suggestion may fall on a slice without the structure: the user paints background only there.
