@@ -34,11 +34,15 @@ def case_features(lc, keep: Path, seed: int):
     path = keep / f"{lc.case.name}_S_random{seed}_512.npy"
     n_slices = lc.volume.data.shape[0]
     if path.is_file():
-        data = np.load(path, allow_pickle=False)
-        if data.ndim == 4 and data.shape[0] == n_slices and data.shape[-1] == 384:
-            return FeatureVolume(data, 0, tuple(lc.volume.data.shape), "vit_small_patch16_dinov3",
-                                 "random", 512)
-        print(f"{path}: shape {data.shape} does not fit {n_slices} slices of ViT-S features; recomputing")
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:  # truncated or damaged: recomputed and replaced
+            print(f"{path}: unreadable ({exc}); recomputing")
+        else:
+            if data.ndim == 4 and data.shape[0] == n_slices and data.shape[-1] == 384:
+                return FeatureVolume(data, 0, tuple(lc.volume.data.shape), "vit_small_patch16_dinov3",
+                                     "random", 512)
+            print(f"{path}: shape {data.shape} does not fit {n_slices} slices of ViT-S features; recomputing")
     seed_everything(seed)
     settings = BenchSettings(weights="random", protocols=("fewclick3d",), resolutions=(512,), seed=seed)
     fv = features(lc, get_backbone("S", "random", None), 512, settings, axis=0)
