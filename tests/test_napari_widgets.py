@@ -112,6 +112,8 @@ def test_features_widget_adds_aligned_pca_and_affinity(make_napari_viewer, qtbot
     w.run()
     qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
     assert [lyr.name for lyr in viewer.layers] == ["CT crop", "PCA", "affinity"]
+    # Another grid too is written into the same layers (no remove and remake), the user's choice kept.
+    assert viewer.layers["PCA"] is pca and not pca.visible and viewer.layers["affinity"] is aff
     for layer in (viewer.layers["PCA"], viewer.layers["affinity"]):
         assert layer.data.shape == (1, 101, 4, 3)  # 6 x 122 at 64: a 16 x 64 input, 1 x 4 patches
         for corner, pixel in (((-0.5, 50, -0.5), (-0.5, 50, -0.5)), ((0.5, 50, 3.5), (5.5, 50, 121.5))):

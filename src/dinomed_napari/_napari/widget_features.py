@@ -365,10 +365,12 @@ class FeaturesWidget(DinomedWidget):
         pca = self.pca_layer
         if pca is None or pca not in self.viewer.layers or pca.metadata.get("dinomed_image") != \
                 layer.unique_id or pca.data.shape[:3] != tuple(shape):
+            before = find_result(self.viewer, layer, "PCA")
             pca = self.pca_layer = result_layer(
                 self.viewer, layer, "PCA", np.zeros((*shape, 3), np.uint8), "image", f"{label} (preview)",
                 rgb=True, **patch_grid_kwargs(layer, shape, axis), opacity=0.8, visible=False)
-            self._hidden_pca = pca
+            if pca is not before:  # a layer updated in place keeps the visibility the user gave it
+                self._hidden_pca = pca
         return pca
 
     def _reveal_pca(self) -> None:
