@@ -219,14 +219,13 @@ class FeaturesWidget(DinomedWidget):
         self.say(f"computing {self.model.value} [{weights}], {choice.window} window, slice "
                  f"{point[axis]} first ...")
         self.run_button.enabled, self.cancel_button.enabled = False, True
-        self._job.submit(lambda cancel: self._compute(job, planes, axis, point, cancel))
-        # The PCA layer is made (or reused) hidden in the next turn, while the worker computes the first
-        # slice, so that slice only has to be copied in; the affinity layer follows once that slice is on
-        # screen (each new layer blocks the GUI thread for 0.1-0.3 s).
+        # The PCA layer is made (or reused) hidden before the worker starts, while the cores are idle, so
+        # that the first slice only has to be copied in; the affinity layer follows once that slice is on
+        # screen. A new layer costs the GUI thread ~70 ms alone, 0.15-0.27 s beside a forward pass on
+        # every core (bench_gui: extraction gap 133-177 ms made during the first forward, 107-148 ms here).
         self._first_shown, self._hidden_pca = False, None
-        from qtpy.QtCore import QTimer
-
-        QTimer.singleShot(0, lambda: self._premake_pca(grid))
+        self._pca_for(layer, self._target[2], axis, grid)
+        self._job.submit(lambda cancel: self._compute(job, planes, axis, point, cancel))
 
     def _grid(self, volume: Any, axis: int, prep: Any) -> tuple[int, int]:
         """The patch grid of ``volume``'s planes along ``axis`` (what the first slice will have)."""
@@ -238,13 +237,6 @@ class FeaturesWidget(DinomedWidget):
         size = plane_input_size((volume.shape[a], volume.shape[b]), (volume.spacing[a], volume.spacing[b]),
                                 prep, patch=patch)
         return size[0] // patch, size[1] // patch
-
-    def _premake_pca(self, grid: tuple[int, int]) -> None:
-        """Make the PCA layer for the running extraction (skipped if it ended or its image went;
-        the first slice remakes it if its grid differs)."""
-        layer, axis, label = self._target
-        if self.running and not self._job.cancelled and layer in self.viewer.layers:
-            self._pca_for(layer, label, axis, grid)
 
     def _affinity_for(self) -> None:
         """The image's (hidden) affinity layer, made empty if it is missing, before the result needs it."""
