@@ -81,7 +81,7 @@ def test_features_widget_adds_aligned_pca_and_affinity(make_napari_viewer, qtbot
     w = FeaturesWidget(viewer)
     partial, shown = [], []
     w._relay.partial.connect(partial.append)
-    # The PCA layer is made while the first slice is computed: that slice is on screen when it arrives.
+    # The PCA layer is made before the first slice is computed: that slice is on screen when it arrives.
     w._relay.partial.connect(lambda _: shown.append("PCA" in viewer.layers and viewer.layers["PCA"].visible))
     w.weights.value, w.resolution.value = "random", 128
     w.run()
