@@ -21,6 +21,12 @@ CT3_WINDOWS: tuple[str, str, str] = ("soft_tissue", "lung", "bone")
 _PERCENTILE_SAMPLES = 4_000_000
 
 
+def hounsfield_like(minimum: float, low: float, high: float) -> bool:
+    """Whether intensities look like CT Hounsfield units: nothing below about -1000 (air), a 0.5th
+    percentile ``low`` under -500 and a 99.5th percentile ``high`` of 50-4000 (soft tissue to bone)."""
+    return -1100 <= minimum and low <= -500 and 50 <= high <= 4000
+
+
 def apply_range(data: np.ndarray, low: float, high: float) -> np.ndarray:
     """Linear map ``low`` -> 0, ``high`` -> 1, clipped to [0, 1]; float32 output."""
     if not high > low:

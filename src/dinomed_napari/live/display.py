@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dinomed_napari.windows import CT_PRESETS
+from dinomed_napari.windows import CT_PRESETS, hounsfield_like
 
 MODALITIES = ("CT", "MR", "PT", "EM")
 _DEFAULT_WINDOW = {"CT": "soft_tissue", "PT": "pet_suv"}
@@ -53,7 +53,7 @@ def detect_modality(data: np.ndarray, declared: str | None = None) -> tuple[str 
         return declared.upper(), f"{declared.upper()} (from the file)"
     s = _sample(data)
     lo, hi = (float(v) for v in np.percentile(s, [0.5, 99.5]))
-    if -1100 <= float(s.min()) and lo <= -500 and 50 <= hi <= 4000:
+    if hounsfield_like(float(s.min()), lo, hi):
         return "CT", f"CT (auto: intensities {lo:.0f}..{hi:.0f} look like Hounsfield units)"
     return None, f"unknown modality (intensities {lo:.3g}..{hi:.3g})"
 
