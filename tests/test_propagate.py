@@ -201,3 +201,42 @@ def test_each_limb_of_a_structure_is_painted_and_followed_on_its_own():
     assert dice(pred[lower], arch[lower]) > 0.85
     assert np.count_nonzero(pred & slab) < 0.05 * slab.sum()
     assert dice(pred[8:], arch[8:]) > 0.85
+
+
+def test_on_ct_the_annotated_outline_is_walked_in_a_window_around_the_strokes():
+    """A 40 HU organ touching an 80 HU neighbour, in a body with bone and air: on the volume's air-to-bone
+    scale the walker's edges are faint and its outline falls short; windowed around the stroke's
+    intensities (``hounsfield=True``) it finds the organ's edge."""
+    from dinomed_napari.analysis.propagate import annotated_masks
+
+    rng = np.random.default_rng(0)
+    y, x = np.indices((96, 96))
+    body = (y - 48) ** 2 + (x - 48) ** 2 < 44 ** 2
+    organ = (y - 48) ** 2 + (x - 36) ** 2 < 11 ** 2
+    neighbour = ((y - 48) ** 2 + (x - 60) ** 2 < 14 ** 2) & ~organ
+    hu = np.where(body, -80.0, -1000.0)
+    hu[organ], hu[neighbour], hu[(y - 78) ** 2 + (x - 48) ** 2 < 7 ** 2] = 40.0, 80.0, 1000.0
+    plane = ((hu + rng.normal(0, 8, hu.shape) + 1000) / 2000).astype(np.float32)  # air 0, bone 1
+    scr = np.zeros(organ.shape, np.uint8)
+    scr[48, 30:43] = 2  # a stroke in the organ; background strokes around it, none on the neighbour
+    scr[28, 20:50] = scr[68, 20:50] = scr[35:62, 20] = 1
+    plain = annotated_masks(plane, scr, (0.8, 0.8), 1)[2]
+    windowed = annotated_masks(plane, scr, (0.8, 0.8), 1, hounsfield=True)[2]
+    # Measured: Dice 0.755 on the plain plane, 1.000 windowed.
+    assert dice(plain, organ) < 0.85 and dice(windowed, organ) > 0.95
+    assert not np.any(windowed & neighbour)
+
+
+def test_the_segmenter_windows_ct_only():
+    """Hounsfield-like intensities (air at -1000) switch the window on; an MRI-like range does not."""
+    from dinomed_napari.windows import hounsfield_like
+
+    assert hounsfield_like(-1024.0, -1000.0, 1200.0) and not hounsfield_like(0.0, 3.0, 900.0)
+    assert not hounsfield_like(-3024.0, -1000.0, 1200.0)  # padding below air: not plain HU
+    image, a, _ = two_blobs()
+    scr = structure_scribbles(a, n_slices=1, seed=0).labels
+    fv = synthetic_features(a.astype(np.uint8), grid=(8, 8))
+    seg = ScribbleSegmenter().fit(fv, scr, image=image, spacing=(2.0, 1.0, 1.0))
+    assert seg.hounsfield is False
+    ct = np.where(image > 50, 300.0, -1000.0).astype(np.float32) + image / 10  # enhancing blobs in air
+    assert seg.fit(fv, scr, image=ct, spacing=(2.0, 1.0, 1.0)).hounsfield is True

@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import FeatureMismatchError, ScribbleError, VolumeError
 from ..features.grid import slice_of
 from ..features.volume import FeatureVolume
+from ..windows import hounsfield_like
 from .classifiers import make_classifier, softmax
 from .cleanup import clean_labels
 from .fusion import PixelTerm, axis_scores, fuse
@@ -142,6 +143,7 @@ class ScribbleSegmenter:
         self.image = None
         self.image_range: tuple[float, float] | None = None
         self._raw_image = None
+        self.hounsfield = False  # the image is CT in HU (set with the image)
         self.n_dino = 0
         self.scribbles = None
         self.samples: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -220,10 +222,16 @@ class ScribbleSegmenter:
             raise VolumeError(f"image has shape {np.shape(image)} but the features describe {shape} "
                               "(Z, Y, X)")
         if image is not self._raw_image:  # new image: normalise once, drop cached pixel features
-            self._raw_image = image
-            self.image, lo, hi = normalise_image(image)
-            self.image_range = (lo, hi)
-            self._pixel.clear()
+            self._use_image(image, (None, None))
+
+    def _use_image(self, image, rng: tuple) -> None:
+        """Normalise ``image`` (by ``rng``, else its own percentiles), drop cached pixel features and note
+        whether it is CT in Hounsfield units (propagation windows its annotated slices then)."""
+        self.image, lo, hi = normalise_image(image, *rng)
+        self._raw_image, self.image_range = image, (lo, hi)
+        self._pixel.clear()
+        sample = np.asarray(image[:: max(1, np.shape(image)[0] // 16)])  # the planes normalise_image reads
+        self.hounsfield = hounsfield_like(float(sample.min()), lo, hi)
 
     def _pixel_term(self, axis: int) -> PixelTerm | None:
         if not self.intensity:
@@ -253,10 +261,7 @@ class ScribbleSegmenter:
             if fvs is not self.features:
                 self.features, self._volume_scores = fvs, {}
         if image is not None and (self.intensity or self.spatial != "none") and image is not self._raw_image:
-            rng = self.image_range or (None, None)
-            self.image, lo, hi = normalise_image(image, *rng)
-            self._raw_image, self.image_range = image, (lo, hi)
-            self._pixel.clear()
+            self._use_image(image, self.image_range or (None, None))
 
     def logits(self, index: int | None = None, axis: int | None = None, features=None,
                image: np.ndarray | None = None) -> np.ndarray:
@@ -308,7 +313,7 @@ class ScribbleSegmenter:
                              proba=lambda s: self._structure_proba(s, scr_axis),
                              cell=self._cell(scr_axis), cancel=cancel,
                              extra=self._forest_prior(scr_axis), progress=progress,
-                             one_object=self.spatial == "auto")
+                             one_object=self.spatial == "auto", hounsfield=self.hounsfield)
         # The classifier's pass is needed for its labels (no propagated volume, or a preview) or when
         # asked for.
         proba = softmax(self.logits(index, axis)) if probabilities or prop is None else None
@@ -400,7 +405,7 @@ class ScribbleSegmenter:
         out = np.full(labels.shape, bg, labels.dtype)
         for c, mask in annotated_masks(slice_of(self.image, axis, index), scr, spacing, bg,
                                        proba[..., keep], max_pixels=PREVIEW_PIXELS,
-                                       cell=self._cell(axis)).items():
+                                       cell=self._cell(axis), hounsfield=self.hounsfield).items():
             if self.spatial == "auto" and several_regions(mask):
                 return labels  # several objects: the volume is the classifier's too (see predict)
             out[mask] = c
