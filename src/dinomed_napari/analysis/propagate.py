@@ -49,7 +49,7 @@ STOP_PERCENTILE = 10.0
 #: stroke intensities: their 5-95th percentiles widened on each side by this many times their spread, as
 #: a radiologist windows soft tissue, so that bone and air no longer set the scale of its edges. On the
 #: shared cases (random ViT-S) CT structures gained (kidney +0.06-0.09, lung nodule +0.03-0.06) and the
-#: 24 CT pairs of the untuned organs 0.417 -> 0.441; on MRI it did not (spleen -0.04-0.05, organs flat),
+#: 24 CT pairs of the untuned organs 0.417 -> 0.441; on MRI it did not (spleen -0.04-0.06, organs flat),
 #: so MRI planes are walked as they are. 0.75-1 tied; 0.5 and 1.5-4 gained less.
 STROKE_WINDOW = 1.0
 
