@@ -343,3 +343,32 @@ def test_bad_tiling_settings_are_refused():
         Preprocess(tiling="tiles")
     with pytest.raises(ValueError, match=r"halo must be a multiple of 16.*2 \* halo < resolution \(64\)"):
         Preprocess(resolution=64, halo=32)
+
+
+def test_the_viewers_first_slice_is_shown_before_the_store_is_opened(tmp_path):
+    """One slice per pass (the viewer on a CPU): the current slice reaches ``on_batch`` before any feature
+    store or lock exists on disk, is then stored with the others, and is computed once."""
+    vol = _ct((6, 48, 64))
+    prep = Preprocess(window="soft_tissue", resolution=64)
+    pool = StandInBackbone("S", "pool")
+    ref = extract_features(vol, backbone=pool, prep=prep, cache_dir=False, batch_size=1)
+    forward, passes = pool.patch_features, []
+    pool.patch_features = lambda x: (passes.append(x.shape[0]), forward(x))[1]
+    calls, disk_at_first, seen = [], [], []
+
+    def on_batch(indices, feats):
+        if not calls:
+            disk_at_first.append(sorted(p.name for p in tmp_path.iterdir()))
+        calls.append((list(indices), np.array(feats)))
+
+    fv = extract_features(vol, backbone=pool, prep=prep, cache_dir=tmp_path, batch_size=1, first=4,
+                          on_batch=on_batch, progress=lambda d, t: seen.append(d))
+    assert calls[0][0] == [4] and disk_at_first == [[]]
+    assert sorted(i for c in calls for i in c[0]) == list(range(6)) and passes == [1] * 6
+    np.testing.assert_array_equal(calls[0][1][0], np.asarray(fv.data)[4])
+    np.testing.assert_array_equal(np.asarray(fv.data), np.asarray(ref.data))
+    assert seen[0] == 0 and seen[-1] == 6 and seen == sorted(seen)
+    calls.clear()  # a second run finds every slice stored: nothing computed, nothing shown again
+    extract_features(vol, backbone=pool, prep=prep, cache_dir=tmp_path, batch_size=1, first=4,
+                     on_batch=on_batch)
+    assert calls == [] and passes == [1] * 6

@@ -18,7 +18,7 @@ from dinomed_napari.io.lazy import read_block
 from dinomed_napari.io.volume import Volume
 
 from .cache import FeatureStore
-from .overlap import Prefetcher, StoreWriter, return_large_buffers, start_host_copy
+from .overlap import Prefetcher, StoreWriter, return_large_buffers, start_host_copy, to_host
 
 #: The batch holding ``first`` (a viewer's current slice) has at most this many slices, so that slice
 #: shows after a short forward pass while the rest goes in large batches (e.g. 64 on a GPU).
@@ -156,25 +156,42 @@ def cancelled(store: FeatureStore) -> ExtractionCancelled:
     return ExtractionCancelled(f"extraction cancelled after {n} of {total} slices ({where})")
 
 
+def head_slice(vol: Volume, prep, backbone, axis: int, size: tuple[int, int], index: int):
+    """``(indices, float16 features)`` of slice ``index`` alone, computed before any feature store is
+    opened or locked: a viewer waits for this one slice (see ``extract_features``' ``first``), and on a
+    CPU beside a busy GUI thread opening a new store costs about as much as the slice's forward pass."""
+    import torch
+
+    prepare, run = batch_steps(vol, prep, backbone, axis, size, 1)
+    idx = np.array([int(index)])
+    with torch.inference_mode():
+        return idx, to_host(run(prepare(idx)))
+
+
 def fill_store(store: FeatureStore, vol: Volume, prep, backbone, axis: int, size: tuple[int, int],
-               batch_size: int, progress, cancel, first, on_batch=None, plan=None) -> None:
+               batch_size: int, progress, cancel, first, on_batch=None, plan=None, head=None) -> None:
     """Compute the slices of ``store`` not yet done, batch by batch, storing each batch as it finishes.
 
     ``plan`` (a :class:`~.tiles.TilePlan`) extracts each plane in tiles at native pixel size; then
     ``batch_size`` counts tiles per forward pass and each outer batch holds as many whole planes as fit.
+    ``head`` (from :func:`head_slice`, already given to ``on_batch``) is stored first and not computed again.
     """
     import torch
 
     total = store.shape[0]
     todo = np.flatnonzero(~store.done)
+    if head is not None and not np.isin(head[0], todo).all():
+        head = None  # stored meanwhile (another process filled the store): nothing to add
+    if head is not None:
+        todo = np.setdiff1d(todo, head[0])
     prepare, run = batch_steps(vol, prep, backbone, axis, size, batch_size, plan)
     if progress is not None:
-        progress(total - len(todo), total)
-    if len(todo) == 0:
+        progress(total - len(todo) - (0 if head is None else len(head[0])), total)
+    if len(todo) == 0 and head is None:
         return
 
     def after_write(idx: np.ndarray, feats16: np.ndarray) -> None:  # writer thread
-        if on_batch is not None:
+        if on_batch is not None and (head is None or idx is not head[0]):
             on_batch(idx, feats16)
         if progress is not None:
             progress(int(store.done.sum()), total)
@@ -183,6 +200,8 @@ def fill_store(store: FeatureStore, vol: Volume, prep, backbone, axis: int, size
     return_large_buffers()  # peak memory bounded by the batch, not by how many batches ran
     behind = store.behind_device = overlapped(backbone)
     writer = StoreWriter(store, after_write, depth=2 if behind else 0)
+    if head is not None:
+        writer.submit(*head)
     prefetch = Prefetcher(prepare, batches, ahead=PREFETCH_AHEAD if behind else 1)
     try:
         with torch.inference_mode():

@@ -15,7 +15,7 @@ from dinomed_napari.errors import CacheError, VolumeError, WeightsError
 from dinomed_napari.io.lazy import volume_digest
 from dinomed_napari.io.volume import Volume
 
-from .batches import fill_store
+from .batches import fill_store, head_slice
 from .cache import (
     FeatureStore,
     cache_key,
@@ -68,6 +68,13 @@ def _backbone_for_repair(model, weights, device, layers, label, repaired: list[i
             raise
         raise CacheError(f"feature store {path}: slice(s) {describe_slices(repaired)} are damaged and "
                          f"cannot be recomputed without the backbone ({exc})") from exc
+
+
+def _check_backbone(backbone, spec, label: str, dim: int) -> None:
+    """Raise :class:`WeightsError` when ``backbone`` is not the model, weights and width asked for."""
+    if int(backbone.dim) != dim or backbone.weights_label != label:
+        raise WeightsError(f"backbone {backbone!r} does not match the request "
+                           f"({spec.timm_name} [{label}], {dim} features)")
 
 
 def describe_slices(indices: list[int], limit: int = 12) -> str:
@@ -228,6 +235,15 @@ def extract_features(
     store = FeatureStore.peek(path, shape) if path is not None else None
     damaged = store.verify() if store is not None and store.complete else []
     repaired: list[int] = []
+    head = None
+    if (on_batch is not None and first is not None and backbone is not None and scheduler is None
+            and plan is None and batch_size == 1 and (store is None or not store.done[int(first)])
+            and not (cancel is not None and cancel())):
+        # A viewer's current slice, one per forward pass (the CPU): computed and shown before the store
+        # is opened and locked (a new store costs about one forward pass beside a busy GUI thread).
+        _check_backbone(backbone, spec, label, dim)
+        head = head_slice(vol, prep, backbone, axis, size, int(first))
+        on_batch(*head)
     if store is None or not store.complete or damaged:
         with contextlib.ExitStack() as held:
             try:
@@ -254,9 +270,7 @@ def extract_features(
             elif not store.complete:
                 if backbone is None:
                     backbone = _backbone_for_repair(model, weights, device, layers, label, repaired, path)
-                if int(backbone.dim) != dim or backbone.weights_label != label:
-                    raise WeightsError(f"backbone {backbone!r} does not match the request "
-                                       f"({spec.timm_name} [{label}], {dim} features)")
+                _check_backbone(backbone, spec, label, dim)
                 store.update_attrs(backbone=backbone.spec.timm_name, device=str(backbone.device),
                                    dtype=str(backbone.dtype).removeprefix("torch."))
                 if batch_size == "auto":
@@ -265,7 +279,7 @@ def extract_features(
                     tile = size if plan is None else tuple(t * patch for t in plan.tile)
                     batch_size = auto_batch_size(backbone, tile) if hasattr(backbone, "spec") else 4
                 fill_store(store, vol, prep, backbone, axis, size, int(batch_size), progress, cancel, first,
-                           on_batch, plan)
+                           on_batch, plan, head)
             elif progress is not None:
                 progress(shape[0], shape[0])
     elif progress is not None:
