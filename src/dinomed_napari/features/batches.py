@@ -156,25 +156,28 @@ def cancelled(store: FeatureStore) -> ExtractionCancelled:
     return ExtractionCancelled(f"extraction cancelled after {n} of {total} slices ({where})")
 
 
-def head_slice(vol: Volume, prep, backbone, axis: int, size: tuple[int, int], index: int):
+def head_slice(vol: Volume, prep, backbone, axis: int, size: tuple[int, int], index: int, to_unit):
     """``(indices, float16 features)`` of slice ``index`` alone, computed before any feature store is
     opened or locked: a viewer waits for this one slice (see ``extract_features``' ``first``), and on a
-    CPU beside a busy GUI thread opening a new store costs about as much as the slice's forward pass."""
+    CPU beside a busy GUI thread opening a new store costs about as much as the slice's forward pass.
+    ``to_unit`` is the volume's intensity mapping, passed on to :func:`fill_store` for the rest."""
     import torch
 
-    prepare, run = batch_steps(vol, prep, backbone, axis, size, 1)
+    prepare, run = batch_steps(vol, prep, backbone, axis, size, 1, to_unit=to_unit)
     idx = np.array([int(index)])
     with torch.inference_mode():
         return idx, to_host(run(prepare(idx)))
 
 
 def fill_store(store: FeatureStore, vol: Volume, prep, backbone, axis: int, size: tuple[int, int],
-               batch_size: int, progress, cancel, first, on_batch=None, plan=None, head=None) -> None:
+               batch_size: int, progress, cancel, first, on_batch=None, plan=None, head=None,
+               to_unit=None) -> None:
     """Compute the slices of ``store`` not yet done, batch by batch, storing each batch as it finishes.
 
     ``plan`` (a :class:`~.tiles.TilePlan`) extracts each plane in tiles at native pixel size; then
     ``batch_size`` counts tiles per forward pass and each outer batch holds as many whole planes as fit.
-    ``head`` (from :func:`head_slice`, already given to ``on_batch``) is stored first and not computed again.
+    ``head`` (from :func:`head_slice`, already given to ``on_batch``) is stored first and not computed again;
+    ``to_unit`` (the intensity mapping it used) spares a second pass over the volume's percentiles.
     """
     import torch
 
@@ -184,7 +187,7 @@ def fill_store(store: FeatureStore, vol: Volume, prep, backbone, axis: int, size
         head = None  # stored meanwhile (another process filled the store): nothing to add
     if head is not None:
         todo = np.setdiff1d(todo, head[0])
-    prepare, run = batch_steps(vol, prep, backbone, axis, size, batch_size, plan)
+    prepare, run = batch_steps(vol, prep, backbone, axis, size, batch_size, plan, to_unit)
     if progress is not None:
         progress(total - len(todo) - (0 if head is None else len(head[0])), total)
     if len(todo) == 0 and head is None:

@@ -235,14 +235,17 @@ def extract_features(
     store = FeatureStore.peek(path, shape) if path is not None else None
     damaged = store.verify() if store is not None and store.complete else []
     repaired: list[int] = []
-    head = None
+    head = to_unit = None
     if (on_batch is not None and first is not None and backbone is not None and scheduler is None
             and plan is None and batch_size == 1 and (store is None or not store.done[int(first)])
             and not (cancel is not None and cancel())):
         # A viewer's current slice, one per forward pass (the CPU): computed and shown before the store
         # is opened and locked (a new store costs about one forward pass beside a busy GUI thread).
+        from dinomed_napari.preprocess import intensity_mapper
+
         _check_backbone(backbone, spec, label, dim)
-        head = head_slice(vol, prep, backbone, axis, size, int(first))
+        to_unit = intensity_mapper(vol, prep)  # volume-wide percentiles: once, for this slice and the rest
+        head = head_slice(vol, prep, backbone, axis, size, int(first), to_unit)
         on_batch(*head)
     if store is None or not store.complete or damaged:
         with contextlib.ExitStack() as held:
@@ -279,7 +282,7 @@ def extract_features(
                     tile = size if plan is None else tuple(t * patch for t in plan.tile)
                     batch_size = auto_batch_size(backbone, tile) if hasattr(backbone, "spec") else 4
                 fill_store(store, vol, prep, backbone, axis, size, int(batch_size), progress, cancel, first,
-                           on_batch, plan, head)
+                           on_batch, plan, head, to_unit)
             elif progress is not None:
                 progress(shape[0], shape[0])
     elif progress is not None:
