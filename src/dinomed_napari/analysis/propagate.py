@@ -86,6 +86,17 @@ MAX_PARTS = 2
 MAX_TRACKS = 8
 #: Gaussian scales (pixels) of the slice-to-slice appearance model.
 SIGMAS = (1.0, 2.5)
+#: Each slice the walk reaches has its outline re-drawn by a 2D random walker within this many pixels on
+#: either side of the appearance model's boundary (:func:`redraw_outline`). The model's boundary sits a
+#: little inside the structure (smoothed features straddle its edge), and the walk lost about a pixel of
+#: rim per slice (CT liver 2,006 -> 1,477 pixels one slice from its annotation, against 1,937 true); the
+#: walker puts it on the edge instead. On the shared cases (random ViT-S) mean Dice 0.753 -> 0.782, the
+#: 40 untuned organ pairs 0.501 -> 0.550 and the magnified lesions 0.580 -> 0.609. A band of 1 gained
+#: less (0.758, window of the annotated slices); 3 leaked on MRI (spleen 2.4x); growing outward only, or
+#: background fixed where the model's probability is low, flooded or shrank. The walker sees the plane
+#: windowed around the region (see :func:`redraw_outline`): unwindowed, CT lost (0.749); windows 2 or 4
+#: times wider than the annotated slices' gave 0.764 and 0.757.
+EDGE_BAND = 2
 
 
 @dataclass
@@ -479,6 +490,8 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
                 if m is not None:
                     found |= m
                     prob = np.maximum(prob, p)
+            if EDGE_BAND:
+                found = redraw_outline(img(s), found, sp2)
             if not found.any():
                 continue
             done[s] = ndimage.binary_fill_holes(found)
@@ -488,6 +501,54 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
             _claim(labels[s], None if best is None else best[s], m, np.ones(m.shape, np.float32), c)
     return Propagation(labels=np.moveaxis(labels, 0, axis), confidence=confidence, annotated=annotated,
                        axis=axis, background=bg)
+
+
+def redraw_outline(plane: np.ndarray, mask: np.ndarray, spacing2=(1.0, 1.0),
+                   band: int | None = None) -> np.ndarray:
+    """``mask``'s outline moved onto the image's edges by a random walker in a band around it.
+
+    Parameters
+    ----------
+    plane : (H, W) float
+        Normalised image (about [0, 1]); windowed around the mask's core.
+    mask : (H, W) bool
+        A region whose boundary is roughly right (within ``band`` pixels).
+    spacing2 : (2,) float
+        Pixel spacing of the plane.
+    band : int, optional
+        Pixels on either side of the boundary the walker may move it by (default ``EDGE_BAND``).
+
+    Returns
+    -------
+    (H, W) bool
+        The walker's region connected to ``mask`` eroded by ``band`` (its sure core); ``mask`` itself when
+        that core is under 3 pixels (too thin to redraw).
+    """
+    from skimage.segmentation import random_walker
+
+    band = EDGE_BAND if band is None else int(band)
+    if band < 1 or not mask.any():
+        return mask
+    box = _grown_box(mask, band + 2)
+    sub = mask[box]
+    core = ndimage.binary_erosion(sub, iterations=band)
+    if core.sum() < 3:
+        return mask
+    seeds = np.zeros(sub.shape, np.int32)
+    seeds[~ndimage.binary_dilation(sub, iterations=band)] = 1
+    seeds[core] = 2
+    # Windowed around the region's own intensities (as annotated slices are around their strokes), so a
+    # brighter or darker neighbour (bone, air, fat) does not set the scale of the edges. The rim is
+    # included: a window from the core alone clips a bright structure's blurred edge and pulls the
+    # outline inward (a blurred synthetic tube: Dice 0.88 against 0.92).
+    data = stroke_window(plane[box].astype(np.float64), sub)
+    sp = np.asarray(spacing2, float)
+    walk = random_walker(data, seeds, beta=BETA, mode="bf", spacing=sp / sp.min())
+    lab, _ = ndimage.label(walk == 2)
+    ids = np.unique(lab[core])
+    out = np.zeros_like(mask)
+    out[box] = np.isin(lab, ids[ids > 0])
+    return out
 
 
 def _parts(prev: np.ndarray) -> list[np.ndarray]:
