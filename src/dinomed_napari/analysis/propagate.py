@@ -92,7 +92,7 @@ SIGMAS = (1.0, 2.5)
 #: rim per slice (CT liver 2,006 -> 1,477 pixels one slice from its annotation, against 1,937 true); the
 #: walker puts it on the edge instead. On the shared cases (random ViT-S) mean Dice 0.753 -> 0.782, the
 #: 40 untuned organ pairs 0.501 -> 0.550 and the magnified lesions 0.580 -> 0.609. A band of 1 gained
-#: less (0.758, window of the annotated slices); 3 leaked on MRI (spleen 2.4x); growing outward only, or
+#: less (0.758, window of the annotated slices), 3 too (0.763, organs 0.525); growing outward only, or
 #: background fixed where the model's probability is low, flooded or shrank. The walker sees the plane
 #: windowed around the region (see :func:`redraw_outline`): unwindowed, CT lost (0.749); windows 2 or 4
 #: times wider than the annotated slices' gave 0.764 and 0.757.
