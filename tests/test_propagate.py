@@ -263,3 +263,10 @@ def test_a_reached_slice_outline_is_redrawn_onto_the_edge():
     line[30, 10:40] = True  # no core to seed the walker: left as it is
     assert np.array_equal(redraw_outline(plane, line), line)
     assert np.array_equal(redraw_outline(plane, inside, band=0), inside)
+    # Nothing to walk on or from: the mask comes back as it was, not emptied or shrunk to its core.
+    full = np.ones_like(disk)
+    assert np.array_equal(redraw_outline(plane, full), full)
+    assert np.array_equal(redraw_outline(np.zeros_like(plane), inside), inside)
+    holed = plane.copy()
+    holed[30, 28] = np.nan
+    assert np.array_equal(redraw_outline(holed, inside), inside)
