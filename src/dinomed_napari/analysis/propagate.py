@@ -490,8 +490,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
                 if m is not None:
                     found |= m
                     prob = np.maximum(prob, p)
-            if EDGE_BAND:
-                found = redraw_outline(img(s), found, sp2)
+            found = redraw_outline(feats[s][1][..., 0], found, sp2)  # channel 0: the plane, already read
             if not found.any():
                 continue
             done[s] = ndimage.binary_fill_holes(found)
