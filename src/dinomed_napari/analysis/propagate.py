@@ -217,9 +217,7 @@ def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, backgrou
     for i, c in enumerate(fg_classes):
         region = np.zeros(plane.shape, bool)
         region[box] = walk == i + 2
-        lab, _ = ndimage.label(region)
-        ids = np.unique(lab[(scribbles == c) & region])
-        out[c] = np.isin(lab, ids[ids > 0])
+        out[c] = _touching(region, scribbles == c)
     return out
 
 
@@ -548,11 +546,16 @@ def redraw_outline(plane: np.ndarray, mask: np.ndarray, spacing2=(1.0, 1.0),
         return mask  # no edge to move onto (a flat plane; the walker would divide by its zero spread)
     sp = np.asarray(spacing2, float)
     walk = random_walker(data, seeds, beta=BETA, mode="bf", spacing=sp / sp.min())
-    lab, _ = ndimage.label(walk == 2)
-    ids = np.unique(lab[core])
     out = np.zeros_like(mask)
-    out[box] = np.isin(lab, ids[ids > 0])
+    out[box] = _touching(walk == 2, core)
     return out
+
+
+def _touching(region: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """The connected parts of ``region`` that contain a ``seeds`` pixel."""
+    lab, _ = ndimage.label(region)
+    ids = np.unique(lab[seeds & region])
+    return np.isin(lab, ids[ids > 0])
 
 
 def _parts(prev: np.ndarray) -> list[np.ndarray]:
@@ -580,9 +583,7 @@ def _step(part: np.ndarray, prev: np.ndarray, disk: np.ndarray, sources: list[np
         return None
     conf = float(np.abs(2 * p[allowed] - 1).mean())
     cand = (p > threshold) & allowed
-    lab, _ = ndimage.label(cand)
-    ids = np.unique(lab[part & cand])
-    m = np.isin(lab, ids[ids > 0])
+    m = _touching(cand, part)
     if not min_fraction * part.sum() <= m.sum() <= MAX_GROWTH * part.sum():
         return None, p, conf  # the structure ends here, or what follows is a neighbour
     # Another tissue: its intensity (channel 0 of the plane's features) is outside the structure's range
