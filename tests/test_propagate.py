@@ -150,6 +150,26 @@ def test_a_coarse_classifier_map_does_not_outline_a_structure_a_few_cells_wide()
     assert not np.array_equal(fine, plain)
 
 
+def test_an_annotated_slice_reads_the_classifier_channel_of_its_own_class():
+    """Class 3 painted alone on a slice of a volume where class 2 is painted elsewhere: the walker must
+    read class 3's channel of the volume's probabilities (it read the first channel, class 2's)."""
+    from dinomed_napari.analysis.propagate import annotated_masks
+
+    y, x = np.indices((64, 64))
+    disc = (y - 32) ** 2 + (x - 20) ** 2 < 8 ** 2
+    plane = np.full(disc.shape, 0.5, np.float32)  # no edges: the outline comes from the channel
+    band = np.abs(y - 32) < 2  # class 2: a thin band along the stroke
+    proba = np.stack([band.astype(np.float32), disc.astype(np.float32)], axis=-1)  # classes 2, 3
+    scr = np.zeros(disc.shape, np.uint8)
+    scr[32, 16:25] = 3
+    scr[4, 4:60] = scr[60, 4:60] = scr[4:60, 60] = 1
+    own = annotated_masks(plane, scr, (1.0, 1.0), 1, proba, cell=1.0, classes=[2, 3])[3]
+    assert dice(own, disc) > 0.9
+    # Given no order, the plane's painted classes are the channels: class 3 reads channel 0 (class 2's).
+    first = annotated_masks(plane, scr, (1.0, 1.0), 1, proba, cell=1.0)[3]
+    assert dice(first, disc) < 0.7
+
+
 def test_the_forest_channel_sharpens_an_outline_where_intensity_is_ambiguous():
     """A disc touching an equally bright slab that has its own background stroke: by intensity alone the
     walker's outline wanders around the contact; the scribbles' forest probability (a pixel-level

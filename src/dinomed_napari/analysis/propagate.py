@@ -148,7 +148,8 @@ def _box(mask: np.ndarray, spacing2: np.ndarray) -> tuple[slice, ...]:
 
 def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, background: int,
                     proba: np.ndarray | None = None, max_pixels: int = WALK_PIXELS,
-                    cell: float | None = None, pixel=None, hounsfield: bool = False) -> dict[int, np.ndarray]:
+                    cell: float | None = None, pixel=None, hounsfield: bool = False,
+                    classes=None) -> dict[int, np.ndarray]:
     """Full outline of each painted structure on one annotated plane.
 
     Parameters
@@ -174,6 +175,9 @@ def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, backgrou
     hounsfield : bool
         The plane is CT in Hounsfield units: the walker sees it windowed around the structures' strokes
         (:func:`stroke_window`).
+    classes : sequence of int, optional
+        The class of each ``proba`` channel (default: the classes painted on this plane, in order). A
+        class painted on other slices only still has its channel in a volume's ``proba``.
 
     Returns
     -------
@@ -200,7 +204,8 @@ def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, backgrou
     seeds[border & (seeds == 0)] = 1
     chans = [stroke_window(plane[box], np.isin(sub, fg_classes)) if hounsfield else plane[box]]
     if proba is not None:
-        chans += [proba[box][..., k] for k, c in enumerate(fg_classes) if _fine_enough(scribbles == c, cell)]
+        order = fg_classes if classes is None else [int(c) for c in classes]
+        chans += [proba[box][..., order.index(c)] for c in fg_classes if _fine_enough(scribbles == c, cell)]
     if pixel is not None:
         chans += [FOREST_WEIGHT * pixel(c, box)[box] for c in fg_classes]
     data = np.stack(chans, axis=-1).astype(np.float64)
@@ -377,7 +382,8 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
     background : int, optional
         Background class value (default: the class whose strokes span the largest in-plane box).
     proba : callable, optional
-        ``proba(index) -> (H, W, K)`` classifier probabilities of plane ``index`` along ``axis``, used
+        ``proba(index) -> (H, W, K)`` classifier probabilities of plane ``index`` along ``axis`` (one
+        channel per painted class other than the background, by increasing class value), used
         as extra channels of the annotated slices' walker.
     cell : float, optional
         Cell size (pixels) of the grid ``proba`` comes from (see :func:`annotated_masks`).
@@ -425,6 +431,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
                             f"(found classes {[int(v) for v in values]})")
     bg = background_of(scr) if background is None else int(background)  # scr is already axis-first
     annotated = tuple(s for s, v in painted.items() if (v != bg).any())
+    structures = [int(v) for v in values if v != bg]  # the classes of ``proba``'s channels, in order
     labels = np.full(scr.shape, bg, np.uint8 if values.max() < 256 else np.int32)
     confidence = np.full(n, np.nan)
     masks: dict[int, dict[int, np.ndarray]] = {}
@@ -433,7 +440,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
         # The forest's probability, read in the walker's box only.
         pix = None if extra is None else (lambda c, box, s=s: extra(s, c, box)[..., 0])
         for c, m in annotated_masks(img(s), scr[s], sp2, bg, p, cell=cell, pixel=pix,
-                                    hounsfield=hounsfield).items():
+                                    hounsfield=hounsfield, classes=structures).items():
             if one_object and several_regions(m):
                 return None
             masks.setdefault(c, {})[s] = m

@@ -405,7 +405,8 @@ class ScribbleSegmenter:
         out = np.full(labels.shape, bg, labels.dtype)
         for c, mask in annotated_masks(slice_of(self.image, axis, index), scr, spacing, bg,
                                        proba[..., keep], max_pixels=PREVIEW_PIXELS,
-                                       cell=self._cell(axis), hounsfield=self.hounsfield).items():
+                                       cell=self._cell(axis), hounsfield=self.hounsfield,
+                                       classes=self.classes_[keep]).items():
             if self.spatial == "auto" and several_regions(mask):
                 return labels  # several objects: the volume is the classifier's too (see predict)
             out[mask] = c
