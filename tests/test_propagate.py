@@ -170,6 +170,58 @@ def test_an_annotated_slice_reads_the_classifier_channel_of_its_own_class():
     assert dice(first, disc) < 0.7
 
 
+def fading_tube():
+    """A bright tube along z whose intensity matches its surroundings from z = 8 on (as a tumour's edge
+    fades in a series), painted on z = 2, and a classifier that still sees it there (0.4 inside, 0.05
+    outside; 1 inside on the slice its strokes trained it on)."""
+    rng = np.random.default_rng(0)
+    z, y, x = np.indices((16, 48, 48))
+    tube = (y - 24) ** 2 + (x - 20) ** 2 < 7 ** 2
+    image = (0.6 * tube + 0.2 + rng.normal(0, 0.05, tube.shape)).astype(np.float32)
+    image[8:] = 0.5 + rng.normal(0, 0.05, image[8:].shape)
+    scr = np.zeros(tube.shape, np.uint8)
+    scr[2, 24, 15:26] = 2
+    scr[2, 4, 4:44] = scr[2, 44, 4:44] = scr[2, 4:44, 4] = 1
+
+    def proba(s):
+        return np.where(tube[s], 1.0 if s == 2 else 0.4, 0.05).astype(np.float32)[..., None]
+
+    return image, scr, tube, proba
+
+
+def test_the_classifier_carries_the_walk_where_intensity_no_longer_tells(monkeypatch):
+    import dinomed_napari.analysis.propagate as walk
+
+    image, scr, tube, proba = fading_tube()
+    seen = walk.propagate(image, scr, (2.0, 1.0, 1.0), proba=proba, cell=1.0).labels == 2
+    monkeypatch.setattr(walk, "STEP_CLASSIFIER", False)
+    blind = walk.propagate(image, scr, (2.0, 1.0, 1.0), proba=proba, cell=1.0).labels == 2
+    # Measured: Dice 0.905 past z = 8 with the classifier's channel, 0.205 by intensity alone.
+    assert dice(seen[:8], tube[:8]) > 0.95 and dice(seen[8:], tube[8:]) > 0.85
+    assert dice(blind[8:], tube[8:]) < 0.5
+
+
+def test_a_step_from_an_annotated_slice_goes_without_the_classifier(monkeypatch):
+    """The classifier was fitted on the annotated slices' strokes: the step from one of them trains
+    without its channel; every later step reads it."""
+    import dinomed_napari.analysis.propagate as walk
+
+    image, scr, _, proba = fading_tube()
+    widths = []
+    step = walk._step
+
+    def spy(part, prev, disk, sources, *args):
+        widths.append(sources[0].shape[-1])
+        return step(part, prev, disk, sources, *args)
+
+    monkeypatch.setattr(walk, "_step", spy)
+    walk.propagate(image, scr, (2.0, 1.0, 1.0), proba=proba, cell=1.0)
+    plain = 1 + len(walk.SIGMAS)  # the plane and its smoothings
+    # The first steps are z = 1 and z = 3 (nearest the annotated z = 2), then outward.
+    assert widths[:2] == [plain, plain] and set(widths[2:]) == {plain + 1}
+    assert len(widths) == 15
+
+
 def test_the_forest_channel_sharpens_an_outline_where_intensity_is_ambiguous():
     """A disc touching an equally bright slab that has its own background stroke: by intensity alone the
     walker's outline wanders around the contact; the scribbles' forest probability (a pixel-level
