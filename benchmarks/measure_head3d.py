@@ -99,19 +99,12 @@ def upsample(prob: np.ndarray, shape) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    from sweep_walk import case_features
+    from sweep_walk import default_pairs
 
     from dinomed_napari.analysis.cleanup import clean_labels
     from dinomed_napari.analysis.propagate import annotated_masks
     from dinomed_napari.analysis.sampling import normalise_image
-    from dinomed_napari.analysis.segment import ScribbleSegmenter
-    from dinomed_napari.bench.cases import load_case, read_config
-    from dinomed_napari.bench.protocols.fewclick3d import (
-        not_one_structure,
-        score_row,
-        segment_default,
-        structure_scribble_sets,
-    )
+    from dinomed_napari.bench.protocols.fewclick3d import score_row
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("config", help="a bench config with fewclick3d cases (e.g. fewclick3d_shared.yaml)")
@@ -122,45 +115,36 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     keep = Path(args.keep)
     keep.mkdir(parents=True, exist_ok=True)
-    cfg = read_config(Path(args.config))
     rows = {"default": [], "strokes": [], "outlines": []}
     seconds = []
-    for case in cfg["cases"]:
-        lc = load_case(case)
-        labels = [(k, lab) for k, lab in enumerate(lc.labels, start=1)
-                  if not not_one_structure(lc.truth == k, 0)]
-        if not labels:
-            continue
-        fv = case_features(lc, keep, args.seed)
-        norm = np.asarray(normalise_image(np.asarray(lc.volume.data, np.float32))[0], np.float32)
-        x = grid_stack(fv, norm, args.dims, args.seed)
-        seg = ScribbleSegmenter(intensity="filters")
-        for k, lab in labels:
-            truth = lc.truth == k
-            for scr in structure_scribble_sets(truth, cfg.get("slices", [1, 2, 3, 5]), 0, args.seed):
-                pred, _ = segment_default(seg, fv, lc, scr.labels)
-                out = {"default": pred}
-                fg, bg = to_grid(scr.labels == 2, fv.grid), to_grid(scr.labels == 1, fv.grid)
-                strokes = np.where(fg > 0, 2, np.where(bg > 0, 1, 0))
-                outline = np.zeros(truth.shape, bool)
-                for s in scr.slices:
-                    outline[s] = annotated_masks(norm[s], scr.labels[s], lc.spacing[1:], 1,
-                                                 hounsfield=seg.hounsfield).get(2, outline[s])
-                cover = to_grid(outline, fv.grid)
-                outlines = np.zeros(cover.shape, np.int64)
-                outlines[list(scr.slices)] = np.where(cover[list(scr.slices)] >= 0.5, 2, 1)
-                for name, target in (("strokes", strokes), ("outlines", outlines)):
-                    t0 = time.perf_counter()
-                    prob = upsample(train_head(x, target, args.steps, args.seed), truth.shape)
-                    seconds.append(time.perf_counter() - t0)
-                    lab_vol = np.where(prob > 0.5, 2, 1).astype(np.uint8)
-                    out[name] = clean_labels(lab_vol, scr.labels) == 2
-                line = []
-                for name, m in out.items():
-                    row = score_row(m, truth, lc, scr.slices, 0, name, lab, k, 0.0)
-                    rows[name].append(row["dice"])
-                    line.append(f"{name} {row['dice']:.3f} ({row['volume_ratio']:.2f}x)")
-                print(f"{case.name} label {lab} k={len(scr.slices)}: " + ", ".join(line), flush=True)
+    inputs = {}  # per case: its normalised image and the head's input stack
+    for lc, fv, seg, k, lab, truth, scr, pred in default_pairs(Path(args.config), keep, args.seed):
+        if lc.case.name not in inputs:
+            norm = np.asarray(normalise_image(np.asarray(lc.volume.data, np.float32))[0], np.float32)
+            inputs = {lc.case.name: (norm, grid_stack(fv, norm, args.dims, args.seed))}
+        norm, x = inputs[lc.case.name]
+        out = {"default": pred}
+        fg, bg = to_grid(scr.labels == 2, fv.grid), to_grid(scr.labels == 1, fv.grid)
+        strokes = np.where(fg > 0, 2, np.where(bg > 0, 1, 0))
+        outline = np.zeros(truth.shape, bool)
+        for s in scr.slices:
+            outline[s] = annotated_masks(norm[s], scr.labels[s], lc.spacing[1:], 1,
+                                         hounsfield=seg.hounsfield).get(2, outline[s])
+        cover = to_grid(outline, fv.grid)
+        outlines = np.zeros(cover.shape, np.int64)
+        outlines[list(scr.slices)] = np.where(cover[list(scr.slices)] >= 0.5, 2, 1)
+        for name, target in (("strokes", strokes), ("outlines", outlines)):
+            t0 = time.perf_counter()
+            prob = upsample(train_head(x, target, args.steps, args.seed), truth.shape)
+            seconds.append(time.perf_counter() - t0)
+            lab_vol = np.where(prob > 0.5, 2, 1).astype(np.uint8)
+            out[name] = clean_labels(lab_vol, scr.labels) == 2
+        line = []
+        for name, m in out.items():
+            row = score_row(m, truth, lc, scr.slices, 0, name, lab, k, 0.0)
+            rows[name].append(row["dice"])
+            line.append(f"{name} {row['dice']:.3f} ({row['volume_ratio']:.2f}x)")
+        print(f"{lc.case.name} label {lab} k={len(scr.slices)}: " + ", ".join(line), flush=True)
     print(f"head fit + predict: median {np.median(seconds):.1f} s")
     print(f"head3d: {len(rows['default'])} pairs, default {np.mean(rows['default']):.4f}, "
           f"strokes {np.mean(rows['strokes']):.4f}, outlines {np.mean(rows['outlines']):.4f}")

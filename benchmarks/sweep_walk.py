@@ -66,15 +66,37 @@ def set_constants(pairs: list[str]) -> str:
     return ", ".join(pairs) or "defaults"
 
 
-def main(argv=None) -> int:
+def default_pairs(config: Path, keep: Path, seed: int):
+    """Every few-click pair of a fewclick3d config one structure's clicks can describe, with the default's
+    result: yields ``(lc, fv, seg, k, label, truth, scribbles, prediction)`` per case, label and k."""
     from dinomed_napari.analysis.segment import ScribbleSegmenter
     from dinomed_napari.bench.cases import load_case, read_config
     from dinomed_napari.bench.protocols.fewclick3d import (
         not_one_structure,
-        score_row,
         segment_default,
         structure_scribble_sets,
     )
+
+    cfg = read_config(config)
+    slices = cfg.get("slices", [1, 2, 3, 5])
+    for case in cfg["cases"]:
+        lc = load_case(case)
+        # Labels one structure's clicks can describe (EM cells cannot): no features for a case without one.
+        labels = [(k, lab) for k, lab in enumerate(lc.labels, start=1)
+                  if not not_one_structure(lc.truth == k, 0)]
+        if not labels:
+            continue
+        fv = case_features(lc, keep, seed)
+        seg = ScribbleSegmenter(intensity="filters")
+        for k, lab in labels:
+            truth = lc.truth == k
+            for scr in structure_scribble_sets(truth, slices, 0, seed):
+                pred, _ = segment_default(seg, fv, lc, scr.labels)
+                yield lc, fv, seg, k, lab, truth, scr, pred
+
+
+def main(argv=None) -> int:
+    from dinomed_napari.bench.protocols.fewclick3d import score_row
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("config", help="a bench config with fewclick3d cases (e.g. fewclick3d_shared.yaml)")
@@ -87,27 +109,13 @@ def main(argv=None) -> int:
     label = set_constants(args.set)
     keep = Path(args.keep)
     keep.mkdir(parents=True, exist_ok=True)
-    cfg = read_config(Path(args.config))
-    slices = cfg.get("slices", [1, 2, 3, 5])
     dice, over = [], 0
-    for case in cfg["cases"]:
-        lc = load_case(case)
-        # Labels one structure's clicks can describe (EM cells cannot): no features for a case without one.
-        labels = [(k, lab) for k, lab in enumerate(lc.labels, start=1)
-                  if not not_one_structure(lc.truth == k, 0)]
-        if not labels:
-            continue
-        fv = case_features(lc, keep, args.seed)
-        seg = ScribbleSegmenter(intensity="filters")
-        for k, lab in labels:
-            truth = lc.truth == k
-            for scr in structure_scribble_sets(truth, slices, 0, args.seed):
-                pred, _ = segment_default(seg, fv, lc, scr.labels)
-                row = score_row(pred, truth, lc, scr.slices, 0, "default", lab, k, 0.0)
-                dice.append(row["dice"])
-                over += row["volume_ratio"] > 2
-                print(f"{case.name} label {lab} k={len(scr.slices)}: Dice {row['dice']:.3f}, "
-                      f"volume {row['volume_ratio']:.2f}x", flush=True)
+    for lc, _, _, k, lab, truth, scr, pred in default_pairs(Path(args.config), keep, args.seed):
+        row = score_row(pred, truth, lc, scr.slices, 0, "default", lab, k, 0.0)
+        dice.append(row["dice"])
+        over += row["volume_ratio"] > 2
+        print(f"{lc.case.name} label {lab} k={len(scr.slices)}: Dice {row['dice']:.3f}, "
+              f"volume {row['volume_ratio']:.2f}x", flush=True)
     print(f"{label}: {len(dice)} pairs, mean Dice {np.mean(dice):.4f}, over 2x {over}")
     return 0
 
