@@ -394,7 +394,8 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
     proba : callable, optional
         ``proba(index) -> (H, W, K)`` classifier probabilities of plane ``index`` along ``axis`` (one
         channel per painted class other than the background, by increasing class value), used
-        as extra channels of the annotated slices' walker.
+        as extra channels of the annotated slices' walker and as an input of the steps past the first
+        (``STEP_CLASSIFIER``).
     cell : float, optional
         Cell size (pixels) of the grid ``proba`` comes from (see :func:`annotated_masks`).
     max_angle : float
