@@ -538,7 +538,8 @@ def redraw_outline(plane: np.ndarray, mask: np.ndarray, spacing2=(1.0, 1.0),
     Parameters
     ----------
     plane : (H, W) float
-        Normalised image (about [0, 1]); windowed around the mask's core.
+        Normalised image (about [0, 1]); the walker sees it windowed around the mask's intensities
+        (:func:`stroke_window`).
     mask : (H, W) bool
         A region whose boundary is roughly right (within ``band`` pixels).
     spacing2 : (2,) float
