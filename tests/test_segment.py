@@ -94,10 +94,12 @@ def test_one_more_stroke_samples_only_its_voxels_and_warm_starts(case):
     seg.fit(fv, scr.labels)
     assert sorted(set(fv.reads)) == sorted(scr.slices)
     fv.reads.clear()
+    model = seg.models[0]
     more = scr.labels.copy()
     more[9, 14:18, 12:16] = 2  # one more stroke on an unannotated slice, inside the ball
     seg.fit(fv, more)
     assert fv.reads == [9]  # only the new stroke's slice was read
+    assert seg.models[0] is model  # refitted from its last solution
     fresh = ScribbleSegmenter().fit(base, more)
     # Warm start + kept standardisation statistics: the same model up to the optimiser's tolerance.
     a, b = seg.predict(9), fresh.predict(9)
@@ -105,6 +107,27 @@ def test_one_more_stroke_samples_only_its_voxels_and_warm_starts(case):
     # Erasing voxels drops them from the training set.
     seg.fit(fv, scr.labels)
     assert len(seg.samples[0][1]) == np.count_nonzero(scr.labels)
+
+
+def test_a_refit_on_other_scribbles_does_not_start_from_the_last_ones(case):
+    """Strokes of another structure, or strokes erased: the result is the fit of these scribbles alone,
+    whatever was painted before (a warm start from another solution stops the solver elsewhere)."""
+    lab, scr, image = case
+    fv = synthetic_features(lab, noise=0.8)
+    other = simulate_scribbles(lab, n_slices=3, strokes_per_class=2, seed=5).labels
+    seg = ScribbleSegmenter(intensity="filters").fit(fv, scr.labels, image=image)
+    first = seg.models[0]
+    seg.fit(fv, other, image=image)
+    fresh = ScribbleSegmenter(intensity="filters").fit(fv, other, image=image)
+    assert seg.models[0] is not first
+    np.testing.assert_allclose(seg.models[0].weights, fresh.models[0].weights, rtol=1e-3, atol=1e-4)
+    np.testing.assert_array_equal(seg.predict(9).labels, fresh.predict(9).labels)
+    erased = other.copy()
+    erased[erased == 2] = 0  # class 2's strokes erased: a cold fit again
+    erased[other.nonzero()[0][0], 0, 0] = 2
+    before = seg.models[0]
+    seg.fit(fv, erased, image=image)
+    assert seg.models[0] is not before
 
 
 def test_cleanup_keeps_only_scribbled_components():

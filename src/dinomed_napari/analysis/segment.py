@@ -71,6 +71,18 @@ def as_feature_dict(features) -> dict[int, FeatureVolume]:
     return dict(sorted(fvs.items()))
 
 
+def keeps_voxels(flat_before: np.ndarray, values_before: np.ndarray, flat: np.ndarray,
+                 values: np.ndarray) -> bool:
+    """Whether scribbled voxels ``flat`` (sorted flat indices) with classes ``values`` keep every voxel of
+    ``flat_before`` with its class ``values_before``: strokes were only added."""
+    if len(flat_before) > len(flat):
+        return False
+    if len(flat_before) == 0:
+        return True
+    pos = np.minimum(np.searchsorted(flat, flat_before), len(flat) - 1)
+    return bool(np.array_equal(flat[pos], flat_before) and np.array_equal(values[pos], values_before))
+
+
 def scribble_points(scribbles, volume_shape) -> tuple[np.ndarray, np.ndarray]:
     """(flat voxel index sorted, class values) from a label volume or a ``(points_zyx, values)`` pair."""
     if isinstance(scribbles, tuple):
@@ -148,6 +160,7 @@ class ScribbleSegmenter:
         self.scribbles = None
         self.samples: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._caches: dict[int, SampleCache] = {}
+        self._last_fit: tuple | None = None  # (features and image, scribbled voxels, their classes)
         self._pixel: dict[int, PixelTerm] = {}
         self._volume_scores: dict[int, np.ndarray] = {}
 
@@ -192,6 +205,11 @@ class ScribbleSegmenter:
             raise ScribbleError("spatial='propagate' needs the scribbles as a (Z, Y, X) label volume, "
                                 "not points")
         self._volume_scores.clear()
+        inputs = (tuple((a, id(fv.data), fv.key) for a, fv in fvs.items()), id(self._raw_image))
+        # A refit starts from the last solution only when it adds strokes to the same scribbles: the
+        # solver stops early there, and from another structure's solution it would stop elsewhere.
+        extends = self._last_fit is not None and self._last_fit[0] == inputs and \
+            keeps_voxels(self._last_fit[1], self._last_fit[2], flat, values)
         for axis, fv in fvs.items():
             source = (id(fv.data), fv.key, shape)
             if axis not in self._caches or self._caches[axis].source != source:
@@ -206,10 +224,11 @@ class ScribbleSegmenter:
                                             self._pixel_term(axis).cache)
                 X = np.concatenate([X, pix], axis=1)
             model = self.models.get(axis)
-            if model is None or model.linear != (self.kind == "linear"):
+            if model is None or model.linear != (self.kind == "linear") or not extends:
                 model = make_classifier(self.kind, seed=self.seed, **self.options)
             self.models[axis] = model.fit(X, y)
             self.samples[axis] = (X, y)
+        self._last_fit = (inputs, flat, values)
         return self
 
     def _set_image(self, image, shape) -> None:
