@@ -105,7 +105,10 @@ EDGE_BAND = 2
 #: Dice 0.7818 -> 0.7897 (aorta k=3 / k=5 +0.06 / +0.13, CT spleen k=2 +0.02), the 40 untuned organ
 #: pairs 0.5500 -> 0.5559, the magnified lesions 0.609 -> 0.618. Only for structures wide enough for the
 #: classifier's grid (as ``MIN_CELLS``): 0.7950 but organs 0.5334 (without the first-step rule) or 0.7896 /
-#: 0.5503; with every step reading it: 0.7800 (brain lesion k=1 0.60 -> 0.34).
+#: 0.5503; with every step reading it: 0.7800 (brain lesion k=1 0.60 -> 0.34). Those runs fitted each
+#: pair's classifier warm from the previous pair's; fitted cold (f731f0b) the shared pairs read 0.7768 ->
+#: 0.7814 with it, the organs 0.5483 -> 0.5403 and the demo's crops 0.848 -> 0.838: kept for the lesions,
+#: whose fits were always cold, and the shared cases.
 STEP_CLASSIFIER = True
 
 
