@@ -460,12 +460,18 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
             masks.setdefault(c, {})[s] = m
         confidence[s] = 1.0
     classifier = proba is not None and STEP_CLASSIFIER
+    planes: dict[int, np.ndarray] = {}  # the classifier's probability of the planes the walk still reads
 
     def inputs(t: int, c: int, box) -> np.ndarray | None:
         """The step model's inputs beyond intensity on plane ``t``: the forest's, then the classifier's."""
         chans = [] if extra is None else [extra(t, c, box)]
         if classifier:
-            chans.append(proba(t)[..., [structures.index(c)]])
+            if t in masks[c]:  # a step from an annotated plane drops this channel: never computed there
+                chans.append(np.zeros((*scr.shape[1:], 1), np.float32))
+            else:  # once per plane, though a grown box recomputes the forest's channel
+                if t not in planes:
+                    planes[t] = proba(t)[..., [structures.index(c)]]
+                chans.append(planes[t])
         return np.concatenate(chans, axis=-1).astype(np.float32) if chans else None
 
     # Winning probability where classes compete; one structure competes with nobody (no volume kept).
@@ -477,6 +483,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
     for c, seeds in masks.items():
         done = dict(seeds)
         feats: dict[int, tuple] = {}  # each plane's (box, features): a target first, then a source
+        planes.clear()  # another structure, another channel
 
         # The structure's own intensity range on its annotated slices: a walk that drifts out of it has
         # left the structure (it follows whatever neighbour looks locally different from its ring).
@@ -491,6 +498,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
                 progress(step, total)
             for t in [t for t in feats if dist[t] < dist[s] - 1]:
                 del feats[t]  # steps go outward: planes two steps behind are never read again
+                planes.pop(t, None)
             srcs = [t for t in (s - 1, s + 1) if 0 <= t < n and dist[t] < dist[s] and done.get(t) is not None
                     and done[t].any()]
             if not srcs:
