@@ -205,13 +205,14 @@ class ScribbleSegmenter:
             raise ScribbleError("spatial='propagate' needs the scribbles as a (Z, Y, X) label volume, "
                                 "not points")
         self._volume_scores.clear()
-        inputs = (tuple((a, id(fv.data), fv.key) for a, fv in fvs.items()), id(self._raw_image))
+        sources = {axis: (id(fv.data), fv.key, shape) for axis, fv in fvs.items()}
+        inputs = (sources, id(self._raw_image))
         # A refit starts from the last solution only when it adds strokes to the same scribbles: the
         # solver stops early there, and from another structure's solution it would stop elsewhere.
         extends = self._last_fit is not None and self._last_fit[0] == inputs and \
             keeps_voxels(self._last_fit[1], self._last_fit[2], flat, values)
         for axis, fv in fvs.items():
-            source = (id(fv.data), fv.key, shape)
+            source = sources[axis]
             if axis not in self._caches or self._caches[axis].source != source:
                 self._caches[axis] = SampleCache(source)  # other features: cached samples are stale
             X, row_flat = self._caches[axis].update(flat, lambda new, fv=fv: sample_features(
