@@ -138,16 +138,19 @@ def test_a_coarse_classifier_map_does_not_outline_a_structure_a_few_cells_wide()
     enough for the structure, and is ignored when the structure spans only a few of its cells."""
     from dinomed_napari.analysis.propagate import annotated_masks
 
-    image, a, _ = two_blobs()
-    plane, truth = image[8] / 100.0, a[8]
+    _, a, _ = two_blobs()
+    truth = a[8]
+    # A faint blob (half two_blobs' contrast, same noise): the channel, at half the image's weight, counts.
+    plane = (50.0 * truth + np.random.default_rng(1).normal(0, 12, truth.shape)).astype(np.float32) / 100
     scr = structure_scribbles(a, n_slices=1, slices=[8], seed=0).labels[8]
     # A speckled map (as a classifier on a grid too coarse for the structure is, at its scale).
     wrong = (np.random.default_rng(0).random(plane.shape + (1,)) > 0.5).astype(np.float32)
     plain = annotated_masks(plane, scr, (1.0, 1.0), 1)[2]
     fine = annotated_masks(plane, scr, (1.0, 1.0), 1, wrong, cell=1.0)[2]
     coarse = annotated_masks(plane, scr, (1.0, 1.0), 1, wrong, cell=16.0)[2]
-    assert np.array_equal(coarse, plain) and dice(plain, truth) > 0.85
-    assert not np.array_equal(fine, plain)
+    assert np.array_equal(coarse, plain) and dice(plain, truth) > 0.95  # measured 0.995
+    # Measured 0.918 (0.78-0.92 over six noise draws, while plain read 0.99-1.0): the channel was read.
+    assert dice(fine, truth) < dice(plain, truth) - 0.03
 
 
 def test_an_annotated_slice_reads_the_classifier_channel_of_its_own_class():

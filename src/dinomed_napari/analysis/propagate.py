@@ -43,6 +43,15 @@ PREVIEW_PIXELS = 6_000
 #: at least this many cells of its grid: smaller ones are a few patches wide, where the coarse map blurs
 #: the outline (on the shared cases it helped the liver, spleen and aorta, and hurt the lesions and kidneys).
 MIN_CELLS = 5.0
+#: Weight of that probability as a walker channel (the image's is 1). The map is blocky (one value per
+#: patch, mostly near 0 or 1), so at full weight its patch borders act as edges as strong as the image's:
+#: on the shared CTA (random ViT-S) the arch's outline took in the superior vena cava beside it, whose
+#: patches the classifier calls aorta, and the walk then lost the aorta (k=1 / k=5: 0.44 / 0.47). At 0.5
+#: they read 0.65 / 0.74; shared mean 0.7814 -> 0.7941, the 40 untuned organ pairs 0.5403 -> 0.5439 (over
+#: 2x 12 -> 14), the magnified lesions 0.618 -> 0.619, the demo's crops unchanged (too coarse a grid for
+#: the channel). 0.25 read the same as 0.5 (0.7944 / 0.5441), 0.75 as 1 (0.7803 / 0.5421); without the
+#: channel 0.7940 / 0.5460.
+CLASSIFIER_WEIGHT = 0.5
 #: The walk stops on a slice whose region's median intensity is outside these percentiles of the
 #: structure's intensities on its annotated slices, when the forest also rejects it.
 STOP_PERCENTILE = 10.0
@@ -176,7 +185,7 @@ def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, backgrou
     background : int
         Class value of the background.
     proba : (H, W, F), optional
-        Extra channels for the walker (e.g. the classifier's probabilities).
+        Extra channels for the walker (e.g. the classifier's probabilities), at ``CLASSIFIER_WEIGHT``.
     max_pixels : int
         Boxes larger than this are walked on a pooled grid (cost grows faster than the pixel count).
     cell : float, optional
@@ -218,7 +227,8 @@ def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, backgrou
     chans = [stroke_window(plane[box], np.isin(sub, fg_classes)) if hounsfield else plane[box]]
     if proba is not None:
         order = fg_classes if classes is None else [int(c) for c in classes]
-        chans += [proba[box][..., order.index(c)] for c in fg_classes if _fine_enough(scribbles == c, cell)]
+        chans += [CLASSIFIER_WEIGHT * proba[box][..., order.index(c)] for c in fg_classes
+                  if _fine_enough(scribbles == c, cell)]
     if pixel is not None:
         chans += [FOREST_WEIGHT * pixel(c, box)[box] for c in fg_classes]
     data = np.stack(chans, axis=-1).astype(np.float64)
