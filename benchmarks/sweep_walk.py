@@ -6,7 +6,8 @@ random draws apart), so a sweep of the walk (``dinomed_napari.analysis.propagate
 ``fewclick3d`` protocol's default rows only (the same strokes, Dice on the unannotated slices, predicted /
 true volume), with the bench's seeded random ViT-S (at 512 unless ``--resolution``), and keeps each
 case's features in ``--keep`` (one ``.npy`` per case and resolution, read back only when its shape
-matches the case and the model's patch grid, with the case's window as the bench's features have it).
+matches the case and the model's patch grid, with the case's window as the bench's features have it; the
+file's name carries a hash of the image path and the window).
 
 Run (``demo`` instead of a config: the bundled crops of ``bench --demo``, at its 64 or 128 px)::
 
@@ -19,6 +20,8 @@ The last line reads ``<settings>: N pairs, mean Dice D, over 2x V``.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import tempfile
 from pathlib import Path
 
@@ -34,7 +37,11 @@ def case_features(lc, keep: Path, seed: int, resolution: int = 512):
     from dinomed_napari.features.volume import FeatureVolume
     from dinomed_napari.io.atomic import atomic_output
 
-    path = keep / f"{lc.case.name}_S_random{seed}_{resolution}.npy"
+    # The window (and the image) name the file: a config that windows a case otherwise would read
+    # features made under another window.
+    prep = prep_for(lc.case, resolution).key(lc.volume)
+    tag = hashlib.sha256(json.dumps([str(lc.case.image), prep], sort_keys=True).encode()).hexdigest()[:10]
+    path = keep / f"{lc.case.name}_S_random{seed}_{resolution}_{tag}.npy"
     n_slices = lc.volume.data.shape[0]
     if path.is_file():
         try:
@@ -44,7 +51,6 @@ def case_features(lc, keep: Path, seed: int, resolution: int = 512):
         else:
             if data.ndim == 4 and data.shape[0] == n_slices and data.shape[-1] == 384:
                 # The window goes with them, as with the bench's features (the segmenter reads it).
-                prep = prep_for(lc.case, resolution).key(lc.volume)
                 return FeatureVolume(data, 0, tuple(lc.volume.data.shape), "vit_small_patch16_dinov3",
                                      "random", resolution, extra={"prep": prep})
             print(f"{path}: shape {data.shape} does not fit {n_slices} slices of ViT-S features; recomputing")
