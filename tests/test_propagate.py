@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from analysis_helpers import dice, synthetic_features
 
-from dinomed_napari.analysis.propagate import propagate, redraw_outline, strokes_localized
+from dinomed_napari.analysis.propagate import propagate, redraw_outline, rein_outliers, strokes_localized
 from dinomed_napari.analysis.sampling import NormalisedImage, normalise_image
 from dinomed_napari.analysis.segment import ScribbleSegmenter
 from dinomed_napari.bench.scribbles import structure_scribbles
@@ -368,3 +368,21 @@ def test_an_annotated_outline_that_floods_a_neighbour_is_cut_back_to_the_others(
     flooded = propagate(image, scr, (3.0, 1.0, 1.0)).labels == 2
     assert np.count_nonzero(flooded[5] & slab[5]) > 0.9 * slab[5].sum()
     assert np.count_nonzero(flooded[5]) > 2 * np.count_nonzero(pred[4])
+
+
+def test_an_outline_is_compared_with_the_annotated_outlines_near_it_only():
+    """A cone's tip painted on slices 1 and 2 and its base on slice 10: the base is five times larger
+    and still right (no annotated outline near it); the same base between two tips is cut."""
+    y, x = np.indices((64, 64))
+
+    def disk(r):
+        return (y - 32) ** 2 + (x - 32) ** 2 <= r * r
+
+    strokes = {s: (y == 32) & (np.abs(x - 32) <= 2) for s in (1, 2, 10)}
+    apart = {1: disk(4), 2: disk(5), 10: disk(12)}
+    assert rein_outliers(apart, strokes, radius=2) == []
+    assert np.array_equal(apart[10], disk(12))
+    near = {1: disk(4), 2: disk(12), 3: disk(5)}
+    assert rein_outliers(near, {s: strokes[1] for s in near}, radius=2) == [2]
+    # Cut to the nearest tip's outline grown by the step's 2 pixels.
+    assert not (disk(4) & ~near[2]).any() and not (near[2] & ~disk(7)).any()
