@@ -90,8 +90,8 @@ FOREST_WEIGHT = 0.25
 MAX_GROWTH = 1.3
 #: A class's outline on an annotated slice over this many times the median of its outlines on annotated
 #: slices at most ``NEAR_SLICES`` away (for a class annotated on three slices or more) has flooded a
-#: look-alike neighbour: it is cut to the nearest other annotated outline, grown by the walk's reach per
-#: slice between them (:func:`rein_outliers`). On the 40 untuned organ pairs (random ViT-S) mean Dice
+#: look-alike neighbour: it is cut to the nearest of those that did not flood, grown by the walk's reach
+#: per slice between them (:func:`rein_outliers`). On the 40 untuned organ pairs (random ViT-S) mean Dice
 #: 0.5439 -> 0.5549 and pairs over 2x the true volume 14 -> 11 (CT label 7 at k=3 11.2x -> 1.4x, CT label
 #: 64 3.7x -> 0.5x, MRI label 20 4.5x -> 1.6x); the shared cases, the demo's crops and the magnified
 #: lesions unchanged. 1.5 read the same, 3 caught one. Compared with all the class's other outlines, the
@@ -592,13 +592,16 @@ def rein_outliers(outlines: dict[int, np.ndarray], strokes: dict[int, np.ndarray
         return bool(near) and sizes[s] > OUTLIER_OUTLINE * np.median(near)
 
     flagged = [s for s in outlines if outlier(s)]
+    cut = []
     for s in flagged:
-        ref = min((t for t in outlines if t not in flagged), key=lambda t: abs(t - s), default=None)
-        if ref is None:
-            continue
-        reach = ndimage.binary_dilation(outlines[ref], _disk(radius * abs(ref - s)))
+        near = [t for t in outlines if t not in flagged and abs(t - s) <= NEAR_SLICES]
+        if not near:
+            continue  # its near neighbours flooded too: nothing to cut it back to
+        ref = min(near, key=lambda t: abs(t - s))
+        reach = ndimage.distance_transform_edt(~outlines[ref]) <= radius * abs(ref - s)
         outlines[s] = _touching(outlines[s] & reach, strokes[s]) | strokes[s]
-    return flagged
+        cut.append(s)
+    return cut
 
 
 def redraw_outline(plane: np.ndarray, mask: np.ndarray, spacing2=(1.0, 1.0),
