@@ -585,19 +585,16 @@ def rein_outliers(outlines: dict[int, np.ndarray], strokes: dict[int, np.ndarray
     if OUTLIER_OUTLINE <= 0 or len(outlines) < 3:
         return []
     sizes = {s: int(m.sum()) for s, m in outlines.items()}
-
-    def outlier(s: int) -> bool:
-        # Compared with the outlines a few slices away only: a structure's area changes along its axis.
-        near = [v for t, v in sizes.items() if t != s and abs(t - s) <= NEAR_SLICES]
-        return bool(near) and sizes[s] > OUTLIER_OUTLINE * np.median(near)
-
-    flagged = [s for s in outlines if outlier(s)]
+    # Compared with the outlines a few slices away only: a structure's area changes along its axis.
+    near = {s: [t for t in outlines if t != s and abs(t - s) <= NEAR_SLICES] for s in outlines}
+    flagged = [s for s in outlines
+               if near[s] and sizes[s] > OUTLIER_OUTLINE * np.median([sizes[t] for t in near[s]])]
     cut = []
     for s in flagged:
-        near = [t for t in outlines if t not in flagged and abs(t - s) <= NEAR_SLICES]
-        if not near:
+        refs = [t for t in near[s] if t not in flagged]
+        if not refs:
             continue  # its near neighbours flooded too: nothing to cut it back to
-        ref = min(near, key=lambda t: abs(t - s))
+        ref = min(refs, key=lambda t: abs(t - s))
         reach = ndimage.distance_transform_edt(~outlines[ref]) <= radius * abs(ref - s)
         outlines[s] = _touching(outlines[s] & reach, strokes[s]) | strokes[s]
         cut.append(s)
