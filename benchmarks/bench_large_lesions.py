@@ -28,10 +28,9 @@ import numpy as np
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def magnified(image: np.ndarray, mask: np.ndarray, spacing, factor: float, half_mm=(20.0, 30.0, 30.0),
-              level: float = 0.5):
-    """A crop around ``mask`` magnified ``factor`` times (same spacing: the structure grows); the mask,
-    interpolated like the image, is cut at ``level``."""
+def magnified(image: np.ndarray, mask: np.ndarray, spacing, factor: float, half_mm=(20.0, 30.0, 30.0)):
+    """A crop around ``mask`` magnified ``factor`` times (same spacing: the structure grows): the image and
+    the mask's fraction in each voxel (interpolated like the image; cut it at a level for a mask)."""
     from scipy import ndimage
 
     sp = np.asarray(spacing, float)
@@ -42,7 +41,7 @@ def magnified(image: np.ndarray, mask: np.ndarray, spacing, factor: float, half_
     m = mask[crop].astype(np.float32)
     if factor != 1:
         img, m = ndimage.zoom(img, factor, order=1), ndimage.zoom(m, factor, order=1)
-    return img, m > level
+    return img, m
 
 
 def cases():
@@ -85,7 +84,8 @@ def main(argv=None) -> int:
         vol = load_volume(image_path)
         truth = load_volume(mask_path, check=False).data > 0
         for f in factors:
-            img, m = magnified(vol.data, truth, vol.spacing, f)
+            img, fraction = magnified(vol.data, truth, vol.spacing, f)
+            m = fraction > 0.5
             seed = list(seed_inside(m, vol.spacing))
             fixed_max, iso.MAX_RADIUS_MM = iso.MAX_RADIUS_MM, 0.0
             try:
@@ -106,8 +106,7 @@ def main(argv=None) -> int:
             region = slice_region(m.shape, scr.slices, 0)
             d_few = dice_iou(pred, m, region)[0]
             ratio = np.count_nonzero(pred & region) / max(np.count_nonzero(m & region), 1)
-            soft = magnified(vol.data, truth, vol.spacing, f, level=0.25)[1]
-            d_soft = dice_iou(pred, soft, region)[0]
+            d_soft = dice_iou(pred, fraction > 0.25, region)[0]
             one.append(d_default)
             few.append(d_few)
             print(f"| {name} | {f:g} | {n_slices} | {d_fixed:.3f} | {d_default:.3f} | {k} | {d_few:.3f} | "
