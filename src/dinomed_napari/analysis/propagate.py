@@ -3,11 +3,12 @@
 Scribbles on a few slices train a classifier that, on volumes nobody tuned it for, also fires on every
 look-alike voxel far from the structure. Here the painted structure itself is followed instead:
 
-1. On each annotated slice, a 2D random walker (:func:`skimage.segmentation.random_walker`) seeded by the
+1. On each annotated slice, a random walker (:func:`skimage.segmentation.random_walker`) seeded by the
    scribbles, on the image, the classifier's probability (where its grid resolves the structure) and
    the scribbles' filter-bank forest (lightly weighted), inside a box around the structure's strokes,
-   gives the structure's full outline there. An outline far larger than the structure's others has
-   flooded a look-alike neighbour and is cut back to the reach of the nearest other one.
+   gives the structure's full outline there; adjacent annotated slices are walked together, in 3D. An
+   outline far larger than the structure's others has flooded a look-alike neighbour and is cut back to
+   the reach of the nearest other one.
 2. From those slices outward, each next slice is segmented by a small appearance model (intensity at a
    few scales, the scribbles' forest and, past the first slice out, the classifier's probability;
    class-balanced logistic regression) trained on the previous slice's mask against the ring around it,
@@ -218,45 +219,121 @@ def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, backgrou
         For every non-background class painted on the plane, the random-walker region connected to its
         strokes. The walker runs in a box around the strokes whose border counts as background.
     """
+    out = run_masks([plane], [scribbles], spacing2, background, [proba], max_pixels, cell,
+                    None if pixel is None else [pixel], hounsfield, classes)
+    return {c: ms[0] for c, ms in out.items()}
+
+
+#: Adjacent annotated slices are walked together, as one 3D random walker (:func:`run_masks`): an outline
+#: that stops at a vessel inside the liver on one slice is carried past it by its neighbours. This is the
+#: through-plane step of that walker, in in-plane pixels: smaller steps make an intensity change between
+#: slices a stronger edge. On the shared cases (random ViT-S) the annotated outlines' Dice went 0.800 ->
+#: 0.829 and the unannotated slices' 0.7942 -> 0.7979 (CT liver k=5 0.77 -> 0.89); the 40 untuned organ
+#: pairs 0.5549 -> 0.5626 (outlines 0.722 -> 0.742); the demo's crops 0.8382 / 0.8379 -> 0.8574 / 0.8397.
+#: A step of 1 read 0.7964 / 0.5579 / 0.8517, 0.5 0.7976 / 0.5595, 0.1 0.7972 / 0.5561. 0 walks each
+#: annotated slice alone.
+RUN_GAP = 0.25
+#: The most adjacent annotated slices walked together (the walker's cost grows with its size).
+MAX_RUN = 5
+
+
+def annotated_runs(annotated, gap: float | None = None, longest: int | None = None) -> list[list[int]]:
+    """The annotated slices grouped into runs of adjacent ones (at most ``longest``, default ``MAX_RUN``,
+    each; each slice alone when ``gap``, default ``RUN_GAP``, is 0)."""
+    gap = RUN_GAP if gap is None else gap
+    longest = MAX_RUN if longest is None else longest
+    runs: list[list[int]] = []
+    for s in sorted(annotated):
+        if gap and runs and s == runs[-1][-1] + 1 and len(runs[-1]) < longest:
+            runs[-1].append(s)
+        else:
+            runs.append([s])
+    return runs
+
+
+def run_masks(planes, scribbles, spacing2, background: int, probas, max_pixels: int = WALK_PIXELS,
+              cell: float | None = None, pixels=None, hounsfield: bool = False, classes=None,
+              gap: float | None = None) -> dict[int, list[np.ndarray | None]]:
+    """:func:`annotated_masks` of adjacent annotated planes, walked together in 3D.
+
+    Parameters
+    ----------
+    planes, scribbles : sequences of (H, W) arrays
+        Adjacent planes and their scribbles, in order.
+    probas : sequence of (H, W, F) arrays or None
+        Each plane's ``proba`` (see :func:`annotated_masks`).
+    pixels : sequence of callables, optional
+        Each plane's ``pixel``.
+    gap : float, optional
+        Through-plane step of the walker in in-plane pixels (default ``RUN_GAP``).
+    spacing2, background, max_pixels, cell, hounsfield, classes
+        As :func:`annotated_masks`; ``max_pixels`` applies to each plane.
+
+    Returns
+    -------
+    dict class -> list of (H, W) bool or None
+        Per plane, the class's region connected to its strokes there (None where it is not painted).
+    """
     from skimage.segmentation import random_walker
 
     spacing2 = np.asarray(spacing2, float)
-    fg_classes = [int(c) for c in np.unique(scribbles) if c > 0 and c != background]
-    out: dict[int, np.ndarray] = {}
+    n = len(planes)
+    fg_classes = sorted({int(c) for scr in scribbles for c in np.unique(scr) if c > 0 and c != background})
     if not fg_classes:
-        return out
-    box = _box(np.isin(scribbles, fg_classes), spacing2)
-    # Walker labels: 1 = background, 2.. = the structures (scribble values can be anything).
-    seeds = np.zeros(plane[box].shape, np.int32)
-    sub = scribbles[box]
-    seeds[sub == background] = 1
-    for i, c in enumerate(fg_classes):
-        seeds[sub == c] = i + 2
-    border = np.ones(seeds.shape, bool)
-    border[1:-1, 1:-1] = False
-    seeds[border & (seeds == 0)] = 1
-    chans = [stroke_window(plane[box], np.isin(sub, fg_classes)) if hounsfield else plane[box]]
-    if proba is not None:
-        order = fg_classes if classes is None else [int(c) for c in classes]
-        chans += [CLASSIFIER_WEIGHT * proba[box][..., order.index(c)] for c in fg_classes
-                  if _fine_enough(scribbles == c, cell)]
-    if pixel is not None:
-        chans += [FOREST_WEIGHT * pixel(c, box)[box] for c in fg_classes]
-    data = np.stack(chans, axis=-1).astype(np.float64)
-    # Large boxes are walked on a coarser grid (seeds kept by max-pooling each class), then upsampled: the
-    # walker's cost grows faster than linearly with pixels, and outlines need no sub-pixel accuracy.
-    f = max(1, int(np.ceil(np.sqrt(seeds.size / max_pixels))))
-    if f > 1:
-        data = _pool(data, f)
-        seeds = _pool_seeds(seeds, f, len(fg_classes) + 1)
-    walk = random_walker(data, seeds, beta=BETA, mode="bf", channel_axis=-1,
-                         spacing=spacing2 / spacing2.min())
-    if f > 1:
-        walk = np.repeat(np.repeat(walk, f, axis=0), f, axis=1)[:sub.shape[0], :sub.shape[1]]
-    for i, c in enumerate(fg_classes):
-        region = np.zeros(plane.shape, bool)
-        region[box] = walk == i + 2
-        out[c] = _touching(region, scribbles == c)
+        return {}
+    box = _box(np.logical_or.reduce([np.isin(scr, fg_classes) for scr in scribbles]), spacing2)
+    seeds, datas = [], []
+    for plane, scr, proba, k in zip(planes, scribbles, probas, range(n), strict=True):
+        # Walker labels: 1 = background, 2.. = the structures (scribble values can be anything).
+        sd = np.zeros(plane[box].shape, np.int32)
+        sub = scr[box]
+        sd[sub == background] = 1
+        for i, c in enumerate(fg_classes):
+            sd[sub == c] = i + 2
+        border = np.ones(sd.shape, bool)
+        border[1:-1, 1:-1] = False
+        sd[border & (sd == 0)] = 1
+        chans = [stroke_window(plane[box], np.isin(sub, fg_classes)) if hounsfield else plane[box]]
+        if proba is not None:
+            order = fg_classes if classes is None else [int(c) for c in classes]
+            chans += [CLASSIFIER_WEIGHT * proba[box][..., order.index(c)] for c in fg_classes
+                      if _fine_enough(np.logical_or.reduce([q == c for q in scribbles]), cell)]
+        if pixels is not None:
+            chans += [FOREST_WEIGHT * pixels[k](c, box)[box] for c in fg_classes]
+        data = np.stack(chans, axis=-1).astype(np.float64)
+        # Large boxes are walked on a coarser grid (seeds kept by max-pooling each class), then upsampled:
+        # the walker's cost grows faster than linearly with pixels, and outlines need no sub-pixel accuracy.
+        f = max(1, int(np.ceil(np.sqrt(sd.size / max_pixels))))
+        if f > 1:
+            data = _pool(data, f)
+            sd = _pool_seeds(sd, f, len(fg_classes) + 1)
+        seeds.append(sd)
+        datas.append(data)
+    sp = spacing2 / spacing2.min()
+    if n == 1:
+        walk = random_walker(datas[0], seeds[0], beta=BETA, mode="bf", channel_axis=-1, spacing=sp)[None]
+    else:  # a direct solve of 5 planes took 7 s against 0.6 s, for the same outlines
+        gap = RUN_GAP if gap is None else gap
+        if gap <= 0:
+            raise ValueError(f"gap must be > 0 to walk {n} planes together (got {gap})")
+        import warnings
+
+        with warnings.catch_warnings():  # the iterative solve's probabilities overshoot [0, 1] by its
+            warnings.filterwarnings("ignore", "The probability range is outside")  # tolerance: argmax only
+            walk = random_walker(np.stack(datas), np.stack(seeds), beta=BETA, mode="cg_j", tol=1e-4,
+                                 channel_axis=-1, spacing=(gap, *sp))
+    out: dict[int, list[np.ndarray | None]] = {}
+    sub_shape = planes[0][box].shape
+    for k in range(n):
+        w = walk[k]
+        if f > 1:
+            w = np.repeat(np.repeat(w, f, axis=0), f, axis=1)[:sub_shape[0], :sub_shape[1]]
+        for i, c in enumerate(fg_classes):
+            if not (scribbles[k] == c).any():
+                continue
+            region = np.zeros(planes[k].shape, bool)
+            region[box] = w == i + 2
+            out.setdefault(c, [None] * n)[k] = _touching(region, scribbles[k] == c)
     return out
 
 
@@ -470,16 +547,18 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
     labels = np.full(scr.shape, bg, np.uint8 if values.max() < 256 else np.int32)
     confidence = np.full(n, np.nan)
     masks: dict[int, dict[int, np.ndarray]] = {}
-    for s in annotated:
-        p = proba(s) if proba is not None else None
-        # The forest's probability, read in the walker's box only.
-        pix = None if extra is None else (lambda c, box, s=s: extra(s, c, box)[..., 0])
-        for c, m in annotated_masks(img(s), scr[s], sp2, bg, p, cell=cell, pixel=pix,
-                                    hounsfield=hounsfield, classes=structures).items():
-            if one_object and several_regions(m):
-                return None
-            masks.setdefault(c, {})[s] = m
-        confidence[s] = 1.0
+    for run in annotated_runs(annotated):  # adjacent annotated slices are walked together
+        ps = [proba(s) if proba is not None else None for s in run]
+        pixs = None if extra is None else [(lambda c, box, s=s: extra(s, c, box)[..., 0]) for s in run]
+        for c, ms in run_masks([img(s) for s in run], [scr[s] for s in run], sp2, bg, ps, cell=cell,
+                               pixels=pixs, hounsfield=hounsfield, classes=structures).items():
+            for s, m in zip(run, ms, strict=True):
+                if m is None:
+                    continue
+                if one_object and several_regions(m):
+                    return None
+                masks.setdefault(c, {})[s] = m
+        confidence[list(run)] = 1.0
     shift = max(sp_slice * np.tan(np.radians(max_angle)), 2 * sp2.max())
     radius = max(1, int(round(shift / sp2.min())))
     disk = _disk(radius)
