@@ -18,6 +18,8 @@ look-alike voxel far from the structure. Here the painted structure itself is fo
    it finds is much larger than the previous slice's region, or has another intensity than the
    structure and the scribbles' forest rejects it). Each separate part of the previous mask (the two
    limbs of the aortic arch) takes this step on its own, so one part ending does not end the others.
+   The region found is redrawn onto the slice's edges by a random walker in a band around it; on CT
+   with the slice it came from as a second, seeded plane, so a wall that continues keeps its outline.
 3. Each slice reached gets a confidence (how decided the model's probabilities are in the band where it
    decided); the least confident one is the slice to annotate next.
 """
