@@ -456,3 +456,29 @@ def test_reached_slices_are_redrawn_with_the_previous_slice_on_ct_only(monkeypat
         pred = propagate(image / 400 + 0.5, scr, (3.0, 1.0, 1.0), hounsfield=hounsfield).labels == 2
         assert seen and all(s == hounsfield for s in seen)
         assert dice(pred, ball) > 0.8
+
+
+def test_the_suggested_slice_has_most_structure_in_doubt_far_from_the_painted_ones():
+    from dinomed_napari.analysis.propagate import Propagation
+
+    labels = np.zeros((12, 16, 16), np.uint8)
+    labels[1:11, 4:12, 4:12] = 2  # 64 pixels a slice
+    labels[11, 7:9, 7:9] = 2  # the structure's last 4 pixels
+    conf = np.full(12, 0.9)
+    conf[5] = 1.0  # annotated
+    conf[11] = 0.2  # least confident: its last few pixels
+    conf[6] = 0.5  # unsure beside the painted slice
+    conf[1] = 0.7  # unsure, large and 4 slices away
+    prop = Propagation(labels=labels, confidence=conf, annotated=(5,), axis=0, background=0)
+    # (1 - c) x area x distance: slice 1 0.3 x 64 x 4 = 77, slice 6 0.5 x 64 x 1 = 32, slice 11 0.8 x 64 x 6
+    # (its neighbour's area: the walk may have stopped short) = 307; with slice 10 sure and slice 11's
+    # neighbour gone, the last pixels weigh 0.8 x 4 x 6 = 19.
+    assert prop.suggest() == 11
+    labels[10] = 0
+    assert prop.suggest() == 1
+    # Nothing in doubt anywhere (no structure reached): the least confident slice.
+    empty = Propagation(labels=np.zeros_like(labels), confidence=conf, annotated=(5,), axis=0, background=0)
+    assert empty.suggest() == 11
+    none = Propagation(labels=labels, confidence=np.where(np.arange(12) == 5, 1.0, np.nan), annotated=(5,),
+                       axis=0, background=0)
+    assert none.suggest() is None

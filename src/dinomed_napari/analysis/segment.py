@@ -48,7 +48,7 @@ class Segmentation:
 
     @property
     def suggested_slice(self) -> int | None:
-        """Slice to annotate next (least confident), or None."""
+        """Slice to annotate next (:meth:`.propagate.Propagation.suggest`), or None."""
         return self.propagation.suggest() if self.propagation is not None else None
 
 

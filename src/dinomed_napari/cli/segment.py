@@ -124,4 +124,5 @@ def report_propagation(result, spacing) -> None:
     print("confidence per slice (slice:confidence, 1 = sure): " + (" ".join(reached) or "none reached"))
     nxt = prop.suggest()
     if nxt is not None:
-        print(f"annotate slice {nxt} next (axis {prop.axis}; least confident, confidence {conf[nxt]:.2f})")
+        print(f"annotate slice {nxt} next (axis {prop.axis}; confidence {conf[nxt]:.2f} there: the most "
+              "structure in doubt, far from the annotated slices)")

@@ -124,4 +124,5 @@ def suggestion_text(propagation) -> str:
     text = f"3D: followed from annotated slices {list(propagation.annotated)}"
     if nxt is None:
         return text
-    return f"{text}; least sure on slice {nxt} ({propagation.confidence[nxt]:.2f}): annotate slice {nxt} next"
+    conf = propagation.confidence[nxt]
+    return f"{text}; most in doubt on slice {nxt} ({conf:.2f}): annotate slice {nxt} next"
