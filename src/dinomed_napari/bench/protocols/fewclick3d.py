@@ -118,7 +118,8 @@ def _active(seg, lc, fv, truth, lab, k, settings) -> Iterator[tuple[dict[str, An
         row = score_row(pred, truth, lc, slices, axis, "active", lab, k, time.perf_counter() - t0)
         yield row, pred.astype(np.uint8) * np.uint8(k)
         nxt = result.suggested_slice
-        # The suggestion may fall on a slice without the structure: the user paints background only there.
+        # A suggestion on a slice without the structure (one the walk leaked into) ends the run: a user
+        # would paint background over the leak there, which this simulation does not do.
         if nxt is None or nxt in slices or not np.take(truth, nxt, axis=axis).any():
             break
         slices = sorted(slices + [nxt])
