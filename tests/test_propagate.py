@@ -434,6 +434,10 @@ def test_a_redrawn_outline_keeps_a_wall_the_previous_slice_had():
     assert dice(came, vessel) > 0.9  # measured 0.94
     # The previous slice's lumen alone adds nothing: the coupling follows what that slice had.
     assert np.array_equal(redraw_outline(plane, lumen, previous=(plane, lumen)), alone)
+    # A hole (NaN) in the previous plane: redrawn alone, not from a solve that read it (109 pixels).
+    holed = plane.copy()
+    holed[24, 30] = np.nan
+    assert np.array_equal(redraw_outline(plane, lumen, previous=(holed, vessel)), alone)
 
 
 def test_reached_slices_are_redrawn_with_the_previous_slice_on_ct_only(monkeypatch):

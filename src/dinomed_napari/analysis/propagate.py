@@ -763,6 +763,8 @@ def redraw_outline(plane: np.ndarray, mask: np.ndarray, spacing2=(1.0, 1.0),
         # The previous plane windowed as this one is (around its region): one tissue reads the same on both.
         both = stroke_window(np.stack([plane[box], previous[0][box]]).astype(np.float64),
                              np.stack([sub, np.zeros_like(sub)]))
+        if not np.isfinite(both[1]).all():
+            both = None  # a hole in the previous plane: this one is redrawn alone
     if both is not None:
         before = np.where(previous[1][box], 2, 1).astype(np.int32)
         walk = _walk_planes(both, np.stack([seeds, before]), (REDRAW_GAP, *sp))[0]
