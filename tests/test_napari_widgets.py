@@ -299,6 +299,13 @@ def test_scribbles_retrain_live_and_predict_volume(make_napari_viewer, qtbot, ct
     assert dice(pred == 1, gt) > 0.6  # whole 6-slice volume from scribbles on one slice (0.738 measured)
     assert w.probability_layer.data.shape == gt.shape
     assert "3D: followed from annotated slices [3]" in w.suggestion.value and "next" in w.suggestion.value
+    suggested = int(w.suggestion.value.rsplit("annotate slice ", 1)[1].split()[0])
+    assert suggested != 3 and not w.go_button.native.isHidden()
+    assert w.go_button.text == f"Go to slice {suggested}"
+    w.go_button.clicked.emit()  # the viewer moves to the suggested slice (world = index x spacing)
+    assert w.current_index(image, 0) == suggested
+    assert viewer.dims.point[0] == pytest.approx(suggested * image.scale[0])
+    viewer.dims.set_point(0, 3 * image.scale[0])  # back to the painted slice, which the load below predicts
     assert set(np.unique(scribbles.data)) == {0, 1, 2}  # the user's layer was never written
     # export on the image grid, save / load the segmenter
     w.export_file.value = tmp_path / "liver.nii.gz"

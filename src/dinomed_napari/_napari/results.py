@@ -114,6 +114,16 @@ def shown_index(viewer: Any, layer: Any, axis: int) -> int | None:
     return int(np.clip(round(float(point[axis])), 0, layer.data.shape[axis] - 1))
 
 
+def show_index(viewer: Any, layer: Any, axis: int, index: int) -> None:
+    """Move ``viewer`` to slice ``index`` along data ``axis`` of ``layer`` (through the layer's scale and
+    translate: the world position of that voxel plane), the other axes where they are."""
+    dims = viewer.dims
+    point = np.asarray(layer.world_to_data(dims.point[-layer.ndim:]), float)
+    point[axis] = int(np.clip(index, 0, layer.data.shape[axis] - 1))
+    world = layer.data_to_world(point)
+    dims.set_point(dims.ndim - layer.ndim + axis, float(world[axis]))
+
+
 def label_colormap(colours: dict) -> Any:
     """A napari DirectLabelColormap from ``{label: RGBA}`` (``None`` = every other label)."""
     from napari.utils.colormaps import DirectLabelColormap

@@ -44,7 +44,15 @@ from dinomed_napari.live.scribbles import (
 from dinomed_napari.live.segment_job import SegmentRequest, run_segment_job, suggestion_text
 
 from .layers import layer_array, layer_volume, to_source_grid
-from .results import find_result, keep_previous, label_colormap, place_below, put_slice, result_layer
+from .results import (
+    find_result,
+    keep_previous,
+    label_colormap,
+    place_below,
+    put_slice,
+    result_layer,
+    show_index,
+)
 from .session import SESSIONS
 from .widget_base import DinomedWidget, LayerChooser, LayerWatch, set_progress
 from .workers import Debouncer, LatestJob, Relay
@@ -130,6 +138,10 @@ class SegmentWidget(DinomedWidget):
         self.suggestion = Label(value="", visible=False)
         self.suggestion.native.setWordWrap(True)
         self.status_box.append(self.suggestion)
+        #: Shows the suggested slice (:meth:`go_to_suggestion`); hidden while there is none.
+        self.go_button = PushButton(text="Go to that slice", visible=False)
+        self.status_box.append(self.go_button)
+        self._suggested: tuple | None = None  # (image layer, axis, slice) of the last suggestion
         self.seg_file = FileEdit(label="segmenter file", mode="w", filter="*.npz")
         self.save_button, self.load_button = PushButton(text="Save segmenter"), PushButton(text="Load")
         self.export_file = FileEdit(label="export labels", mode="w", filter="*.nii.gz *.nrrd *.tif")
@@ -150,6 +162,7 @@ class SegmentWidget(DinomedWidget):
         self.save_button.clicked.connect(self.save)
         self.load_button.clicked.connect(self.load)
         self.export_button.clicked.connect(self.export)
+        self.go_button.clicked.connect(self.go_to_suggestion)
         self.classes.changed.connect(self._classes_changed)
         self.paint_class.changed.connect(self._paint_class_changed)
         self.show_as.changed.connect(lambda *_: self._style_prediction())
@@ -216,10 +229,26 @@ class SegmentWidget(DinomedWidget):
         current = int(self.paint_class.value or 1)
         self.paint_class.value = current % n + 1
 
-    def show_suggestion(self, text: str) -> None:
-        """Show a suggestion (e.g. "annotate slice 12 next") under the status; empty text hides it."""
+    def show_suggestion(self, text: str, where: tuple | None = None) -> None:
+        """Show a suggestion (e.g. "annotate slice 12 next") under the status; empty text hides it.
+        ``where`` = (image layer, axis, slice) also offers a button that shows that slice."""
         self.suggestion.value = text
         self.suggestion.visible = bool(text)
+        # A weak reference: a suggestion must not keep a removed image alive.
+        self._suggested = None if where is None else (weakref.ref(where[0]), *where[1:])
+        self.go_button.text = f"Go to slice {where[2]}" if where else "Go to that slice"
+        self.go_button.visible = where is not None
+
+    def go_to_suggestion(self) -> None:
+        """Show the suggested slice in the viewer (the image may have been removed since)."""
+        if self._suggested is None:
+            return
+        ref, axis, index = self._suggested
+        image = ref()
+        if image is None or image not in self.viewer.layers:
+            self.show_suggestion("")
+            return
+        show_index(self.viewer, image, axis, index)
 
     # -- layers --------------------------------------------------------------------------------
     def add_scribble_layer(self) -> Any:
@@ -509,7 +538,9 @@ class SegmentWidget(DinomedWidget):
         if res.probabilities is not None:
             self._show_probability(image, res, meta, label)
         if meta["volume"]:
-            self.show_suggestion(suggestion_text(res.propagation) or res.note)
+            nxt = None if res.propagation is None else res.propagation.suggest()
+            self.show_suggestion(suggestion_text(res.propagation) or res.note,
+                                 None if nxt is None else (image, res.propagation.axis, nxt))
         names = ", ".join(class_name(self.class_names, c) for c in res.classes)
         where = "volume" if meta["volume"] else f"slice {meta['index']}"
         self.say(f"{where} predicted ({names}); trained on {self._trained_on} scribbled voxels; "
