@@ -6,10 +6,16 @@ import numpy as np
 import pytest
 from analysis_helpers import dice, synthetic_features
 
-from dinomed_napari.analysis.propagate import propagate, redraw_outline, rein_outliers, strokes_localized
+from dinomed_napari.analysis.propagate import (
+    propagate,
+    redraw_outline,
+    refuted,
+    rein_outliers,
+    strokes_localized,
+)
 from dinomed_napari.analysis.sampling import NormalisedImage, normalise_image
 from dinomed_napari.analysis.segment import ScribbleSegmenter
-from dinomed_napari.bench.scribbles import structure_scribbles
+from dinomed_napari.bench.scribbles import leak_stroke, structure_scribbles
 from dinomed_napari.errors import ScribbleError
 from dinomed_napari.features.grid import slice_of
 
@@ -486,3 +492,35 @@ def test_the_suggested_slice_has_most_structure_in_doubt_far_from_the_painted_on
     none = Propagation(labels=labels, confidence=np.where(np.arange(12) == 5, 1.0, np.nan), annotated=(5,),
                        axis=0, background=0)
     assert none.suggest() is None
+
+
+def test_background_painted_across_a_leak_on_a_slice_without_structure_ends_the_walk_there():
+    """A tube the structure shares with a look-alike beyond slice 9: painted on slice 4, the walk follows
+    the tube to the end; one background stroke across it on slice 11 ("not here") ends the walk there,
+    and slices before it keep the structure."""
+    rng = np.random.default_rng(5)
+    z, y, x = np.indices((16, 64, 64))
+    tube = (y - 32) ** 2 + (x - 30) ** 2 < 10 ** 2
+    image = (100.0 * tube + rng.normal(0, 8, tube.shape)).astype(np.float32) / 100.0
+    truth = tube & (z <= 9)
+    scr = structure_scribbles(truth, n_slices=1, slices=[4], seed=0).labels
+    pred = propagate(image, scr, (2.0, 1.0, 1.0)).labels == 2
+    assert pred[10:].sum() > 0.8 * tube[10:].sum()  # nothing tells the walk the structure ended
+    scr[11][leak_stroke(pred[11])] = 1  # what the bench's active user paints on a leaked slice
+    assert set(np.unique(scr[11])) == {0, 1}
+    res = propagate(image, scr, (2.0, 1.0, 1.0))
+    pred = res.labels == 2
+    assert pred[11:].sum() == 0 and res.annotated == (4,)
+    assert dice(pred[:11], tube[:11]) > 0.9
+
+
+def test_only_a_stroke_across_a_part_refutes_it():
+    yy, xx = np.indices((40, 40))
+    disk = (yy - 20) ** 2 + (xx - 20) ** 2 < 10 ** 2
+    other = (yy - 5) ** 2 + (xx - 5) ** 2 < 3 ** 2
+    across, edge = np.zeros_like(disk), np.zeros_like(disk)
+    across[20, 12:29] = True  # 16 pixels of a 20-pixel diameter
+    edge[11, 18:22] = True  # a trim at the rim: 3 of 20
+    np.testing.assert_array_equal(refuted(disk | other, across), other)
+    np.testing.assert_array_equal(refuted(disk | other, edge), disk | other)
+    np.testing.assert_array_equal(refuted(disk | other, edge, span=0.1), other)

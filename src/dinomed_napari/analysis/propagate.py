@@ -134,6 +134,11 @@ EDGE_BAND = 2
 #: spleens shrank (0.25: shared 0.7837, MRI right kidney -0.10 at every k): MRI planes are redrawn alone.
 #: 0 redraws every plane alone.
 REDRAW_GAP = 0.1
+#: On a slice where only the background is painted, a part of the walk's region that background strokes
+#: run across for at least this fraction of its diameter is not the structure: the user has said so, and
+#: the walk through that part ends there (:func:`refuted`). A stroke that only trims a part's edge (a
+#: shorter span) removes its own pixels; to keep the structure on such a slice, paint it there too.
+CROSSING = 0.5
 #: Each step's appearance model also reads the classifier's probability of the structure (``proba``:
 #: DINOv3 features and intensity), except a step from an annotated slice: the classifier was fitted to
 #: that slice's strokes, and a model trained there learnt to trust it more than it deserves one slice on
@@ -511,7 +516,9 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
     image : (Z, Y, X) float array-like
         Normalised image (about [0, 1], e.g. :func:`.sampling.normalise_image`), read plane by plane.
     scribbles : (Z, Y, X) int
-        0 unlabelled, else class values; at least one structure and the background painted.
+        0 unlabelled, else class values; at least one structure and the background painted. On a slice
+        with background strokes only, the parts of the walk's region those strokes cross are dropped
+        (:func:`refuted`): "not here".
     spacing : (3,) float
         Voxel spacing (z, y, x): the allowed in-plane shift between slices grows with the slice spacing.
     axis : int
@@ -569,6 +576,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
                             f"(found classes {[int(v) for v in values]})")
     bg = background_of(scr) if background is None else int(background)  # scr is already axis-first
     annotated = tuple(s for s, v in painted.items() if (v != bg).any())
+    refuting = {s for s, v in painted.items() if (v == bg).all()}  # background alone: see refuted()
     structures = [int(v) for v in values if v != bg]  # the classes of ``proba``'s channels, in order
     labels = np.full(scr.shape, bg, np.uint8 if values.max() < 256 else np.int32)
     confidence = np.full(n, np.nan)
@@ -661,6 +669,8 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
             # Channel 0 of a plane's features is the plane itself, already read.
             came = (feats[srcs[0]][1][..., 0], done[srcs[0]]) if hounsfield else None  # see REDRAW_GAP
             found = redraw_outline(feats[s][1][..., 0], found, sp2, previous=came)
+            if s in refuting:
+                found = refuted(found, scr[s] == bg)
             if not found.any():
                 continue
             done[s] = ndimage.binary_fill_holes(found)
@@ -772,6 +782,36 @@ def redraw_outline(plane: np.ndarray, mask: np.ndarray, spacing2=(1.0, 1.0),
         walk = random_walker(data, seeds, beta=BETA, mode="bf", spacing=sp)
     out = np.zeros_like(mask)
     out[box] = _touching(walk == 2, core)
+    return out
+
+
+def refuted(region: np.ndarray, strokes: np.ndarray, span: float | None = None) -> np.ndarray:
+    """``region`` without the parts that a background stroke runs across (see ``CROSSING``).
+
+    Parameters
+    ----------
+    region : (H, W) bool
+        Where the walk found the structure on a slice on which only the background is painted.
+    strokes : (H, W) bool
+        The background strokes on that slice.
+    span : float, optional
+        Fraction of a part's diameter (that of a disk of its area) the strokes inside it must span for
+        the part to go (default ``CROSSING``).
+
+    Returns
+    -------
+    (H, W) bool
+        ``region`` less every part the strokes cross; a part they only touch stays (its stroke pixels
+        are background all the same).
+    """
+    span = CROSSING if span is None else float(span)
+    lab, _ = ndimage.label(region)
+    out = region.copy()
+    for i in np.unique(lab[strokes & region]):
+        part = lab == i
+        rr, cc = np.nonzero(part & strokes)
+        if np.hypot(np.ptp(rr), np.ptp(cc)) >= span * 2 * np.sqrt(part.sum() / np.pi):
+            out[part] = False
     return out
 
 

@@ -155,6 +155,17 @@ def _medial_stroke(region: np.ndarray, length: float) -> np.ndarray:
     return _line_in(inner, centre, float(np.arctan2(major[0], major[1])), length)
 
 
+def leak_stroke(leak: np.ndarray) -> np.ndarray:
+    """The background stroke a person paints across a prediction on a slice without the structure: one
+    medial stroke (one pixel dilated, as :func:`structure_scribbles`' strokes) through the largest part
+    of ``leak`` (an (H, W) bool mask), along its long axis."""
+    parts, n = ndimage.label(leak)
+    if n == 0:
+        raise VolumeError("leak_stroke needs a non-empty (H, W) mask")
+    largest = parts == int(np.argmax(np.bincount(parts.ravel())[1:])) + 1
+    return ndimage.binary_dilation(_medial_stroke(largest, max(leak.shape))) & largest
+
+
 def structure_scribbles(mask: np.ndarray, n_slices: int = 3, axis: int = 0, seed: int = 0,
                         slices=None, fg_value: int = 2, bg_value: int = 1) -> Scribbles:
     """The few clicks a person gives one structure (a tumour, an organ) on the slices where it is largest.

@@ -5,7 +5,8 @@ For each label (a structure against everything else) and each number k of annota
 the default :class:`~dinomed_napari.analysis.segment.ScribbleSegmenter` (filters + DINOv3, 3D
 propagation); the filter-bank random forest on the same scribbles with the same clean-up a user would apply
 to it (keep the 3D components touching the structure's strokes); and an "active" user who starts from one
-slice and each round annotates the slice the segmenter suggests. Rows: Dice, HD95 (mm) on unannotated
+slice and each round annotates the slice the segmenter suggests (or, where that slice shows a leak and no
+structure, paints background across the leak). Rows: Dice, HD95 (mm) on unannotated
 slices, predicted / true volume there, seconds.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from dinomed_napari.bench.metrics import segmentation_metrics, slice_region
-from dinomed_napari.bench.scribbles import structure_scribbles
+from dinomed_napari.bench.scribbles import leak_stroke, structure_scribbles
 
 #: Rounds of the simulated active user (annotated slices 1, 2, ... ACTIVE_ROUNDS).
 ACTIVE_ROUNDS = 4
@@ -108,20 +109,31 @@ def fewclick3d_records(lc, fv, settings) -> Iterator[tuple[dict[str, Any], np.nd
 
 
 def _active(seg, lc, fv, truth, lab, k, settings) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
-    """A user who starts on the largest slice and then annotates the suggested slice each round."""
+    """A user who starts on the largest slice and then, each round, follows the suggestion: paints the
+    structure on the suggested slice or, where the walk leaked onto a slice without it, one background
+    stroke across the leak there (:func:`~dinomed_napari.bench.scribbles.leak_stroke`). Scored, as the
+    other rows, on the slices nobody painted."""
     axis = settings.axis
     slices = list(structure_scribbles(truth, n_slices=1, axis=axis, seed=settings.seed).slices)
+    refuting: dict[int, np.ndarray] = {}  # slice without the structure -> the stroke across its leak
     for _ in range(ACTIVE_ROUNDS):
         scr = structure_scribbles(truth, axis=axis, seed=settings.seed, slices=slices)
+        for s, stroke in refuting.items():
+            np.moveaxis(scr.labels, axis, 0)[s][stroke] = 1
+        painted = sorted(slices + list(refuting))
         t0 = time.perf_counter()
         pred, result = segment_default(seg, fv, lc, scr.labels)
-        row = score_row(pred, truth, lc, slices, axis, "active", lab, k, time.perf_counter() - t0)
+        row = score_row(pred, truth, lc, painted, axis, "active", lab, k, time.perf_counter() - t0)
         yield row, pred.astype(np.uint8) * np.uint8(k)
         nxt = result.suggested_slice
-        # A suggestion on a slice without the structure (one the walk leaked into) ends the run: a user
-        # would paint background over the leak there, which this simulation does not do.
-        if nxt is None or nxt in slices or not np.take(truth, nxt, axis=axis).any():
+        if nxt is None or nxt in painted:
             break
-        slices = sorted(slices + [nxt])
-        if not np.delete(np.moveaxis(truth, axis, 0), slices, axis=0).any():
+        if np.take(truth, nxt, axis=axis).any():
+            slices = sorted(slices + [nxt])
+        else:
+            leak = np.take(pred, nxt, axis=axis)
+            if not leak.any():
+                break
+            refuting[nxt] = leak_stroke(leak)
+        if not np.delete(np.moveaxis(truth, axis, 0), slices + list(refuting), axis=0).any():
             break  # every slice with the structure is painted: nothing left to score
