@@ -308,6 +308,34 @@ def test_on_ct_the_annotated_outline_is_walked_in_a_window_around_the_strokes():
     assert not np.any(windowed & neighbour)
 
 
+def test_a_blurred_nodule_in_lung_is_outlined_on_its_rim(monkeypatch):
+    """A 40 HU nodule in -850 HU lung, blurred as a 5 mm slice blurs it, truth at half its contrast: the
+    window reaches towards the nearest background strokes, so the rim is an edge the outline can sit on;
+    windowed around the nodule's strokes alone, most of the rim is clipped flat and the outline lands
+    wherever the seeds put it (here inside the rim; on the shared nodule outside it)."""
+    from scipy import ndimage
+
+    import dinomed_napari.analysis.propagate as walk
+
+    rng = np.random.default_rng(1)
+    y, x = np.indices((96, 96))
+    disk = (y - 48) ** 2 + (x - 48) ** 2 < 12 ** 2
+    hu = ndimage.gaussian_filter(np.where(disk, 40.0, -850.0), 2.5) + rng.normal(0, 15, disk.shape)
+    truth = hu > (40.0 - 850.0) / 2
+    plane = ((hu + 1000) / 2000).astype(np.float32)
+    scr = np.zeros(disk.shape, np.uint8)
+    scr[48, 40:57] = 2  # a medial stroke; short background strokes in the lung around it and far off
+    scr[28:31, 38:58] = scr[66:69, 38:58] = scr[38:58, 28:31] = scr[5:8, 5:40] = 1
+    outline = walk.annotated_masks(plane, scr, (0.6, 0.6), 1, hounsfield=True)[2]
+    monkeypatch.setattr(walk, "WINDOW_TO_BACKGROUND", 0.0)
+    clipped = walk.annotated_masks(plane, scr, (0.6, 0.6), 1, hounsfield=True)[2]
+    print(f"true {truth.sum()} px, outline {outline.sum()} (Dice {dice(outline, truth):.3f}), strokes' "
+          f"window alone {clipped.sum()} (Dice {dice(clipped, truth):.3f})")
+    # Measured: 318 px (Dice 0.862) against 232 (0.712) for 420 true; the shared nodule's annotated slice
+    # went 480 -> 346 px for 347 true.
+    assert dice(outline, truth) > 0.83 and dice(outline, truth) > dice(clipped, truth) + 0.1
+
+
 def test_the_segmenter_windows_ct_only():
     """Hounsfield-like intensities (air at -1000) switch the window on; an MRI-like range does not."""
     from dinomed_napari.windows import hounsfield_like
