@@ -139,9 +139,11 @@ def test_a_region_that_suddenly_flares_out_is_a_neighbour_not_the_structure():
     assert dice(pred[:7], ball[:7]) > 0.8
 
 
-def test_a_coarse_classifier_map_does_not_outline_a_structure_a_few_cells_wide():
-    """A misleading probability channel moves the annotated slice's outline when its grid is fine
-    enough for the structure, and is ignored when the structure spans only a few of its cells."""
+def test_a_coarse_classifier_map_does_not_outline_a_structure_a_few_cells_wide(monkeypatch):
+    """A misleading probability channel, at the optional weight 0.5, moves the annotated slice's outline
+    when its grid is fine enough for the structure, and is ignored when the structure spans only a few of
+    its cells; at the default weight (0) it is never read."""
+    import dinomed_napari.analysis.propagate as walk
     from dinomed_napari.analysis.propagate import annotated_masks
 
     _, a, _ = two_blobs()
@@ -152,6 +154,9 @@ def test_a_coarse_classifier_map_does_not_outline_a_structure_a_few_cells_wide()
     # A speckled map (as a classifier on a grid too coarse for the structure is, at its scale).
     wrong = (np.random.default_rng(0).random(plane.shape + (1,)) > 0.5).astype(np.float32)
     plain = annotated_masks(plane, scr, (1.0, 1.0), 1)[2]
+    assert walk.CLASSIFIER_WEIGHT == 0
+    assert np.array_equal(annotated_masks(plane, scr, (1.0, 1.0), 1, wrong, cell=1.0)[2], plain)
+    monkeypatch.setattr(walk, "CLASSIFIER_WEIGHT", 0.5)
     fine = annotated_masks(plane, scr, (1.0, 1.0), 1, wrong, cell=1.0)[2]
     coarse = annotated_masks(plane, scr, (1.0, 1.0), 1, wrong, cell=16.0)[2]
     assert np.array_equal(coarse, plain) and dice(plain, truth) > 0.95  # measured 0.995
@@ -159,10 +164,14 @@ def test_a_coarse_classifier_map_does_not_outline_a_structure_a_few_cells_wide()
     assert dice(fine, truth) < dice(plain, truth) - 0.03
 
 
-def test_an_annotated_slice_reads_the_classifier_channel_of_its_own_class():
+def test_an_annotated_slice_reads_the_classifier_channel_of_its_own_class(monkeypatch):
     """Class 3 painted alone on a slice of a volume where class 2 is painted elsewhere: the walker must
-    read class 3's channel of the volume's probabilities (it read the first channel, class 2's)."""
+    read class 3's channel of the volume's probabilities (it read the first channel, class 2's), when
+    the channel is on."""
+    import dinomed_napari.analysis.propagate as walk
     from dinomed_napari.analysis.propagate import annotated_masks
+
+    monkeypatch.setattr(walk, "CLASSIFIER_WEIGHT", 0.5)
 
     y, x = np.indices((64, 64))
     disc = (y - 32) ** 2 + (x - 20) ** 2 < 8 ** 2

@@ -55,8 +55,16 @@ MIN_CELLS = 5.0
 #: they read 0.65 / 0.74; shared mean 0.7814 -> 0.7941, the 40 untuned organ pairs 0.5403 -> 0.5439 (over
 #: 2x 12 -> 14), the magnified lesions 0.618 -> 0.619, the demo's crops unchanged (too coarse a grid for
 #: the channel). 0.25 read the same as 0.5 (0.7944 / 0.5441), 0.75 as 1 (0.7803 / 0.5421); without the
-#: channel 0.7940 / 0.5460.
-CLASSIFIER_WEIGHT = 0.5
+#: channel 0.7940 / 0.5460. Since the CT window reaches towards the background (``WINDOW_TO_BACKGROUND``)
+#: the channel is off: the lesions magnified to the held-back sizes (``bench_large_lesions.py``, whose
+#: crops make the grid fine enough for it) read 0.623 -> 0.628 and, over four scribble seeds, the lung
+#: nodule 0.866 / 0.846 / 0.826 -> 0.924 / 0.855 / 0.846 (x1 / x2 / x3; its blocky map had spread the
+#: seed-1 outline to 474 pixels for 347 true), the brain lesion 0.375 / 0.218 / 0.331 -> 0.415 / 0.246 /
+#: 0.360; the shared cases over three seeds 0.7940 -> 0.7944 (seed 0: 0.8064 -> 0.8049, CTA aorta k=1 /
+#: k=5 -0.02), the 40 untuned organ pairs 0.5627 -> 0.5687, the demo's crops unchanged. The classifier
+#: still guides the walk's steps (``STEP_CLASSIFIER``) and labels what is not followed in 3D; with DINOv3
+#: weights its map may earn the channel back (0.5 was the default until 7 Dec 2026).
+CLASSIFIER_WEIGHT = 0.0
 #: The walk stops on a slice whose region's median intensity is outside these percentiles of the
 #: structure's intensities on its annotated slices, when the forest also rejects it.
 STOP_PERCENTILE = 10.0
@@ -359,7 +367,7 @@ def run_masks(planes, scribbles, spacing2, background: int, probas, max_pixels: 
         sd[border & (sd == 0)] = 1
         chans = [stroke_window(plane[box], np.isin(sub, fg_classes), sub == background) if hounsfield
                  else plane[box]]
-        if proba is not None:
+        if proba is not None and CLASSIFIER_WEIGHT > 0:
             chans += [CLASSIFIER_WEIGHT * proba[box][..., order.index(c)] for c in fine]
         if pixels is not None:
             chans += [FOREST_WEIGHT * pixels[k](c, box)[box] for c in fg_classes]
@@ -605,7 +613,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
     confidence = np.full(n, np.nan)
     masks: dict[int, dict[int, np.ndarray]] = {}
     for run in annotated_runs(annotated):  # adjacent annotated slices are walked together
-        ps = [proba(s) if proba is not None else None for s in run]
+        ps = [proba(s) if proba is not None and CLASSIFIER_WEIGHT > 0 else None for s in run]
         pixs = None if extra is None else [(lambda c, box, s=s: extra(s, c, box)[..., 0]) for s in run]
         for c, ms in run_masks([img(s) for s in run], [scr[s] for s in run], sp2, bg, ps, cell=cell,
                                pixels=pixs, hounsfield=hounsfield, classes=structures).items():
