@@ -400,7 +400,8 @@ def run_masks(planes, scribbles, spacing2, background: int, probas, max_pixels: 
 
 
 #: Why scribbles are not followed in 3D under ``spatial="auto"`` (what the CLI and the widget say).
-NOT_ONE_STRUCTURE = "a class's strokes spread over whole planes or over more than two separate objects"
+NOT_ONE_STRUCTURE = ("a class's strokes spread over whole planes or over more than two separate objects, or "
+                     "the class covers most of a slice it is painted on")
 
 
 def several_regions(mask: np.ndarray) -> bool:

@@ -13,6 +13,7 @@ from ..features.volume import FeatureVolume
 from ..windows import hounsfield_like
 from .classifiers import make_classifier, softmax
 from .cleanup import clean_labels
+from .cover import MAX_COVER, background_like, cover
 from .fusion import PixelTerm, axis_scores, fuse
 from .propagate import (
     PREVIEW_PIXELS,
@@ -122,9 +123,10 @@ class ScribbleSegmenter:
         follows it slice by slice (:func:`.propagate.propagate`; needs ``image`` and the scribbles as a
         label volume in :meth:`fit`); "none" labels every voxel by the classifier alone; "auto"
         (default) propagates when fit() got both and the strokes describe structures (each class's
-        strokes sit in a small part of each annotated slice, inside one outlined region), else uses the
-        classifier (``Segmentation.propagation`` is then None): strokes in several cells or over a
-        texture, as in EM, describe a class by its look.
+        strokes sit in a small part of each annotated slice, inside one outlined region, and the class
+        covers at most half of a slice it is painted on: :mod:`.cover`), else uses the classifier
+        (``Segmentation.propagation`` is then None): strokes in several cells or over a texture, as in
+        EM, describe a class by its look.
     forest_prior : bool
         With propagation, also train a random forest on multiscale filters (ilastik's recipe,
         :class:`.filterbank.FilterBankRF`) on the same scribbles; its probability is one more input of the
@@ -328,12 +330,15 @@ class ScribbleSegmenter:
         scr_axis = next(iter(self.features)) if propagating and axis is None else axis
         prop = None
         if propagating and index is None:  # None: several objects per class (see spatial="auto")
-            prop = propagate(self.image, self.scribbles, self.spacing or (1.0, 1.0, 1.0), axis=scr_axis,
-                             background=self._background(),
-                             proba=lambda s: self._structure_proba(s, scr_axis),
-                             cell=self._cell(scr_axis), cancel=cancel,
-                             extra=self._forest_prior(scr_axis), progress=progress,
-                             one_object=self.spatial == "auto", hounsfield=self.hounsfield)
+            extra = self._forest_prior(scr_axis)
+            if self.spatial == "auto" and self._background_like(scr_axis, extra) is not None:
+                propagating = False  # a class covering most of its slices: the classifier's (cover.py)
+            else:
+                prop = propagate(self.image, self.scribbles, self.spacing or (1.0, 1.0, 1.0),
+                                 axis=scr_axis, background=self._background(),
+                                 proba=lambda s: self._structure_proba(s, scr_axis),
+                                 cell=self._cell(scr_axis), cancel=cancel, extra=extra, progress=progress,
+                                 one_object=self.spatial == "auto", hounsfield=self.hounsfield)
         # The classifier's pass is needed for its labels (no propagated volume, or a preview) or when
         # asked for.
         proba = softmax(self.logits(index, axis)) if probabilities or prop is None else None
@@ -370,6 +375,14 @@ class ScribbleSegmenter:
 
     def _background(self) -> int:
         return self._stroke_layout()[0]
+
+    def _background_like(self, axis: int, forest) -> int | None:
+        """A painted class covering most of a slice it is painted on (:func:`.cover.background_like`)."""
+        def labels(index: int) -> np.ndarray:
+            return self.classes_[np.argmax(self.logits(index, axis), axis=-1)]
+
+        return background_like(self.scribbles, axis, self._background(), labels,
+                               None if forest is None else (lambda s, c: forest(s, c)[..., 0]))
 
     def _forest_prior(self, axis: int):
         """``extra(index, cls)`` for :func:`propagate`: the filter-bank forest's probability of ``cls``."""
@@ -427,8 +440,8 @@ class ScribbleSegmenter:
                                        proba[..., keep], max_pixels=PREVIEW_PIXELS,
                                        cell=self._cell(axis), hounsfield=self.hounsfield,
                                        classes=self.classes_[keep]).items():
-            if self.spatial == "auto" and several_regions(mask):
-                return labels  # several objects: the volume is the classifier's too (see predict)
+            if self.spatial == "auto" and (several_regions(mask) or cover(labels, c) > MAX_COVER):
+                return labels  # several objects, or most of the slice: the classifier's (see predict)
             out[mask] = c
         return out
 
