@@ -113,3 +113,31 @@ def test_ctrl_c_during_features_cancels_cleanly_and_rerun_resumes(case, capsys, 
     ctrl_c_at.disarm()
     assert main(args) == 0
     assert load_volume(tmp_path / "pca_pc1.nii.gz").shape == truth.shape
+
+
+def test_segment_says_when_a_texture_is_labelled_with_the_forest(tmp_path, capsys):
+    """EM cell interiors painted against membranes: no structure to follow, and the CLI says the
+    classifier's volume was blended with the scribbles' forest (and not, with --spatial none)."""
+    from dinomed_napari.bench.scribbles import simulate_scribbles
+    from dinomed_napari.samples import sample_path
+
+    em = load_volume(sample_path("em"))
+    crop = (slice(0, 12), slice(0, 128), slice(0, 128))  # the demo's crop
+    vol = Volume(np.asarray(em.data)[crop], spacing=em.spacing, modality="EM")
+    cells = load_volume(sample_path("em_labels")).data[crop] == 255
+    image = save_labels(tmp_path / "em.nii.gz", vol.data.astype(np.float32), vol)
+    scr = save_labels(tmp_path / "scr.nii.gz", simulate_scribbles(cells.astype(np.uint8), n_slices=1,
+                                                                  seed=0).labels, vol)
+    feats = ["--weights", "random", "--resolution", "128", "--layers", "1", "--modality", "EM"]
+    outs = {}
+    for spatial in ("auto", "none"):
+        out = tmp_path / f"{spatial}.nii.gz"
+        assert main(["segment", str(image), *feats, "--scribbles", str(scr), "--out", str(out),
+                     "--spatial", spatial]) == 0
+        outs[spatial] = (capsys.readouterr().out, load_volume(out).data == 2)
+    assert "3D step: none (a class's strokes" in outs["auto"][0]
+    assert "blended with the scribbles' filter-bank forest (share 0.75)" in outs["auto"][0]
+    assert "3D step: none (--spatial none); every voxel labelled by the classifier\n" in outs["none"][0]
+    print(f"EM cells, 12 x 128 x 128: auto {dice(outs['auto'][1], cells):.3f}, "
+          f"none {dice(outs['none'][1], cells):.3f}")
+    assert dice(outs["auto"][1], cells) > dice(outs["none"][1], cells)

@@ -94,7 +94,13 @@ def test_a_volume_from_texture_strokes_says_why_it_was_not_followed_in_3d():
     method)."""
     from analysis_helpers import synthetic_features
 
-    from dinomed_napari.live.segment_job import NOT_FOLLOWED, SegmentRequest, run_segment_job, suggestion_text
+    from dinomed_napari.live.segment_job import (
+        BLENDED,
+        NOT_FOLLOWED,
+        SegmentRequest,
+        run_segment_job,
+        suggestion_text,
+    )
 
     rng = np.random.default_rng(0)
     z, y, x = np.indices((6, 64, 64))
@@ -116,6 +122,6 @@ def test_a_volume_from_texture_strokes_says_why_it_was_not_followed_in_3d():
                          scribbles=(np.argwhere(scr), scr[scr > 0]), image=image,
                          extra={"scribble_volume": scr, "spacing": (1.0, 1.0, 1.0)})
     res = run_segment_job(req)
-    assert res.propagation is None and res.note == NOT_FOLLOWED
+    assert res.propagation is None and res.note == NOT_FOLLOWED + BLENDED  # the forest has a share
     assert suggestion_text(res.propagation) == "" and "not followed" in res.note
     assert res.labels.shape == cells.shape and set(np.unique(res.labels)) == {1, 2}

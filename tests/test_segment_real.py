@@ -145,13 +145,15 @@ def test_em_membranes_from_strokes_in_several_cells(backbone):
 
     auto, d_auto = run("auto")
     forced, d_forced = run("propagate")
+    _, d_alone = run("none")  # the classifier alone, without the forest's share (texture.py)
     classic = FilterBankRF(normalise_image(vol.data)[0]).segment(scr.labels) == 2
     d_classic = dice(classic[other], truth[other])
     print(f"EM membranes, Dice on unannotated slices: auto {d_auto:.3f}, forced 3D step {d_forced:.3f}, "
-          f"filter bank RF {d_classic:.3f}")
+          f"classifier alone {d_alone:.3f}, filter bank RF {d_classic:.3f}")
     assert auto.propagation is None and forced.propagation is not None
-    # Measured: auto 0.50, forced 0.43, filter bank 0.63 (the paper too finds DINOv3 weaker on EM).
-    assert d_auto > d_forced and d_auto > d_classic - 0.15
+    # Measured: auto 0.633, forced 0.423, classifier alone 0.504, filter bank 0.630 (random features;
+    # the paper too finds DINOv3 weaker on EM).
+    assert d_auto > d_forced and d_auto > d_alone + 0.08 and d_auto > d_classic - 0.02
 
 
 def test_em_cell_interiors_painted_against_membranes_are_not_followed_as_one_structure(backbone):
@@ -186,7 +188,7 @@ def test_em_cell_interiors_painted_against_membranes_are_not_followed_as_one_str
     print(f"EM cells, Dice on unannotated slices: auto {d_auto:.3f}, forced 3D step {d_forced:.3f}")
     assert seg._background() == 1 and forced.propagation is not None
     assert auto.propagation is None
-    assert d_auto > 0.6 and d_auto > d_forced + 0.3  # measured 0.77 against 0.05
+    assert d_auto > 0.85 and d_auto > d_forced + 0.5  # measured 0.910 (0.77 unblended) against 0.054
     # The painted slice's preview is the classifier's too (it covers 0.64 of the slice), not the outline.
     s = scr.slices[0]
     preview = seg.predict(index=s).labels

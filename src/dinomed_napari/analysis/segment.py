@@ -31,6 +31,7 @@ from .sampling import (
     sample_features,
     sample_pixel_features,
 )
+from .texture import FOREST_SHARE, blend_forest
 
 #: Forest-probability planes kept for propagation (it reads each as a target, then as a source of
 #: the next step on each front): memory stays a few planes, not the volume.
@@ -40,12 +41,14 @@ KEEP_PLANES = 8
 @dataclass
 class Segmentation:
     """``labels`` (the scribbles' class values), ``probabilities`` (..., K) in ``classes`` order (the
-    classifier's), and for 3D propagation its per-slice ``confidence`` and suggested next slice."""
+    classifier's, with ``forest_share`` of the scribbles' forest's blended in for a texture volume), and
+    for 3D propagation its per-slice ``confidence`` and suggested next slice."""
 
     labels: np.ndarray
     probabilities: np.ndarray
     classes: np.ndarray
     propagation: Propagation | None = None
+    forest_share: float = 0.0
 
     @property
     def suggested_slice(self) -> int | None:
@@ -130,7 +133,9 @@ class ScribbleSegmenter:
     forest_prior : bool
         With propagation, also train a random forest on multiscale filters (ilastik's recipe,
         :class:`.filterbank.FilterBankRF`) on the same scribbles; its probability is one more input of the
-        slice-to-slice model, which learns on each slice how far to trust it.
+        slice-to-slice model, which learns on each slice how far to trust it. Under ``spatial="auto"``, a
+        whole volume not followed in 3D (a texture) blends the forest's probability into the
+        classifier's (:mod:`.texture`); single-slice previews stay the classifier's.
     cleanup : bool
         On whole-volume predictions, keep per class only the 3D components touching one of its scribbles.
     fill_holes, min_size
@@ -318,7 +323,8 @@ class ScribbleSegmenter:
         With 3D propagation (see ``spatial``) the whole-volume labels follow the painted structures from
         their annotated slices (``propagation`` holds the per-slice confidence and the suggested next
         slice), and an annotated slice's preview is its outline from the scribbles. ``probabilities`` are
-        the classifier's; for a propagated volume they are computed only when asked for
+        the classifier's (blended with the scribbles' forest's for a texture volume, see
+        ``forest_prior``); for a propagated volume they are computed only when asked for
         (``probabilities=True``: a whole-volume pass of the classifier), else None. ``cancel()`` is
         checked between slices of the propagation, ``progress(done, total)`` called after each.
         Clean-up options run on whole volumes only.
@@ -328,7 +334,7 @@ class ScribbleSegmenter:
         self._adopt(features, image)
         propagating = self._can_propagate()
         scr_axis = next(iter(self.features)) if propagating and axis is None else axis
-        prop = None
+        prop = extra = None
         if propagating and index is None:  # None: several objects per class (see spatial="auto")
             extra = self._forest_prior(scr_axis)
             if self.spatial == "auto" and self._background_like(scr_axis, extra) is not None:
@@ -342,6 +348,12 @@ class ScribbleSegmenter:
         # The classifier's pass is needed for its labels (no propagated volume, or a preview) or when
         # asked for.
         proba = softmax(self.logits(index, axis)) if probabilities or prop is None else None
+        share = 0.0
+        if prop is None and index is None and self._blends():  # a texture: the forest has a share
+            f_axis = next(iter(self.features))
+            forest = extra if extra is not None and scr_axis == f_axis else self._forest_prior(f_axis)
+            proba = blend_forest(proba, self.classes_, forest, f_axis, cancel=cancel, progress=progress)
+            share = FOREST_SHARE
         classes = self.classes_
         dtype = np.uint8 if classes.max() < 256 else np.int32
         if prop is not None:
@@ -353,7 +365,14 @@ class ScribbleSegmenter:
         if index is None and (self.cleanup or self.fill_holes or self.min_size):
             labels = clean_labels(labels, self.scribbles if self.cleanup else None,
                                   fill_holes=self.fill_holes, min_size=self.min_size)
-        return Segmentation(labels=labels, probabilities=proba, classes=classes, propagation=prop)
+        return Segmentation(labels=labels, probabilities=proba, classes=classes, propagation=prop,
+                            forest_share=share)
+
+    def _blends(self) -> bool:
+        """Whether a volume not followed in 3D blends in the scribbles' forest (``spatial="auto"`` with
+        the forest on, the image and a scribble volume: :mod:`.texture`)."""
+        return (self.spatial == "auto" and self.forest_prior and self.image is not None
+                and self.scribbles is not None and np.shape(self.scribbles) == np.shape(self.image))
 
     def _can_propagate(self) -> bool:
         if self.spatial == "none" or self.scribbles is None or self.image is None or not self.features:

@@ -95,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
             "--spatial none" if args.spatial == "none" else
             f"{NOT_ONE_STRUCTURE}: a texture or instances, which the classifier labels; "
             "--spatial propagate forces the 3D step")
-        print(f"3D step: none ({why}); every voxel labelled by the classifier")
+        by = "the classifier" if not result.forest_share else (
+            f"the classifier blended with the scribbles' filter-bank forest (share {result.forest_share:g})")
+        print(f"3D step: none ({why}); every voxel labelled by {by}")
     first = next(iter(fvs.values()))
     print(f"segmented with {first.label()}; voxels per class "
           f"{ {int(c): int(np.count_nonzero(result.labels == c)) for c in result.classes} }")

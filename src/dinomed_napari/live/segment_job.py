@@ -107,13 +107,15 @@ def _propagated(seg, req: SegmentRequest, scribbles: np.ndarray, cancel, progres
     except Cancelled as exc:
         raise JobCancelled(str(exc)) from exc
     probs = pred.probabilities[..., 0].astype(np.float32) if pred.probabilities is not None else None
-    note = "" if pred.propagation is not None else NOT_FOLLOWED
+    note = "" if pred.propagation is not None else NOT_FOLLOWED + (BLENDED if pred.forest_share else "")
     return SegmentResult(seg, pred.labels, probs, pred.classes, True, pred.propagation, note)
 
 
 #: Why a volume predicted from a scribble volume was not followed in 3D (see ``spatial="auto"``).
 NOT_FOLLOWED = (f"3D: not followed: {NOT_ONE_STRUCTURE} (a texture or instances, e.g. EM), so the "
                 "classifier labelled every voxel")
+#: Added when the scribbles' filter-bank forest had a share of that volume (analysis/texture.py).
+BLENDED = ", blended with a filter-bank forest trained on the same strokes"
 
 
 def suggestion_text(propagation) -> str:
