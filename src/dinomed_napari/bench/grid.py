@@ -15,7 +15,7 @@ from .cases import Case
 
 PROTOCOLS = ("fewclick", "fewclick3d", "isolation", "probe", "baseline")
 # Few-click segmenter options scored side by side (ScribbleSegmenter settings, see protocols/fewclick.py).
-VARIANTS = ("linear", "rf", "fusion", "hybrid", "triplanar")
+VARIANTS = ("linear", "rf", "fusion", "hybrid", "triplanar", "default")
 
 
 class BenchConfigError(DinomedError, ValueError):

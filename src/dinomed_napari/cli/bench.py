@@ -10,10 +10,11 @@ from dinomed_napari.cli import args as A
 
 # Demo: bundled real crops, a random ViT-S at low resolutions, everything in a few minutes on 2 CPU cores.
 DEMO = {"models": "S", "resolutions": "64,128", "slices": "1,2,3,5", "strokes": 3,
-        "protocols": "fewclick,fewclick3d,isolation,probe,baseline", "variants": "linear,fusion,hybrid"}
+        "protocols": "fewclick,fewclick3d,isolation,probe,baseline",
+        "variants": "linear,fusion,hybrid,default"}
 DEFAULTS = {"models": "S", "resolutions": "224", "slices": "1,2,3", "strokes": 3, "seed": 0, "axis": 0,
-            "folds": 5, "protocols": "fewclick,fewclick3d,isolation,probe,baseline", "variants": "linear",
-            "batch_size": "auto"}
+            "folds": 5, "protocols": "fewclick,fewclick3d,isolation,probe,baseline",
+            "variants": "linear,default", "batch_size": "auto"}
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -31,8 +32,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", help="comma list of backbones, e.g. S,B,L (default S)")
     p.add_argument("--resolutions", help="comma list of input resolutions, e.g. 224,448 (default 224)")
     p.add_argument("--weights", help="hub, hub:<tag>, random or a weights file (required except with --demo)")
-    p.add_argument("--variants", help="few-click segmenter variants: linear,rf,fusion,hybrid,triplanar "
-                                      "(default linear)")
+    p.add_argument("--variants", help="few-click segmenter variants: linear,rf,fusion,hybrid,triplanar,"
+                                      "default (the pipeline `segment` runs) (default linear,default)")
     p.add_argument("--slices", help="numbers of annotated slices for the Dice curve (default 1,2,3)")
     p.add_argument("--strokes", type=A.int_in(1, 1000, "stroke count"),
                    help="strokes per class on each annotated slice (default 3)")

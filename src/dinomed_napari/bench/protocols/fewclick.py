@@ -23,6 +23,9 @@ VARIANT_OPTIONS: dict[str, dict[str, Any]] = {
     # DINOv3 + the multiscale filter bank under a random forest (the convpaint recipe on DINOv3).
     "hybrid": {"classifier": "rf", "intensity": "filters"},
     "triplanar": {"classifier": "linear"},
+    # What `segment` and the widget run: structures followed in 3D, textures (EM) by the classifier
+    # blended with the scribbles' forest.
+    "default": {"intensity": "filters", "spatial": "auto"},
 }
 
 
@@ -101,9 +104,10 @@ def fewclick_records(lc, fv, backbone, resolution: int, settings) -> Iterator[tu
                 f = feats["tri"]
             else:
                 f = fv
-            # The classifier variants side by side; the 3D step is scored by the fewclick3d protocol.
-            seg = ScribbleSegmenter(seed=settings.seed, spatial="none", **VARIANT_OPTIONS[variant])
-            seg.fit(f, scr.labels, image=lc.volume.data)
+            # The classifier variants side by side (the 3D step is scored by the fewclick3d protocol),
+            # and the default pipeline on the same strokes.
+            seg = ScribbleSegmenter(**{"seed": settings.seed, "spatial": "none", **VARIANT_OPTIONS[variant]})
+            seg.fit(f, scr.labels, image=lc.volume.data, spacing=lc.volume.spacing)
             pred = to_classes(seg.predict().labels)
             rows = score(pred, lc, scr)
             for row in rows:
