@@ -118,22 +118,20 @@ def test_walk_outlines_redrawn_on_the_edges_beat_the_appearance_model(backbone, 
     assert min(gains) > -0.03 and np.mean(gains) > 0.02
 
 
-def test_em_membranes_from_strokes_in_several_cells(backbone):
-    """EM: strokes in several cells and on several membranes describe classes by their look. The default
-    labels every voxel by the classifier (no structure is followed), which beats forcing the 3D step."""
-    # Before the one-object check, these strokes (a box under half the plane) were propagated.
-    from dinomed_napari.bench.protocols.baseline import FilterBankRF
+def _em_case(backbone, crop, truth_of, n_slices, resolution):
+    """A crop of the bundled EM stack, ``simulate_scribbles`` of ``truth_of(labels)`` (painted as 1 for
+    its complement, 2 for it), and ``run(spatial)`` -> (segmenter, result, Dice on unannotated slices)."""
+    from dataclasses import replace
+
     from dinomed_napari.bench.scribbles import simulate_scribbles
     from dinomed_napari.features.extract import extract_features
     from dinomed_napari.preprocess import Preprocess
 
     vol = _load("em")
-    from dataclasses import replace
-
-    vol = replace(vol, data=np.asarray(vol.data)[:6])
-    truth = _load("em_labels").data[:6] == 0  # membranes
-    fv = extract_features(vol, backbone=backbone, prep=Preprocess(resolution=352), cache_dir=False)
-    scr = simulate_scribbles(truth.astype(np.uint8), n_slices=2, seed=0)  # 1 cell interior, 2 membrane
+    vol = replace(vol, data=np.asarray(vol.data)[crop])
+    truth = truth_of(_load("em_labels").data[crop])
+    fv = extract_features(vol, backbone=backbone, prep=Preprocess(resolution=resolution), cache_dir=False)
+    scr = simulate_scribbles(truth.astype(np.uint8), n_slices=n_slices, seed=0)
     other = np.ones(truth.shape[0], bool)
     other[list(scr.slices)] = False
 
@@ -141,11 +139,22 @@ def test_em_membranes_from_strokes_in_several_cells(backbone):
         seg = ScribbleSegmenter(intensity="filters", spatial=spatial).fit(fv, scr.labels, image=vol.data,
                                                                           spacing=vol.spacing)
         res = seg.predict()
-        return res, dice((res.labels == 2)[other], truth[other])
+        return seg, res, dice((res.labels == 2)[other], truth[other])
 
-    auto, d_auto = run("auto")
-    forced, d_forced = run("propagate")
-    _, d_alone = run("none")  # the classifier alone, without the forest's share (texture.py)
+    return vol, truth, scr, other, run
+
+
+def test_em_membranes_from_strokes_in_several_cells(backbone):
+    """EM: strokes in several cells and on several membranes describe classes by their look. The default
+    labels every voxel by the classifier (no structure is followed), which beats forcing the 3D step."""
+    # Before the one-object check, these strokes (a box under half the plane) were propagated.
+    from dinomed_napari.bench.protocols.baseline import FilterBankRF
+
+    # Membranes painted as 2, cell interiors as 1.
+    vol, truth, scr, other, run = _em_case(backbone, slice(0, 6), lambda lab: lab == 0, 2, 352)
+    _, auto, d_auto = run("auto")
+    _, forced, d_forced = run("propagate")
+    _, _, d_alone = run("none")  # the classifier alone, without the forest's share (texture.py)
     classic = FilterBankRF(normalise_image(vol.data)[0]).segment(scr.labels) == 2
     d_classic = dice(classic[other], truth[other])
     print(f"EM membranes, Dice on unannotated slices: auto {d_auto:.3f}, forced 3D step {d_forced:.3f}, "
@@ -161,27 +170,11 @@ def test_em_cell_interiors_painted_against_membranes_are_not_followed_as_one_str
     background): the walker's outline of the cells is one or two regions (thin membranes merge at this
     grid), but the scribbles' forest labels cells on most of the slice, so the default leaves the volume
     to the classifier. Followed as one structure, the cells were a few blobs (Dice 0.05)."""
-    from dataclasses import replace
-
     from dinomed_napari.analysis.cover import MAX_COVER
-    from dinomed_napari.bench.scribbles import simulate_scribbles
-    from dinomed_napari.features.extract import extract_features
-    from dinomed_napari.preprocess import Preprocess
 
-    vol = _load("em")
-    vol = replace(vol, data=np.asarray(vol.data)[:12, :128, :128])
-    cells = _load("em_labels").data[:12, :128, :128] == 255
+    crop = (slice(0, 12), slice(0, 128), slice(0, 128))  # the demo's
+    _, cells, scr, _, run = _em_case(backbone, crop, lambda lab: lab == 255, 1, 128)
     assert cells.mean() > MAX_COVER  # cell interiors are most of each section
-    fv = extract_features(vol, backbone=backbone, prep=Preprocess(resolution=128), cache_dir=False)
-    scr = simulate_scribbles(cells.astype(np.uint8), n_slices=1, seed=0)  # 1 membrane, 2 cell interior
-    other = np.ones(cells.shape[0], bool)
-    other[list(scr.slices)] = False
-
-    def run(spatial):
-        seg = ScribbleSegmenter(intensity="filters", spatial=spatial).fit(fv, scr.labels, image=vol.data,
-                                                                          spacing=vol.spacing)
-        res = seg.predict()
-        return seg, res, dice((res.labels == 2)[other], cells[other])
 
     seg, auto, d_auto = run("auto")
     _, forced, d_forced = run("propagate")
