@@ -9,7 +9,7 @@ plane, an outline of many regions) sees them; followed as one structure they gav
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -29,7 +29,7 @@ def cover(labels: np.ndarray, cls: int) -> float:
     return float(np.mean(np.asarray(labels) == cls))
 
 
-def background_like(scribbles: np.ndarray, axis: int, background: int,
+def background_like(scribbles: np.ndarray, axis: int, background: int, classes: Sequence[int],
                     classifier: Callable[[int], np.ndarray],
                     forest: Callable[[int, int], np.ndarray] | None = None) -> int | None:
     """The first painted class (other than ``background``) that covers most of a slice it is painted on.
@@ -42,6 +42,8 @@ def background_like(scribbles: np.ndarray, axis: int, background: int,
         Slicing axis of the annotated slices.
     background : int
         The background class (never reported).
+    classes : sequence of int
+        The painted classes (those the classifier was trained on; no scan of the volume for them).
     classifier : callable
         ``classifier(index)`` -> (H, W) class labels of that slice.
     forest : callable, optional
@@ -55,7 +57,7 @@ def background_like(scribbles: np.ndarray, axis: int, background: int,
     """
     scr = np.asarray(scribbles)
     other = tuple(a for a in range(scr.ndim) if a != axis)
-    for c in (int(v) for v in np.unique(scr) if v not in (0, background)):
+    for c in (int(v) for v in classes if v not in (0, background)):
         for s in np.flatnonzero(np.any(scr == c, axis=other)):
             share = cover(classifier(int(s)), c)
             if forest is not None and share > COVER_GATE:
