@@ -641,3 +641,37 @@ def test_a_lazy_ome_zarr_shows_as_a_pyramid_and_computes_at_full_resolution(make
     compute(viewer, qtbot, layer)
     fv = SESSIONS.get(layer).primary
     assert fv.volume_shape == (6, 101, 122) and viewer.layers["PCA"].data.shape == (6, 7, 8, 3)
+
+
+def test_em_cells_are_labelled_by_their_look_with_the_forest(make_napari_viewer, qtbot):
+    """EM cell interiors painted against membranes in the widget: 'Predict volume' does not follow them
+    as one structure; the note says the classifier, blended with the scribbles' forest, labelled them."""
+    from dinomed_napari._napari.widget_segment import SegmentWidget
+    from dinomed_napari.bench.scribbles import simulate_scribbles
+
+    em = load_volume(sample_path("em"))
+    crop = (slice(0, 12), slice(0, 128), slice(0, 128))  # the demo's crop
+    vol = Volume(np.ascontiguousarray(np.asarray(em.data)[crop]), em.spacing, em.affine, "EM", em.units,
+                 str(sample_path("em")), {})
+    cells = np.asarray(load_volume(sample_path("em_labels")).data)[crop] == 255
+    scr = simulate_scribbles(cells.astype(np.uint8), n_slices=1, seed=0)  # 1 membrane, 2 cell interior
+    viewer = make_napari_viewer()
+    image = add_image(viewer, vol)
+    compute(viewer, qtbot, image)
+    s = scr.slices[0]
+    viewer.dims.set_point(0, s * image.scale[0])
+    w = SegmentWidget(viewer)
+    scribbles = w.add_scribble_layer()
+    for value in (1, 2):
+        n = w.trainings
+        paint(scribbles, scr.labels == value, value)
+        if value == 2:
+            qtbot.waitUntil(lambda n=n: w.trainings > n, timeout=WAIT)
+    w.predict_volume()
+    qtbot.waitUntil(lambda: "not followed" in w.suggestion.value, timeout=WAIT)
+    assert "blended with a filter-bank forest" in w.suggestion.value
+    pred = np.asarray(w.prediction_layer.data)
+    other = np.ones(cells.shape[0], bool)
+    other[s] = False
+    print(f"EM cells in the widget, Dice on unannotated sections {dice(pred[other] == 2, cells[other]):.3f}")
+    assert dice(pred[other] == 2, cells[other]) > 0.85  # measured 0.91 (core, same strokes); 0.05 followed
