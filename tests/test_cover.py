@@ -33,10 +33,10 @@ def test_a_class_covering_most_of_its_painted_slice_is_reported():
         return _labels(0.6).astype(float) * (cls == 2)
 
     assert COVER_GATE < 0.3 < MAX_COVER < 0.6
-    assert background_like(scr, 0, 1, [1, 2], classifier, forest) == 2
+    assert background_like(scr, 0, 1, classifier, forest) == 2
     assert asked == [1] and forest_calls == [(1, 2)]
     # The classifier alone (no forest) at 0.3 covers too little.
-    assert background_like(scr, 0, 1, [1, 2], classifier) is None
+    assert background_like(scr, 0, 1, classifier) is None
 
 
 def test_the_forest_is_not_asked_under_the_gate_and_decides_over_it():
@@ -48,10 +48,10 @@ def test_the_forest_is_not_asked_under_the_gate_and_decides_over_it():
     def forest(index, cls):
         raise AssertionError("the forest must not run where the classifier gives under the gate")
 
-    assert background_like(scr, 0, 1, [1, 3], lambda i: _labels(0.1, cls=3), forest) is None
+    assert background_like(scr, 0, 1, lambda i: _labels(0.1, cls=3), forest) is None
     # Over the gate on slice 2 only, where the forest finds the class on 0.4 of it: not most.
     planes = {0: _labels(0.1, cls=3), 2: _labels(0.45, cls=3)}
-    assert background_like(scr, 0, 1, [1, 3], planes.__getitem__,
+    assert background_like(scr, 0, 1, planes.__getitem__,
                            lambda i, c: (_labels(0.4, cls=3) == 3).astype(float)) is None
-    assert background_like(scr, 0, 1, [1, 3], planes.__getitem__,
+    assert background_like(scr, 0, 1, planes.__getitem__,
                            lambda i, c: (_labels(0.55, cls=3) == 3).astype(float)) == 3

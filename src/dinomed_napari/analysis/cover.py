@@ -9,9 +9,11 @@ plane, an outline of many regions) sees them; followed as one structure they gav
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
+
+from .propagate import painted_classes
 
 #: A class the scribbles' forest labels on more than this fraction of a slice it is painted on covers
 #: most of it. Measured (random ViT-S): the 84 structure pairs of the fewclick3d sweeps (lesions,
@@ -29,10 +31,10 @@ def cover(labels: np.ndarray, cls: int) -> float:
     return float(np.mean(np.asarray(labels) == cls))
 
 
-def background_like(scribbles: np.ndarray, axis: int, background: int, classes: Sequence[int],
+def background_like(scribbles: np.ndarray, axis: int, background: int,
                     classifier: Callable[[int], np.ndarray],
                     forest: Callable[[int, int], np.ndarray] | None = None) -> int | None:
-    """The first painted class (other than ``background``) that covers most of a slice it is painted on.
+    """A painted class (other than ``background``) that covers most of a slice it is painted on.
 
     Parameters
     ----------
@@ -42,8 +44,6 @@ def background_like(scribbles: np.ndarray, axis: int, background: int, classes: 
         Slicing axis of the annotated slices.
     background : int
         The background class (never reported).
-    classes : sequence of int
-        The painted classes (those the classifier was trained on; no scan of the volume for them).
     classifier : callable
         ``classifier(index)`` -> (H, W) class labels of that slice.
     forest : callable, optional
@@ -55,13 +55,11 @@ def background_like(scribbles: np.ndarray, axis: int, background: int, classes: 
     int or None
         The class, or None when every painted class covers at most ``MAX_COVER`` of its slices.
     """
-    scr = np.asarray(scribbles)
-    other = tuple(a for a in range(scr.ndim) if a != axis)
-    for c in (int(v) for v in classes if v not in (0, background)):
-        for s in np.flatnonzero(np.any(scr == c, axis=other)):
-            share = cover(classifier(int(s)), c)
+    for s, values in painted_classes(scribbles, axis).items():
+        for c in (int(v) for v in values if v != background):
+            share = cover(classifier(s), c)
             if forest is not None and share > COVER_GATE:
-                share = float(np.mean(forest(int(s), c) > 0.5))
+                share = float(np.mean(forest(s, c) > 0.5))
             if share > MAX_COVER:
                 return c
     return None

@@ -474,6 +474,13 @@ def _local_proba(sources: list[np.ndarray], masks: list[np.ndarray], ring: np.nd
     return p
 
 
+def painted_classes(scribbles: np.ndarray, axis: int = 0) -> dict[int, np.ndarray]:
+    """The classes painted on each slice along ``axis`` that has strokes, slice by slice (no
+    whole-volume boolean temporaries)."""
+    scr = np.moveaxis(np.asarray(scribbles), axis, 0)
+    return {s: np.unique(scr[s][scr[s] > 0]) for s in range(scr.shape[0]) if scr[s].any()}
+
+
 def background_of(scribbles: np.ndarray, axis: int = 0) -> int:
     """The background class of a scribble volume (see :func:`stroke_layout`)."""
     scr = np.asarray(scribbles)
@@ -600,8 +607,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
     sp = np.asarray(spacing, float)
     sp_slice, sp2 = sp[axis], np.delete(sp, axis)
     n = scr.shape[0]
-    # Classes painted on each slice, slice by slice: no whole-volume boolean temporaries.
-    painted = {s: np.unique(scr[s][scr[s] > 0]) for s in range(n) if scr[s].any()}
+    painted = painted_classes(scr)
     values = np.unique(np.concatenate(list(painted.values()))) if painted else np.zeros(0, int)
     if len(values) < 2:
         raise ScribbleError("propagation needs the structure and the background painted "

@@ -400,7 +400,7 @@ class ScribbleSegmenter:
         def labels(index: int) -> np.ndarray:
             return self.classes_[np.argmax(self.logits(index, axis), axis=-1)]
 
-        return background_like(self.scribbles, axis, self._background(), self.classes_, labels,
+        return background_like(self.scribbles, axis, self._background(), labels,
                                None if forest is None else (lambda s, c: forest(s, c)[..., 0]))
 
     def _forest_prior(self, axis: int):
