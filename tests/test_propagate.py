@@ -561,3 +561,31 @@ def test_only_a_stroke_across_a_part_refutes_it():
     np.testing.assert_array_equal(refuted(disk | other, across), other)
     np.testing.assert_array_equal(refuted(disk | other, edge), disk | other)
     np.testing.assert_array_equal(refuted(disk | other, edge, span=0.1), other)
+
+
+def tumour_on_a_stalk(seed: int = 4):
+    """A tumour (ellipsoid) whose lower tip runs into a stalk of its own brightness that widens on to the
+    volume's first slice (a tumour on a vessel fanning out): no intensity parts them."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.indices((24, 64, 64))
+    tumour = ((z - 14) / 6.5) ** 2 + ((y - 32) / 13) ** 2 + ((x - 30) / 13) ** 2 < 1
+    stalk = ((y - 32) ** 2 + (x - 30) ** 2 < (4 + 0.35 * (8 - z)) ** 2) & (z <= 8)
+    image = (100.0 * (tumour | stalk) + rng.normal(0, 8, tumour.shape)).astype(np.float32) / 100.0
+    return image, tumour, stalk
+
+
+def test_a_walk_that_grows_back_after_the_structure_tapered_has_entered_a_neighbour(monkeypatch):
+    """Past the tumour's tapering tip the walk meets the stalk; each step grows under MAX_GROWTH, so
+    without the regrowth rule it follows the stalk to the first slice. (A neighbour that keeps its
+    size is followed all the same: there the user paints "not here", see ``refuted``.)"""
+    import dinomed_napari.analysis.propagate as walk
+
+    image, tumour, stalk = tumour_on_a_stalk()
+    scr = structure_scribbles(tumour, n_slices=3, seed=0).labels
+    pred = propagate(image, scr, (5.0, 0.7, 0.7)).labels == 2
+    assert np.count_nonzero(pred[:4]) == 0  # the stalk's wide end stays out
+    assert dice(pred[8:], tumour[8:]) > 0.9
+    assert walk.regrown(160, 100, 200) and not walk.regrown(140, 100, 200) and not walk.regrown(160, 100, 120)
+    monkeypatch.setattr(walk, "REGROW", 0.0)
+    leaked = propagate(image, scr, (5.0, 0.7, 0.7)).labels == 2
+    assert np.count_nonzero(leaked[:4] & stalk[:4]) > 0.5 * np.count_nonzero(stalk[:4])
