@@ -104,3 +104,52 @@ def test_non_finite_or_flat_boxes_say_why():
     assert auto_isolate(img, [(10, 30, 30)], (1.0, 1.0, 1.0)).mask.sum() == 4000  # the whole cube
     flat = auto_isolate(np.zeros((20, 64, 64), np.float32), [(10, 30, 30)], (1.0, 1.0, 1.0))
     assert flat.mask.sum() == 0 and "one intensity only" in flat.note and "straddles" not in flat.note
+
+
+def _tumour_on_a_wall(seed: int = 2):
+    """A soft-tissue tumour (35 HU) in aerated lung (-800 HU) pressing on a wall of the same density that
+    runs on past any box around it (the mediastinum): 0.7 mm pixels, 5 mm slices."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    sp = (5.0, 0.7, 0.7)
+    z, y, x = np.indices((24, 120, 120)) * np.asarray(sp)[:, None, None, None]
+    tumour = ((z - 60) / 27) ** 2 + ((y - 42) / 17) ** 2 + ((x - 40) / 17) ** 2 < 1
+    wall = x > 55
+    # Edges blurred over a pixel or two (partial volume), as a scanner's are.
+    tissue = ndimage.gaussian_filter((tumour | wall).astype(np.float32), (0, 1.5, 1.5))
+    image = -850.0 + 885.0 * tissue + rng.normal(0, 15, tumour.shape)
+    return image.astype(np.float32), tumour, wall, sp
+
+
+def test_a_tumour_on_tissue_of_its_density_is_parted_from_it_by_shape(monkeypatch):
+    """Intensity cannot part the tumour from the wall it presses on; the distance watershed parts them
+    where they meet, and the note says so. Without it the result ran into the wall."""
+    import dinomed_napari.analysis.isolate_auto as IA
+
+    image, tumour, wall, sp = _tumour_on_a_wall()
+    seed = _deepest(tumour, sp)
+    res = auto_isolate(image, [seed], sp)
+    assert dice(res.mask, tumour) > 0.85 and res.seeds_inside
+    assert "distance watershed" in res.recipe and "parted from it by shape" in res.note
+    monkeypatch.setattr(IA, "SPLIT_BY_SHAPE", False)
+    merged = auto_isolate(image, [seed], sp)
+    assert dice(merged.mask, tumour) < 0.6 and np.count_nonzero(merged.mask & wall) > tumour.sum()
+    assert "reaches the edges of the box" in merged.note
+
+
+def test_a_structure_larger_than_the_box_is_not_cut_to_a_speck():
+    """A seed deep in tissue that fills the whole box (an organ larger than it): the watershed's basin
+    around the seed would be a few voxels, so the shape step leaves the region as it was, and says the
+    region reaches the box's edges."""
+    from dinomed_napari.analysis.isolate_auto import shape_split
+
+    image, _, wall, sp = _tumour_on_a_wall()
+    seed = [12, 60, 110]  # 38 mm inside the wall, which runs on past the box
+    res = auto_isolate(image, [seed], sp)
+    assert "distance watershed" not in res.recipe and "reaches the edges of the box" in res.note
+    assert np.count_nonzero(res.mask & wall) > 0.3 * np.count_nonzero(wall)
+    # Shallower than SPLIT_DEPTH_MM (a speckle of a deep Otsu level): no basin either.
+    region = np.zeros((3, 20, 20), bool)
+    region[:, 5:8, :] = True
+    assert not shape_split(region, np.array([[1, 6, 10]]), (1.0, 1.0, 1.0)).any()

@@ -32,6 +32,19 @@ RADIUS_MM = 40.0
 BOX_PER_EXTENT = 3.0
 #: Largest half-size (mm) of the widened box.
 MAX_RADIUS_MM = 100.0
+#: A region that intensity cannot keep off the box's sides is parted from what it touches by shape
+#: (:func:`shape_split`). The 35 HU lung tumour on the mediastinum of
+#: ``benchmarks/bench_phantom_lesions.py`` (synthetic): Dice 0.272 -> 0.934. One click at the deepest
+#: voxel of 29 shared structures (``../shared`` CT and MRI organs, lesions, aorta): mean 0.420 -> 0.455
+#: (CT portal vein 0.12 -> 0.55, vertebra L1 0.10 -> 0.40, duodenum 0.21 -> 0.51, gallbladder 0.50 ->
+#: 0.59, spleen 0.69 -> 0.72; MRI stomach 0.67 -> 0.58, autochthon 0.75 -> 0.72); the bundled nodule
+#: and the magnified lesions unchanged. Taking a deeper Otsu level only where it
+#: splits two clear groups (effectiveness >= 0.7) instead cost those 29 (0.422).
+SPLIT_BY_SHAPE = True
+#: ... when the seed lies this deep (mm) in the region: a solid blob (a lesion worth a click is a
+#: centimetre across or more), not the speckle a deep Otsu level leaves in an organ (there the basin
+#: around the seed was a few voxels: three shared organs fell from 0.39-0.56 Dice to 0).
+SPLIT_DEPTH_MM = 5.0
 
 
 @dataclass
@@ -171,6 +184,51 @@ def auto_isolate(image: np.ndarray, seeds, spacing=(1.0, 1.0, 1.0), *, pc1: np.n
     return first
 
 
+def shape_split(region: np.ndarray, seeds: np.ndarray, spacing) -> np.ndarray:
+    """The part of ``region`` around ``seeds`` that a watershed of its distance map parts from the
+    region's voxels on the box's in-plane sides (what it touches and runs on past the box).
+
+    Parameters
+    ----------
+    region : (Z, Y, X) bool
+        A thresholded component holding the seeds and reaching the box's sides.
+    seeds : (N, 3) int
+        Seed voxels, inside ``region``.
+    spacing : (3,) float
+        Voxel spacing (mm): distances are measured in it.
+
+    Returns
+    -------
+    (Z, Y, X) bool
+        The seeds' basin; empty when no voxel of ``region`` lies on the box's sides, a seed is outside
+        it, no seed lies ``SPLIT_DEPTH_MM`` deep in it, or the basin is smaller than a ball of half the
+        seed's depth (the structure runs on past the box).
+    """
+    from skimage.segmentation import watershed
+
+    markers = np.zeros(region.shape, np.int32)
+    sides = np.zeros(region.shape, bool)
+    sides[:, [0, -1], :] = True
+    sides[:, :, [0, -1]] = True
+    markers[sides & region] = 2
+    if not markers.any() or not all(region[tuple(p)] for p in seeds):
+        return np.zeros(region.shape, bool)
+    for p in seeds:
+        markers[tuple(p)] = 1
+    region = ndimage.binary_fill_holes(region)  # noise holes would make the inside look shallow
+    depth = ndimage.distance_transform_edt(region, sampling=spacing)
+    deepest = max(depth[tuple(p)] for p in seeds)
+    if deepest < SPLIT_DEPTH_MM:
+        return np.zeros(region.shape, bool)  # no solid blob around the seed: its basin means nothing
+    basin = watershed(-depth, markers, mask=region) == 1
+    # The box's sides are not background to the distance map, so a structure running on past them is
+    # deep there: their flood then takes all but a few voxels around the seed. A basin smaller than a
+    # ball of half the seed's depth is that (an organ larger than the box), not a blob around the seed.
+    if np.count_nonzero(basin) * np.prod(spacing) < 4 / 3 * np.pi * (deepest / 2) ** 3:
+        return np.zeros(region.shape, bool)
+    return basin
+
+
 def _half_extent_mm(mask: np.ndarray, spacing: np.ndarray) -> float:
     """Half the largest extent (mm) of a mask's bounding box; 0 when empty."""
     idx = np.argwhere(mask)
@@ -215,6 +273,16 @@ def _isolate_in_box(image, pts: np.ndarray, sp: np.ndarray, pc1, radius_mm: floa
         t_in, side, keep, level = _nested_split(sub, fg, local, float(np.median(seed_vals)))
     steps.append(f"intensity {side} {t_in:.4g} (Otsu level {level} of a {radius_mm:g} mm box around "
                  "the seed)")
+    if _border_share(keep) > 0.02 and SPLIT_BY_SHAPE:
+        # Intensity does not part the structure from what it touches (a tumour on the mediastinum):
+        # shape does, at the narrowing between the seed's blob and the tissue reaching the box's sides.
+        blob = shape_split(keep, local, sp)
+        if blob.any():
+            keep = blob
+            steps.append("parted from the tissue it touches at their narrowest (distance watershed)")
+            note += ("Intensity alone does not separate this structure from the tissue it touches: it was "
+                     "parted from it by shape, where they meet at their narrowest; check the border there, "
+                     "or paint a few scribbles (segment). ")
     if fill_holes:
         keep = ndimage.binary_fill_holes(keep)
     if min_size > 0:
