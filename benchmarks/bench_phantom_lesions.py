@@ -6,7 +6,8 @@ often touch tissue of their own intensity or have a heterogeneous inside. This i
 into the shared real scans, with partial volume across the thick slices (each voxel takes the lesion's
 share of its volume, supersampled) and noise like the scan's own:
 
-- **lung**: a soft-tissue tumour (35 HU) of 11 slices touching the mediastinum of the shared lung CT;
+- **lung**: a soft-tissue tumour (35 HU) of 11 slices pressing on the mediastinum of the shared lung CT,
+  and one pressing on its posterior chest wall;
 - **brain**: a ring-enhancing lesion (bright rim, dark core) of 7 slices in the shared brain MRI's
   parenchyma.
 
@@ -54,19 +55,27 @@ def noise_like(image: np.ndarray, where: np.ndarray, rng, sigma_px: float = 1.0)
     return n / (n.std() + 1e-6) * spread
 
 
-def lung_phantom(seed: int = 0):
-    """(image, mask, spacing, modality, name) of a 35 HU tumour against the mediastinum of the lung CT."""
+def lung_phantom(seed: int = 0, where: str = "mediastinum"):
+    """(image, mask, spacing, modality, name) of a 35 HU tumour in the lung CT, pressing on the
+    mediastinum or (``where="chest wall"``) on the posterior chest wall."""
     import nibabel as nib
 
     path = SHARED / "ct_lung_tumor" / "pyradiomics_lung1_ct.nii.gz"
     img = np.asarray(nib.load(path).dataobj, np.float32).transpose(2, 1, 0)  # (Z, Y, X)
     sp = np.asarray(nib.load(path).header.get_zooms()[::-1], float)
     rng = np.random.default_rng(seed)
-    # The lung's left half on the axial planes, the mediastinum from x ~ 110: a tumour of 17 mm radius
-    # centred at x = 88 px (50 mm) presses on it; 28 mm in z spans 11 slices of 5 mm.
-    frac = occupancy(img.shape, sp, (24.5 * sp[0], 80 * sp[1], 88 * sp[2]), (28.0, 17.0, 17.0))
+    # Slice 24: lung on the left, the mediastinum from x ~ 110 px; a tumour of 17 mm radius centred at
+    # x = 88 px (50 mm) presses on it. Slice 33: the chest wall from y ~ 135 px, a tumour centred at
+    # y = 118 px presses on it. 28 mm in z spans 11 slices of 5 mm.
+    centre = (24.5, 80, 88) if where == "mediastinum" else (33.5, 118, 70)
+    frac = occupancy(img.shape, sp, tuple(c * s for c, s in zip(centre, sp, strict=True)), (28.0, 17.0, 17.0))
     lesion = 35.0 + noise_like(img, (img > -100) & (img < 150), rng)
-    return img * (1 - frac) + lesion * frac, frac > 0.5, sp, "CT", "lung tumour phantom (CT)"
+    return img * (1 - frac) + lesion * frac, frac > 0.5, sp, "CT", f"lung tumour on the {where} phantom (CT)"
+
+
+def chest_wall_phantom(seed: int = 0):
+    """:func:`lung_phantom` on the chest wall."""
+    return lung_phantom(seed, "chest wall")
 
 
 def brain_phantom(seed: int = 0):
@@ -113,7 +122,7 @@ def main(argv=None) -> int:
     few, fb, one = [], [], []
     print("| phantom | slices | seed | few clicks | volume | filter bank + clean-up | one click |")
     print("|---|---|---|---|---|---|---|")
-    for make in (lung_phantom, brain_phantom):
+    for make in (lung_phantom, chest_wall_phantom, brain_phantom):
         img, m, sp, modality, name = make()
         v = Volume(img, spacing=tuple(sp), modality=modality, units="HU" if modality == "CT" else "",
                    source=name)
