@@ -22,6 +22,7 @@ same clean-up, Dice on the unannotated slices and predicted / true volume; one c
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +56,9 @@ def noise_like(image: np.ndarray, where: np.ndarray, rng, sigma_px: float = 1.0)
     return n / (n.std() + 1e-6) * spread
 
 
-def lung_phantom(seed: int = 0, where: str = "mediastinum"):
+def lung_phantom(seed: int = 0, where: str = "mediastinum", radius_mm: float = 17.0):
     """(image, mask, spacing, modality, name) of a 35 HU tumour in the lung CT, pressing on the
-    mediastinum or (``where="chest wall"``) on the posterior chest wall."""
+    mediastinum or (``where="chest wall"``) on the posterior chest wall; ``radius_mm`` in-plane."""
     import nibabel as nib
 
     path = SHARED / "ct_lung_tumor" / "pyradiomics_lung1_ct.nii.gz"
@@ -66,16 +67,19 @@ def lung_phantom(seed: int = 0, where: str = "mediastinum"):
     rng = np.random.default_rng(seed)
     # Slice 24: lung on the left, the mediastinum from x ~ 110 px; a tumour of 17 mm radius centred at
     # x = 88 px (50 mm) presses on it. Slice 33: the chest wall from y ~ 135 px, a tumour centred at
-    # y = 118 px presses on it. 28 mm in z spans 11 slices of 5 mm.
-    centre = (24.5, 80, 88) if where == "mediastinum" else (33.5, 118, 70)
-    frac = occupancy(img.shape, sp, tuple(c * s for c, s in zip(centre, sp, strict=True)), (28.0, 17.0, 17.0))
+    # y = 118 px presses on it. 28 mm in z spans 11 slices of 5 mm. A larger radius moves the centre
+    # away from the wall by the difference, so the tumour still just presses on it.
+    centre = np.array((24.5, 80, 88) if where == "mediastinum" else (33.5, 118, 70), float)
+    centre[2 if where == "mediastinum" else 1] -= (radius_mm - 17.0) / sp[1]
+    frac = occupancy(img.shape, sp, tuple(centre * sp), (28.0, radius_mm, radius_mm))
     lesion = 35.0 + noise_like(img, (img > -100) & (img < 150), rng)
-    return img * (1 - frac) + lesion * frac, frac > 0.5, sp, "CT", f"lung tumour on the {where} phantom (CT)"
+    return img * (1 - frac) + lesion * frac, frac > 0.5, sp, "CT", \
+        f"lung tumour ({radius_mm:g} mm) on the {where} phantom (CT)"
 
 
-def chest_wall_phantom(seed: int = 0):
+def chest_wall_phantom(seed: int = 0, radius_mm: float = 17.0):
     """:func:`lung_phantom` on the chest wall."""
-    return lung_phantom(seed, "chest wall")
+    return lung_phantom(seed, "chest wall", radius_mm)
 
 
 def brain_phantom(seed: int = 0):
@@ -114,6 +118,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0,1", help="scribble seeds (default 0,1)")
     p.add_argument("--cache", default=None, help="feature cache folder (default the user's)")
     p.add_argument("--save", default=None, help="folder to save each phantom's image, mask and prediction")
+    p.add_argument("--radius", type=float, default=17.0, help="the lung tumours' in-plane radius (mm)")
     args = p.parse_args(argv)
     if not SHARED.is_dir():
         print(f"{SHARED} not found: the phantoms are built on its scans")
@@ -122,7 +127,9 @@ def main(argv=None) -> int:
     few, fb, one = [], [], []
     print("| phantom | slices | seed | few clicks | volume | filter bank + clean-up | one click |")
     print("|---|---|---|---|---|---|---|")
-    for make in (lung_phantom, chest_wall_phantom, brain_phantom):
+    makers = (partial(lung_phantom, radius_mm=args.radius),
+              partial(chest_wall_phantom, radius_mm=args.radius), brain_phantom)
+    for make in makers:
         img, m, sp, modality, name = make()
         v = Volume(img, spacing=tuple(sp), modality=modality, units="HU" if modality == "CT" else "",
                    source=name)
@@ -147,7 +154,7 @@ def main(argv=None) -> int:
             if args.save:
                 out = Path(args.save)
                 out.mkdir(parents=True, exist_ok=True)
-                tag = f"{make.__name__}_{seed}"
+                tag = f"{getattr(make, 'func', make).__name__}_{seed}"
                 for what, arr in (("img", img), ("mask", m), ("pred", pred), ("scr", scr.labels)):
                     np.save(out / f"{what}_{tag}.npy", arr)
     print(f"phantom lesions: few clicks mean {np.mean(few):.3f} (filter bank {np.mean(fb):.3f}), "
