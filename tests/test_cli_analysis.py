@@ -85,6 +85,27 @@ def test_segment_train_save_and_reapply(case, capsys):
     assert np.array_equal(raw == 2, p2 > 0.5)
 
 
+def test_segment_says_where_and_why_the_walk_ended(case, capsys):
+    """Scribbles on the nodule's largest slice, default 3D step: the command names the slices where the
+    walk ended past both of the nodule's ends, with why, and the segmentation holds the nodule."""
+    from dinomed_napari.analysis.propagate import ENDS
+    from dinomed_napari.bench.scribbles import structure_scribbles
+
+    d, image, truth = case
+    scr = structure_scribbles(truth, n_slices=1, seed=0)
+    scr_path = save_labels(d / "scr1.nii.gz", scr.labels, load_volume(image))
+    out = d / "walk.nii.gz"
+    assert main(["segment", str(image), *FEATS, "--scribbles", str(scr_path), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"3D step: propagated from annotated slices {list(scr.slices)}" in text
+    line = next(x for x in text.splitlines() if x.startswith("the walk ended on slice "))
+    ended = [int(part.split(":")[0].split()[-1]) for part in line.split("; ")]
+    rows = np.flatnonzero(truth.any(axis=(1, 2)))
+    assert min(ended) < scr.slices[0] < max(ended) and ENDS in line
+    assert min(ended) <= rows.min() and max(ended) >= rows.max()  # past the nodule's last slices
+    assert dice(load_volume(out).data == 2, truth) > 0.7
+
+
 def test_cli_bad_inputs(case, capsys):
     d, image, truth = case
     wrong = save_labels(d / "wrong.npy", np.ones((10, 64, 60), np.uint8), Volume(np.zeros((10, 64, 60))))

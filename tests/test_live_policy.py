@@ -125,3 +125,19 @@ def test_a_volume_from_texture_strokes_says_why_it_was_not_followed_in_3d():
     assert res.propagation is None and res.note == NOT_FOLLOWED + BLENDED  # the forest has a share
     assert suggestion_text(res.propagation) == "" and "not followed" in res.note
     assert res.labels.shape == cells.shape and set(np.unique(res.labels)) == {1, 2}
+
+
+def test_the_suggestion_says_where_and_why_the_walk_ended():
+    from dinomed_napari.analysis.propagate import REGROWS, Propagation
+    from dinomed_napari.live.segment_job import suggestion_text
+
+    labels = np.zeros((12, 8, 8), np.uint8)
+    labels[3:8, 2:6, 2:6] = 1
+    conf = np.full(12, np.nan)
+    conf[3:9] = [0.9, 0.8, 1.0, 0.7, 0.6, 0.5]
+    prop = Propagation(labels=labels, confidence=conf, annotated=(5,), axis=0, background=0,
+                       stops={8: REGROWS})
+    text = suggestion_text(prop)
+    assert f"ended on slice 8: {REGROWS}" in text and text.endswith(f"annotate slice {prop.suggest()} next")
+    prop.stops = {}
+    assert "ended" not in suggestion_text(prop)

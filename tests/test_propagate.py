@@ -7,6 +7,8 @@ import pytest
 from analysis_helpers import dice, synthetic_features
 
 from dinomed_napari.analysis.propagate import (
+    FLARES,
+    NOT_HERE,
     propagate,
     redraw_outline,
     refuted,
@@ -136,6 +138,7 @@ def test_a_region_that_suddenly_flares_out_is_a_neighbour_not_the_structure():
     res = propagate(image, scr, (2.0, 1.0, 1.0))
     pred = res.labels == 2
     assert np.count_nonzero(pred & slab) < 0.05 * slab.sum()
+    assert res.stops[7] == FLARES and "slice 7: flares out" in res.ended()
     assert dice(pred[:7], ball[:7]) > 0.8
 
 
@@ -547,7 +550,7 @@ def test_background_painted_across_a_leak_on_a_slice_without_structure_ends_the_
     assert set(np.unique(scr[11])) == {0, 1}
     res = propagate(image, scr, (2.0, 1.0, 1.0))
     pred = res.labels == 2
-    assert pred[11:].sum() == 0 and res.annotated == (4,)
+    assert pred[11:].sum() == 0 and res.annotated == (4,) and res.stops[11] == NOT_HERE
     assert dice(pred[:11], tube[:11]) > 0.9
 
 
@@ -582,8 +585,10 @@ def test_a_walk_that_grows_back_after_the_structure_tapered_has_entered_a_neighb
 
     image, tumour, stalk = tumour_on_a_stalk()
     scr = structure_scribbles(tumour, n_slices=3, seed=0).labels
-    pred = propagate(image, scr, (5.0, 0.7, 0.7)).labels == 2
+    res = propagate(image, scr, (5.0, 0.7, 0.7))
+    pred = res.labels == 2
     assert np.count_nonzero(pred[:4]) == 0  # the stalk's wide end stays out
+    assert res.stops == {4: walk.REGROWS, 21: walk.ENDS}  # what the CLI and the widget say
     assert dice(pred[8:], tumour[8:]) > 0.9
     assert walk.regrown(160, 100, 200) and not walk.regrown(140, 100, 200) and not walk.regrown(160, 100, 120)
     monkeypatch.setattr(walk, "REGROW", 0.0)

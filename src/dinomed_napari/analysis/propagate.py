@@ -28,7 +28,7 @@ look-alike voxel far from the structure. Here the painted structure itself is fo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -197,6 +197,14 @@ CROSSING = 0.5
 STEP_CLASSIFIER = True
 
 
+#: Why a walk ended on a slice (:attr:`Propagation.stops`), as the CLI and the widget say it.
+ENDS = "the structure ends (almost nothing found)"
+FLARES = f"flares out over {MAX_GROWTH:g}x the previous slice: a neighbour"
+OTHER_TISSUE = "another tissue (intensity outside the structure's, the forest agrees)"
+REGROWS = "grows back past the structure's end: a look-alike neighbour"
+NOT_HERE = "painted 'not here'"
+
+
 @dataclass
 class Propagation:
     """Result of :func:`propagate`.
@@ -212,6 +220,9 @@ class Propagation:
         Annotated slices along ``axis``.
     axis : int
     background : int
+    stops : dict slice -> str
+        The slices where a walk arrived and ended, and why (``ENDS``, ``FLARES``, ``OTHER_TISSUE``,
+        ``REGROWS``, ``NOT_HERE``): where to look when the result stops short or ought to have.
     """
 
     labels: np.ndarray
@@ -219,6 +230,11 @@ class Propagation:
     annotated: tuple[int, ...]
     axis: int
     background: int
+    stops: dict[int, str] = field(default_factory=dict)
+
+    def ended(self) -> str:
+        """Where and why the walks ended, readable ("slice 19: ...; slice 30: ..."); empty if nowhere."""
+        return "; ".join(f"slice {s}: {why}" for s, why in sorted(self.stops.items()))
 
     def suggest(self) -> int | None:
         """The unannotated slice to annotate next, None if none was reached.
@@ -667,6 +683,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
 
     # Winning probability where classes compete; one structure competes with nobody (no volume kept).
     best = np.zeros(scr.shape, np.float16) if len(masks) > 1 else None
+    stops: dict[int, str] = {}
     total, step = max(1, len(masks) * (n - len(annotated))), 0
     for c, seeds in masks.items():
         done = dict(seeds)
@@ -707,6 +724,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
             # not predicted, and a step from one of them goes without it (see ``STEP_CLASSIFIER``).
             fitted = classifier and any(t in seeds for t in srcs)
             use = slice(None, -1) if fitted else slice(None)
+            whys: list[str] = []  # why parts ended on this slice
             for part in _parts(prev):
                 # Each part of the structure (the two limbs of the aortic arch) is followed on its own:
                 # one part ending, or flaring into a neighbour, does not end or flood the others.
@@ -715,17 +733,23 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
                                  min_fraction, (lo, hi), forest)
                 if step_out is None:
                     continue
-                m, p, conf = step_out
+                m, p, conf, why = step_out
                 confidence[s] = conf if np.isnan(confidence[s]) else min(confidence[s], conf)
                 if m is not None:
                     found |= m
                     prob = np.maximum(prob, p)
+                elif why not in whys:
+                    whys.append(why)
             # Channel 0 of a plane's features is the plane itself, already read.
             came = (feats[srcs[0]][1][..., 0], done[srcs[0]]) if hounsfield else None  # see REDRAW_GAP
             found = redraw_outline(feats[s][1][..., 0], found, sp2, previous=came)
             if s in refuting:
+                painted = found.any()
                 found = refuted(found, scr[s] == bg)
+                if painted and not found.any():
+                    whys = [NOT_HERE]
             if not found.any():
+                _ended(stops, s, c, whys or [ENDS], len(masks))
                 continue
             found = ndimage.binary_fill_holes(found)
             found = found & (scr[s] != bg) | (scr[s] == c)  # painted pixels always win
@@ -733,6 +757,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
             # Between two slices that hold the structure, the walk cannot have passed its end.
             peak, trough = span[srcs[0]] if len(srcs) == 1 else (area, area)
             if regrown(area, trough, peak):
+                _ended(stops, s, c, [REGROWS], len(masks))
                 continue
             span[s] = (area, area) if area > peak else (peak, min(trough, area))
             done[s] = found
@@ -740,7 +765,14 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
         for s, m in seeds.items():
             _claim(labels[s], None if best is None else best[s], m, np.ones(m.shape, np.float32), c)
     return Propagation(labels=np.moveaxis(labels, 0, axis), confidence=confidence, annotated=annotated,
-                       axis=axis, background=bg)
+                       axis=axis, background=bg, stops=stops)
+
+
+def _ended(stops: dict[int, str], s: int, c: int, whys: list[str], n_classes: int) -> None:
+    """Note why the walk of class ``c`` ended on slice ``s`` (the class named when there are several)."""
+    why = " / ".join(whys)
+    why = f"class {c}: {why}" if n_classes > 1 else why
+    stops[s] = f"{stops[s]}; {why}" if s in stops else why
 
 
 def regrown(area: int, smallest: int, largest: int) -> bool:
@@ -917,10 +949,10 @@ def _parts(prev: np.ndarray) -> list[np.ndarray]:
 
 def _step(part: np.ndarray, prev: np.ndarray, disk: np.ndarray, sources: list[np.ndarray],
           masks: list[np.ndarray], target: np.ndarray, threshold: float, min_fraction: float,
-          bounds: tuple[float, float], forest) -> tuple[np.ndarray | None, np.ndarray, float] | None:
-    """One part of the structure followed onto the next slice: (mask, probability, confidence); the mask
-    is None where the part ends there (nothing found, too much found, or another tissue), and the whole
-    result None where no model could be trained."""
+          bounds: tuple[float, float], forest) -> tuple[np.ndarray | None, np.ndarray, float, str] | None:
+    """One part of the structure followed onto the next slice: (mask, probability, confidence, why); the
+    mask is None where the part ends there, and ``why`` says why (``ENDS``, ``FLARES``, ``OTHER_TISSUE``;
+    empty otherwise); the whole result None where no model could be trained."""
     allowed = ndimage.binary_dilation(part, disk)
     ring = ndimage.binary_dilation(allowed, disk) & ~prev  # the other parts are not background
     p = _local_proba(sources, masks, ring, target, allowed)
@@ -929,16 +961,18 @@ def _step(part: np.ndarray, prev: np.ndarray, disk: np.ndarray, sources: list[np
     conf = float(np.abs(2 * p[allowed] - 1).mean())
     cand = (p > threshold) & allowed
     m = _touching(cand, part)
-    if not min_fraction * part.sum() <= m.sum() <= MAX_GROWTH * part.sum():
-        return None, p, conf  # the structure ends here, or what follows is a neighbour
+    if m.sum() < min_fraction * part.sum():
+        return None, p, conf, ENDS
+    if m.sum() > MAX_GROWTH * part.sum():
+        return None, p, conf, FLARES
     # Another tissue: its intensity (channel 0 of the plane's features) is outside the structure's range
     # and the forest trained on the scribbles does not call it the structure either (each alone stops
     # real structures early).
     lo, hi = bounds
     if not lo <= float(np.median(target[..., 0][m])) <= hi and forest is not None and \
             float(forest()[m].mean()) < 0.5:
-        return None, p, conf
-    return m, p, conf
+        return None, p, conf, OTHER_TISSUE
+    return m, p, conf, ""
 
 
 def _claim(labels: np.ndarray, best: np.ndarray | None, mask: np.ndarray, p: np.ndarray, c: int) -> None:

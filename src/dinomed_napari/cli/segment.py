@@ -124,6 +124,8 @@ def report_propagation(result, spacing) -> None:
     print(f"3D step: propagated from annotated slices {list(prop.annotated)} (axis {prop.axis}); "
           f"volume per class (ml) {sizes}")
     print("confidence per slice (slice:confidence, 1 = sure): " + (" ".join(reached) or "none reached"))
+    if prop.stops:
+        print(f"the walk ended on {prop.ended()}")
     nxt = prop.suggest()
     if nxt is not None:
         print(f"annotate slice {nxt} next (axis {prop.axis}; confidence {conf[nxt]:.2f} there: the most "

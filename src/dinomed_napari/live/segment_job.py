@@ -124,6 +124,8 @@ def suggestion_text(propagation) -> str:
         return ""
     nxt = propagation.suggest()
     text = f"3D: followed from annotated slices {list(propagation.annotated)}"
+    if propagation.stops:
+        text += f"; ended on {propagation.ended()}"
     if nxt is None:
         return text
     conf = propagation.confidence[nxt]
