@@ -32,6 +32,9 @@ RADIUS_MM = 40.0
 BOX_PER_EXTENT = 3.0
 #: Largest half-size (mm) of the widened box.
 MAX_RADIUS_MM = 100.0
+#: A region covering more than this fraction of the box's in-plane sides reaches them: it is the tissue
+#: around the structure, or runs on past the box.
+MAX_BORDER = 0.02
 #: A region that intensity cannot keep off the box's sides is parted from what it touches by shape
 #: (:func:`shape_split`). The 35 HU lung tumour on the mediastinum of
 #: ``benchmarks/bench_phantom_lesions.py`` (synthetic): Dice 0.272 -> 0.934. One click at the deepest
@@ -120,7 +123,7 @@ def _border_share(mask: np.ndarray) -> float:
 
 
 def _nested_split(sub: np.ndarray, fg: np.ndarray, local: np.ndarray, seed_value: float,
-                  depth: int = 3, max_border: float = 0.02):
+                  depth: int = 3, max_border: float = MAX_BORDER):
     """Otsu inside the box, then again inside the seed's side, until the seed's component no longer
     reaches the box's sides (a structure, not the tissue around it). -> (threshold, side, mask, level)."""
     region = fg.copy()
@@ -273,7 +276,7 @@ def _isolate_in_box(image, pts: np.ndarray, sp: np.ndarray, pc1, radius_mm: floa
         t_in, side, keep, level = _nested_split(sub, fg, local, float(np.median(seed_vals)))
     steps.append(f"intensity {side} {t_in:.4g} (Otsu level {level} of a {radius_mm:g} mm box around "
                  "the seed)")
-    if _border_share(keep) > 0.02 and SPLIT_BY_SHAPE:
+    if _border_share(keep) > MAX_BORDER and SPLIT_BY_SHAPE:
         # Intensity does not part the structure from what it touches (a tumour on the mediastinum):
         # shape does, at the narrowing between the seed's blob and the tissue reaching the box's sides.
         blob = shape_split(keep, local, sp)
@@ -291,7 +294,7 @@ def _isolate_in_box(image, pts: np.ndarray, sp: np.ndarray, pc1, radius_mm: floa
     mask = np.zeros(shape, np.uint8)
     mask[box] = keep
     inside = all(mask[tuple(p)] for p in pts)
-    clean = _border_share(keep) <= 0.02
+    clean = _border_share(keep) <= MAX_BORDER
     if not clean:
         note += ("The region reaches the edges of the box around the seed: intensity does not separate "
                  "this structure from its surroundings here; paint a few scribbles (segment) instead. ")
