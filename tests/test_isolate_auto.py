@@ -138,6 +138,44 @@ def test_a_tumour_on_tissue_of_its_density_is_parted_from_it_by_shape(monkeypatc
     assert "reaches the edges of the box" in merged.note
 
 
+def test_a_click_off_the_tumours_centre_gives_the_same_tumour(monkeypatch):
+    """A person clicks somewhere in the tumour, not at its deepest voxel. From clicks under half its depth
+    in from its border, the watershed floods from the tumour's centre (reached by climbing the distance map),
+    so the result is the tumour from the deepest click; flooded from the click itself, the wall's flood
+    took the tumour's centre first and the result ran into the wall."""
+    from scipy import ndimage
+
+    import dinomed_napari.analysis.isolate_auto as IA
+
+    image, tumour, wall, sp = _tumour_on_a_wall()
+    depth = ndimage.distance_transform_edt(tumour, sampling=sp)
+    deep = auto_isolate(image, [_deepest(tumour, sp)], sp)
+    assert dice(deep.mask, tumour) > 0.85
+    # 11 mm off the centre, on the side away from the wall (6 mm deep, of 17); one slice and 9 mm off it
+    # diagonally; 10 mm above it and below it.
+    for off in ([12, 60, 41], [11, 50, 48], [12, 45, 57], [12, 75, 57]):
+        assert tumour[tuple(off)] and depth[tuple(off)] < 0.5 * depth.max()
+        res = auto_isolate(image, [off], sp)
+        assert res.seeds_inside and dice(res.mask, deep.mask) > 0.95, off
+    monkeypatch.setattr(IA, "CLIMB", False)
+    assert dice(auto_isolate(image, [[12, 60, 41]], sp).mask, tumour) < 0.6
+
+
+def test_climb_reaches_the_centre_of_the_blob_it_starts_in():
+    """Steepest ascent of a distance map ends at the centre of the blob it starts in, not at a deeper
+    blob elsewhere."""
+    from scipy import ndimage
+
+    from dinomed_napari.analysis.isolate_auto import climb
+
+    z, y, x = np.indices((9, 40, 60))
+    small = (z - 4) ** 2 + (y - 20) ** 2 + (x - 12) ** 2 <= 16
+    large = (z - 4) ** 2 + (y - 20) ** 2 + (x - 42) ** 2 <= 36
+    depth = ndimage.distance_transform_edt(small | large)
+    assert climb(depth, (4, 18, 10)) == (4, 20, 12)
+    assert climb(depth, (4, 23, 45)) == (4, 20, 42)
+
+
 def test_a_structure_larger_than_the_box_is_not_cut_to_a_speck():
     """A seed deep in tissue that fills the whole box (an organ larger than it): the watershed's basin
     around the seed would be a few voxels, so the shape step leaves the region as it was, and says the
