@@ -237,7 +237,7 @@ def shape_split(region: np.ndarray, seeds: np.ndarray, spacing) -> np.ndarray:
                                                sampling=spacing)[:, 1:-1, 1:-1]
         for p in seeds:
             markers[climb(inner, p)] = 1
-    deepest = max(depth[markers == 1])
+    deepest = float(depth[markers == 1].max())
     if deepest < SPLIT_DEPTH_MM:
         return np.zeros(region.shape, bool)  # no solid blob around the seed: its basin means nothing
     basin = watershed(-depth, markers, mask=region) == 1
@@ -253,14 +253,12 @@ def climb(depth: np.ndarray, start) -> tuple[int, ...]:
     """The voxel reached from ``start`` by steepest ascent of ``depth`` (26 neighbours): the centre of
     the blob the voxel lies in."""
     here = tuple(int(v) for v in start)
-    offsets = [o for o in np.ndindex(3, 3, 3) if o != (1, 1, 1)]
     while True:
-        best, value = here, depth[here]
-        for o in offsets:
-            q = tuple(h + d - 1 for h, d in zip(here, o, strict=True))
-            if all(0 <= v < n for v, n in zip(q, depth.shape, strict=True)) and depth[q] > value:
-                best, value = q, depth[q]
-        if best == here:
+        lo = [max(h - 1, 0) for h in here]
+        window = depth[tuple(slice(a, h + 2) for a, h in zip(lo, here, strict=True))]
+        step = np.unravel_index(int(np.argmax(window)), window.shape)  # the first of equal maxima
+        best = tuple(int(a + d) for a, d in zip(lo, step, strict=True))
+        if depth[best] <= depth[here]:
             return here
         here = best
 
