@@ -6,7 +6,7 @@ plane, or their outlines are one structure to follow (``propagated``) or several
 
     .venv/bin/python benchmarks/bench_em_gate.py [--max-parts N]
 
-``--max-parts`` overrides ``propagate.MAX_PARTS`` (the most separate regions one structure's outline may
+``--max-parts`` overrides ``annotated.MAX_PARTS`` (the most separate regions one structure's outline may
 have) to compare settings. Numbers are in docs/analysis.md.
 """
 
@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-parts", type=int, default=None)
     args = parser.parse_args(argv)
 
-    import dinomed_napari.analysis.propagate as prop
+    import dinomed_napari.analysis.annotated as prop
     from dinomed_napari.analysis.segment import ScribbleSegmenter
     from dinomed_napari.bench.scribbles import simulate_scribbles
     from dinomed_napari.errors import Cancelled

@@ -101,8 +101,8 @@ def upsample(prob: np.ndarray, shape) -> np.ndarray:
 def main(argv=None) -> int:
     from sweep_walk import default_pairs
 
+    from dinomed_napari.analysis.annotated import annotated_masks
     from dinomed_napari.analysis.cleanup import clean_labels
-    from dinomed_napari.analysis.propagate import annotated_masks
     from dinomed_napari.analysis.sampling import normalise_image
     from dinomed_napari.bench.protocols.fewclick3d import score_row
 

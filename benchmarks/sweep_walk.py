@@ -1,8 +1,8 @@
 """Sweep the 3D walk's constants on a fewclick3d config, computing each case's features once.
 
 ``dinomed-napari bench`` recomputes random-weight features on every run (their cache key cannot tell two
-random draws apart), so a sweep of the walk (``dinomed_napari.analysis.propagate``: ``BETA``,
-``MAX_GROWTH``, ``FOREST_WEIGHT`` ...) spends most of its time on the backbone. This runs the
+random draws apart), so a sweep of the walk (``dinomed_napari.analysis.propagate`` and the modules it
+calls: ``BETA``, ``MAX_GROWTH``, ``FOREST_WEIGHT`` ...) spends most of its time on the backbone. This runs the
 ``fewclick3d`` protocol's default rows only (the same strokes, Dice on the unannotated slices, predicted /
 true volume), with the bench's seeded random ViT-S (at 512 unless ``--resolution``), and keeps each
 case's features in ``--keep`` (one ``.npy`` per case and resolution, read back only when its shape
@@ -63,14 +63,21 @@ def case_features(lc, keep: Path, seed: int, resolution: int = 512):
     return fv
 
 
-def set_constants(pairs: list[str]) -> str:
-    """Set ``NAME=VALUE`` constants of the walk's module; returns them as one label."""
-    import dinomed_napari.analysis.propagate as walk
+#: The modules of the walk, whose constants ``--set`` reaches (each constant is read where it is defined).
+WALK_MODULES = ("propagate", "annotated", "redraw", "window", "walker")
 
+
+def set_constants(pairs: list[str]) -> str:
+    """Set ``NAME=VALUE`` constants of the walk's modules; returns them as one label."""
+    from importlib import import_module
+
+    modules = [import_module(f"dinomed_napari.analysis.{m}") for m in WALK_MODULES]
     for pair in pairs:
         name, _, value = pair.partition("=")
-        if not hasattr(walk, name) or not name.isupper():
-            raise SystemExit(f"--set {pair}: propagate has no constant {name!r}")
+        owners = [m for m in modules if name.isupper() and name in vars(m)]
+        if not owners:
+            raise SystemExit(f"--set {pair}: the walk has no constant {name!r}")
+        walk = owners[0]
         if name == "MAX_ANGLE":  # bound as propagate()'s default when the module loaded
             raise SystemExit(f"--set {pair}: MAX_ANGLE is the default of propagate(max_angle=...), not read "
                              "at run time")
@@ -115,7 +122,8 @@ def main(argv=None) -> int:
     p.add_argument("config", help="a bench config with fewclick3d cases (e.g. fewclick3d_shared.yaml), or "
                                   "'demo' for the bundled crops of `bench --demo`")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="a numeric constant of analysis/propagate.py (repeatable)")
+                   help="a numeric constant of the walk (analysis/propagate.py, annotated.py, redraw.py, "
+                        "window.py, walker.py; repeatable)")
     p.add_argument("--keep", default=str(Path(tempfile.gettempdir()) / "dinomed_sweep_walk"),
                    help="folder keeping each case's features between runs")
     p.add_argument("--seed", type=int, default=0)

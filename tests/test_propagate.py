@@ -6,17 +6,12 @@ import numpy as np
 import pytest
 from analysis_helpers import dice, synthetic_features
 
-from dinomed_napari.analysis.propagate import (
-    FLARES,
-    NOT_HERE,
-    propagate,
-    redraw_outline,
-    refuted,
-    rein_outliers,
-    strokes_localized,
-)
+from dinomed_napari.analysis.annotated import rein_outliers
+from dinomed_napari.analysis.propagate import FLARES, NOT_HERE, propagate, refuted
+from dinomed_napari.analysis.redraw import redraw_outline
 from dinomed_napari.analysis.sampling import NormalisedImage, normalise_image
 from dinomed_napari.analysis.segment import ScribbleSegmenter
+from dinomed_napari.analysis.strokes import strokes_localized
 from dinomed_napari.bench.scribbles import leak_stroke, structure_scribbles
 from dinomed_napari.errors import ScribbleError
 from dinomed_napari.features.grid import slice_of
@@ -115,7 +110,7 @@ def test_texture_strokes_are_not_propagated():
 
 
 def test_background_is_the_widest_spread_class_not_the_most_painted():
-    from dinomed_napari.analysis.propagate import background_of
+    from dinomed_napari.analysis.strokes import background_of
 
     scr = np.zeros((3, 64, 64), np.uint8)
     scr[1, 28:36, 20:44] = 1  # a thick stroke through a large structure: the most voxels (192)
@@ -146,8 +141,8 @@ def test_a_coarse_classifier_map_does_not_outline_a_structure_a_few_cells_wide(m
     """A misleading probability channel, at the optional weight 0.5, moves the annotated slice's outline
     when its grid is fine enough for the structure, and is ignored when the structure spans only a few of
     its cells; at the default weight (0) it is never read."""
-    import dinomed_napari.analysis.propagate as walk
-    from dinomed_napari.analysis.propagate import annotated_masks
+    import dinomed_napari.analysis.annotated as walk
+    from dinomed_napari.analysis.annotated import annotated_masks
 
     _, a, _ = two_blobs()
     truth = a[8]
@@ -171,8 +166,8 @@ def test_an_annotated_slice_reads_the_classifier_channel_of_its_own_class(monkey
     """Class 3 painted alone on a slice of a volume where class 2 is painted elsewhere: the walker must
     read class 3's channel of the volume's probabilities (it read the first channel, class 2's), when
     the channel is on."""
-    import dinomed_napari.analysis.propagate as walk
-    from dinomed_napari.analysis.propagate import annotated_masks
+    import dinomed_napari.analysis.annotated as walk
+    from dinomed_napari.analysis.annotated import annotated_masks
 
     monkeypatch.setattr(walk, "CLASSIFIER_WEIGHT", 0.5)
 
@@ -247,7 +242,7 @@ def test_the_forest_channel_sharpens_an_outline_where_intensity_is_ambiguous():
     """A disc touching an equally bright slab that has its own background stroke: by intensity alone the
     walker's outline wanders around the contact; the scribbles' forest probability (a pixel-level
     channel) puts it on the disc's edge."""
-    from dinomed_napari.analysis.propagate import annotated_masks
+    from dinomed_napari.analysis.annotated import annotated_masks
 
     rng = np.random.default_rng(0)
     y, x = np.indices((64, 64))
@@ -300,7 +295,7 @@ def test_on_ct_the_annotated_outline_is_walked_in_a_window_around_the_strokes():
     """A 40 HU organ touching an 80 HU neighbour, in a body with bone and air: on the volume's air-to-bone
     scale the walker's edges are faint and its outline falls short; windowed around the stroke's
     intensities (``hounsfield=True``) it finds the organ's edge."""
-    from dinomed_napari.analysis.propagate import annotated_masks
+    from dinomed_napari.analysis.annotated import annotated_masks
 
     rng = np.random.default_rng(0)
     y, x = np.indices((96, 96))
@@ -327,7 +322,8 @@ def test_a_blurred_nodule_in_lung_is_outlined_on_its_rim(monkeypatch):
     wherever the seeds put it (here inside the rim; on the shared nodule outside it)."""
     from scipy import ndimage
 
-    import dinomed_napari.analysis.propagate as walk
+    import dinomed_napari.analysis.window as window
+    from dinomed_napari.analysis.annotated import annotated_masks
 
     rng = np.random.default_rng(1)
     y, x = np.indices((96, 96))
@@ -338,9 +334,9 @@ def test_a_blurred_nodule_in_lung_is_outlined_on_its_rim(monkeypatch):
     scr = np.zeros(disk.shape, np.uint8)
     scr[48, 40:57] = 2  # a medial stroke; short background strokes in the lung around it and far off
     scr[28:31, 38:58] = scr[66:69, 38:58] = scr[38:58, 28:31] = scr[5:8, 5:40] = 1
-    outline = walk.annotated_masks(plane, scr, (0.6, 0.6), 1, hounsfield=True)[2]
-    monkeypatch.setattr(walk, "WINDOW_TO_BACKGROUND", 0.0)
-    clipped = walk.annotated_masks(plane, scr, (0.6, 0.6), 1, hounsfield=True)[2]
+    outline = annotated_masks(plane, scr, (0.6, 0.6), 1, hounsfield=True)[2]
+    monkeypatch.setattr(window, "WINDOW_TO_BACKGROUND", 0.0)
+    clipped = annotated_masks(plane, scr, (0.6, 0.6), 1, hounsfield=True)[2]
     print(f"true {truth.sum()} px, outline {outline.sum()} (Dice {dice(outline, truth):.3f}), strokes' "
           f"window alone {clipped.sum()} (Dice {dice(clipped, truth):.3f})")
     # Measured: 318 px (Dice 0.862) against 232 (0.712) for 420 true; the shared nodule's annotated slice
@@ -396,7 +392,7 @@ def test_a_reached_slice_outline_is_redrawn_onto_the_edge():
 def test_an_annotated_outline_that_floods_a_neighbour_is_cut_back_to_the_others(monkeypatch):
     """On one of three annotated slices the ball touches a slab of its brightness with no edge between
     them: that slice's walker takes both, and the outline is cut back to its annotated neighbours'."""
-    import dinomed_napari.analysis.propagate as walk
+    import dinomed_napari.analysis.annotated as walk
 
     rng = np.random.default_rng(5)
     z, y, x = np.indices((9, 64, 64))
@@ -438,7 +434,7 @@ def test_adjacent_annotated_slices_carry_an_outline_past_an_edge_inside_the_stru
     """A dark line nearly cuts a disk on the middle of three annotated slices, beside a background stroke
     of a faint neighbour: alone, that slice's walker gives the far part to the background; walked with
     its two neighbours (no line there), the outline takes it, and nothing outside the disk."""
-    import dinomed_napari.analysis.propagate as walk
+    import dinomed_napari.analysis.annotated as walk
 
     y, x = np.indices((64, 64))
     disk = (y - 32) ** 2 + (x - 32) ** 2 < 20 ** 2
@@ -459,7 +455,7 @@ def test_adjacent_annotated_slices_carry_an_outline_past_an_edge_inside_the_stru
 
 
 def test_annotated_slices_are_walked_in_runs_of_adjacent_ones():
-    from dinomed_napari.analysis.propagate import annotated_runs
+    from dinomed_napari.analysis.annotated import annotated_runs
 
     assert annotated_runs([9, 3, 4, 5, 7]) == [[3, 4, 5], [7], [9]]
     assert annotated_runs(range(7), longest=5) == [[0, 1, 2, 3, 4], [5, 6]]

@@ -92,7 +92,7 @@ def test_ct_organs_from_one_and_three_slices(backbone, organ):
 def test_walk_outlines_redrawn_on_the_edges_beat_the_appearance_model(backbone, monkeypatch):
     """Each reached slice's outline is redrawn by a band walker (``EDGE_BAND``): without it the walk lost
     about a pixel of rim per slice. Spleen, kidney and liver of the bundled CT, from 1 and 3 slices."""
-    import dinomed_napari.analysis.propagate as walk
+    import dinomed_napari.analysis.redraw as walk
     from dinomed_napari.features.extract import extract_features
     from dinomed_napari.preprocess import Preprocess
 

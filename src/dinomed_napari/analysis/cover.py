@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .propagate import painted_classes
+from .strokes import painted_classes
 
 #: A class the scribbles' forest labels on more than this fraction of a slice it is painted on covers
 #: most of it. Measured (random ViT-S): the 84 structure pairs of the fewclick3d sweeps (lesions,

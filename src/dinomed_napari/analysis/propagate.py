@@ -34,110 +34,23 @@ import numpy as np
 from scipy import ndimage
 
 from ..features.grid import slice_of
+from . import annotated as _annot
+from .annotated import annotated_runs, rein_outliers, run_masks, several_regions
+from .redraw import redraw_outline
+from .strokes import background_of, painted_classes
+from .walker import box_inside, grown_box, touching
 
 #: Largest angle (degrees from the slicing axis) of a structure's wall between two slices.
 MAX_ANGLE = 30.0
-#: Box around the structure's strokes on an annotated slice: stroke extent x this, plus MARGIN_MM.
-BOX_FACTOR, MARGIN_MM = 1.0, 10.0
-#: Edge sensitivity of the annotated-slice random walker (skimage's default scale).
-BETA = 130.0
-#: Largest box (pixels) the annotated-slice walker solves at full resolution; larger boxes are pooled.
-WALK_PIXELS = 30_000
-#: The same for an interactive preview of one annotated slice (tens of milliseconds per stroke).
-PREVIEW_PIXELS = 6_000
-#: The classifier's probability guides an annotated slice's walker only for structures whose strokes span
-#: at least this many cells of its grid: smaller ones are a few patches wide, where the coarse map blurs
-#: the outline (on the shared cases it helped the liver, spleen and aorta, and hurt the lesions and kidneys).
-MIN_CELLS = 5.0
-#: Weight of that probability as a walker channel (the image's is 1). The map is blocky (one value per
-#: patch, mostly near 0 or 1), so at full weight its patch borders act as edges as strong as the image's:
-#: on the shared CTA (random ViT-S) the arch's outline took in the superior vena cava beside it, whose
-#: patches the classifier calls aorta, and the walk then lost the aorta (k=1 / k=5: 0.44 / 0.47). At 0.5
-#: they read 0.65 / 0.74; shared mean 0.7814 -> 0.7941, the 40 untuned organ pairs 0.5403 -> 0.5439 (over
-#: 2x 12 -> 14), the magnified lesions 0.618 -> 0.619, the demo's crops unchanged (too coarse a grid for
-#: the channel). 0.25 read the same as 0.5 (0.7944 / 0.5441), 0.75 as 1 (0.7803 / 0.5421); without the
-#: channel 0.7940 / 0.5460. Since the CT window reaches towards the background (``WINDOW_TO_BACKGROUND``)
-#: the channel is off: the lesions magnified to the held-back sizes (``bench_large_lesions.py``, whose
-#: crops make the grid fine enough for it) read 0.623 -> 0.628 and, over four scribble seeds, the lung
-#: nodule 0.866 / 0.846 / 0.826 -> 0.924 / 0.855 / 0.846 (x1 / x2 / x3; its blocky map had spread the
-#: seed-1 outline to 474 pixels for 347 true), the brain lesion 0.375 / 0.218 / 0.331 -> 0.415 / 0.246 /
-#: 0.360; the shared cases over three seeds 0.7940 -> 0.7944 (seed 0: 0.8064 -> 0.8049, CTA aorta k=1 /
-#: k=5 -0.02), the 40 untuned organ pairs 0.5627 -> 0.5687, the demo's crops unchanged. The classifier
-#: still guides the walk's steps (``STEP_CLASSIFIER``) and labels what is not followed in 3D; with DINOv3
-#: weights its map may earn the channel back (0.5 was the default until 7 Dec 2026).
-CLASSIFIER_WEIGHT = 0.0
 #: The walk stops on a slice whose region's median intensity is outside these percentiles of the
 #: structure's intensities on its annotated slices, when the forest also rejects it.
 STOP_PERCENTILE = 10.0
-#: On CT (Hounsfield units) the annotated slices' walker sees the plane windowed around the structure's
-#: stroke intensities: their 5-95th percentiles widened on each side by this many times their spread, as
-#: a radiologist windows soft tissue, so that bone and air no longer set the scale of its edges. On the
-#: shared cases (random ViT-S) CT structures gained (kidney +0.06-0.09, lung nodule +0.03-0.06) and the
-#: 24 CT pairs of the untuned organs 0.417 -> 0.441; on MRI it did not (spleen -0.04-0.06, organs flat),
-#: so MRI planes are walked as they are. 0.75-1 tied; 0.5 and 1.5-4 gained less.
-STROKE_WINDOW = 1.0
-
-
-#: The window of an annotated CT slice also reaches this fraction of the way from the structure's strokes
-#: (their median) to the background strokes nearest them (the quarter of their pixels closest to the
-#: structure's strokes), on the side where those lie. A structure in high contrast with what surrounds it
-#: (a nodule in aerated lung) then has its blurred rim inside the window: clipped flat, the rim had no
-#: edge and the outline landed wherever the seeds put it (the shared nodule's annotated slice 480 pixels
-#: for 347 true, at about -560 HU; now 346). On the shared cases (random ViT-S) mean Dice 0.8029 ->
-#: 0.8064 (lung nodule k=2 0.88 -> 0.96), the 40 untuned organ pairs 0.5617 -> 0.5627, the demo's crops
-#: 0.8739 / 0.8632 -> 0.8712 / 0.8589 (aorta k=3 -0.02 / -0.05), the magnified lesions 0.621 -> 0.623.
-#: All the background strokes instead of the nearest: 0.7979 (CT spleen k=1 0.83 -> 0.64: its far strokes
-#: are in air). 0 windows around the strokes alone.
-WINDOW_TO_BACKGROUND = 0.5
-
-
-def stroke_window(plane: np.ndarray, strokes: np.ndarray, background: np.ndarray | None = None) -> np.ndarray:
-    """``plane`` windowed to [0, 1] around the intensities under ``strokes`` (see ``STROKE_WINDOW``),
-    reaching towards those under ``background`` strokes (``WINDOW_TO_BACKGROUND``) when given; returned
-    as it is when fewer than 3 pixels are painted."""
-    values = plane[strokes]
-    if values.size < 3:
-        return plane
-    lo, hi = np.percentile(values, [5, 95])
-    spread = max(float(hi - lo), 0.02)  # a flat structure still gets a window (units of the [0, 1] plane)
-    a, b = lo - STROKE_WINDOW * spread, hi + STROKE_WINDOW * spread
-    if background is not None and WINDOW_TO_BACKGROUND > 0 and np.count_nonzero(background) >= 3:
-        # What lies just outside the structure: the background strokes' quarter nearest its strokes (the
-        # others may be air or bone far off, whose scale the window is there to ignore).
-        far = ndimage.distance_transform_edt(~strokes)[background]
-        near = plane[background][far <= np.percentile(far, 25)]
-        mid = float(np.median(values))
-        reach = mid + WINDOW_TO_BACKGROUND * (float(np.median(near)) - mid)
-        a, b = min(a, reach), max(b, reach)
-    return (np.clip(plane, a, b) - a) / (b - a)
-
-
-#: Weight of the scribbles' forest probability as a channel of the annotated slices' walker (next to the
-#: image at 1). On the shared cases 0.25 kept outlines from spilling into look-alike neighbours (lung
-#: nodule +0.06-0.08 Dice, brain lesion k=2 volume 15.6x -> 11.2x); 0.5-1 cut heterogeneous organs
-#: short (kidneys -0.1 to -0.3).
-FOREST_WEIGHT = 0.25
 #: The walk stops on a slice whose region is this many times the previous slice's: a wall flaring out
 #: that fast has reached a neighbour (true steps on the shared cases grew up to 1.36x, so a few now end a
 #: walk early). 1.5 -> 1.3 left the shared table as it was (mean 0.702), raised the 20 untuned structures
 #: 0.462 -> 0.477 (CT vertebra L2 and MRI duodenum fell under 2x the true volume) and the magnified lesions
 #: of ``benchmarks/bench_large_lesions.py`` 0.577 -> 0.595; 1.2 cost the shared table.
 MAX_GROWTH = 1.3
-#: A class's outline on an annotated slice over this many times the median of its outlines on annotated
-#: slices at most ``NEAR_SLICES`` away (for a class annotated on three slices or more) has flooded a
-#: look-alike neighbour: it is cut to the nearest of those that did not flood, grown by the walk's reach
-#: per slice between them (:func:`rein_outliers`). On the 40 untuned organ pairs (random ViT-S) mean Dice
-#: 0.5439 -> 0.5549 and pairs over 2x the true volume 14 -> 11 (CT label 7 at k=3 11.2x -> 1.4x, CT label
-#: 64 3.7x -> 0.5x, MRI label 20 4.5x -> 1.6x); the shared cases, the demo's crops and the magnified
-#: lesions unchanged. 1.5 read the same, 3 caught one. Compared with all the class's other outlines, the
-#: active user's CT liver (slices 3, 4, 15, 24: the liver's tip and its middle) lost 0.90 -> 0.87.
-OUTLIER_OUTLINE = 2.0
-NEAR_SLICES = 2
-#: The most separate parts a class's outline on an annotated slice may have and still be one structure to
-#: follow (the two limbs of the aortic arch, a liver lobe cut off from the rest); strokes in more objects
-#: describe a texture or instances (see :func:`several_regions`). At 3, the EM membrane strokes of
-#: tests/test_segment_real.py (three on each slice) were followed in 3D and lost to the classifier.
-MAX_PARTS = 2
 #: The most parts of a slice's mask followed each on its own (see :func:`_parts`).
 MAX_TRACKS = 8
 #: A walk whose structure has tapered (its area fell under ``TAPER`` times the largest area on its way
@@ -158,29 +71,6 @@ MAX_TRACKS = 8
 TAPER, REGROW = 0.75, 1.3
 #: Gaussian scales (pixels) of the slice-to-slice appearance model.
 SIGMAS = (1.0, 2.5)
-#: Each slice the walk reaches has its outline re-drawn by a 2D random walker within this many pixels on
-#: either side of the appearance model's boundary (:func:`redraw_outline`). The model's boundary sits a
-#: little inside the structure (smoothed features straddle its edge), and the walk lost about a pixel of
-#: rim per slice (CT liver 2,006 -> 1,477 pixels one slice from its annotation, against 1,937 true); the
-#: walker puts it on the edge instead. On the shared cases (random ViT-S) mean Dice 0.753 -> 0.782, the
-#: 40 untuned organ pairs 0.501 -> 0.550 and the magnified lesions 0.580 -> 0.609. A band of 1 gained
-#: less (0.758, window of the annotated slices), 3 too (0.763, organs 0.525); growing outward only, or
-#: background fixed where the model's probability is low, flooded or shrank. The walker sees the plane
-#: windowed around the region (see :func:`redraw_outline`): unwindowed, CT lost (0.749); windows 2 or 4
-#: times wider than the annotated slices' gave 0.764 and 0.757.
-EDGE_BAND = 2
-#: On CT, a reached slice's outline is redrawn together with the slice the walk came from, as a 3D walker
-#: whose other plane is seeded by that slice's mask (inside) and the rest of its box (outside), this many
-#: in-plane pixels away (:func:`redraw_outline`): where a wall continues from one slice to the next at the
-#: same Hounsfield value, the outline keeps it (the CTA's grey thrombus around the bright lumen, which the
-#: step's model leaves out). On the shared cases (random ViT-S) mean Dice 0.7979 -> 0.8029 (CTA aorta
-#: k=1 0.65 -> 0.72, CT right kidney k=1 0.70 -> 0.85), the demo's crops 0.8574 / 0.8397 -> 0.8739 /
-#: 0.8632 (aorta k=3 0.78 -> 0.89), the 40 untuned organ pairs 0.5626 -> 0.5617 (CT portal vein k=3 0.56
-#: -> 0.39). Steps of 0.05 / 0.15 / 0.25 read 0.7997 / 0.8047 / 0.8032 (shared), 0.5608 / 0.5592 / 0.5513
-#: (organs, 11 / 12 / 14 pairs over 2x). On MRI, whose intensities drift between slices, the kidneys and
-#: spleens shrank (0.25: shared 0.7837, MRI right kidney -0.10 at every k): MRI planes are redrawn alone.
-#: 0 redraws every plane alone.
-REDRAW_GAP = 0.1
 #: On a slice where only the background is painted, a part of the walk's region that background strokes
 #: run across for at least this fraction of its diameter is not the structure: the user has said so, and
 #: the walk through that part ends there (:func:`refuted`). A stroke that only trims a part's edge (a
@@ -198,8 +88,6 @@ CROSSING = 0.5
 #: 0.7814 with it, the organs 0.5483 -> 0.5403 and the demo's crops 0.848 -> 0.838: kept for the lesions,
 #: whose fits were always cold, and the shared cases.
 STEP_CLASSIFIER = True
-
-
 #: Why a walk ended on a slice (:attr:`Propagation.stops`), as the CLI and the widget say it.
 ENDS = "the structure ends (almost nothing found)"
 FLARES = f"flares out over {MAX_GROWTH:g}x the previous slice: a neighbour"
@@ -270,208 +158,6 @@ def pixel_features(plane: np.ndarray) -> np.ndarray:
     return np.stack(feats, axis=-1).astype(np.float32)
 
 
-def _box(mask: np.ndarray, spacing2: np.ndarray) -> tuple[slice, ...]:
-    idx = np.argwhere(mask)
-    lo, hi = idx.min(0), idx.max(0) + 1
-    extent = float(((hi - lo) * spacing2).max())
-    margin = np.ceil((BOX_FACTOR * extent + MARGIN_MM) / spacing2).astype(int)
-    lo, hi = np.maximum(lo - margin, 0), np.minimum(hi + margin, mask.shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-
-
-def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, background: int,
-                    proba: np.ndarray | None = None, max_pixels: int = WALK_PIXELS,
-                    cell: float | None = None, pixel=None, hounsfield: bool = False,
-                    classes=None) -> dict[int, np.ndarray]:
-    """Full outline of each painted structure on one annotated plane.
-
-    Parameters
-    ----------
-    plane : (H, W) float
-        Normalised image (about [0, 1]).
-    scribbles : (H, W) int
-        0 unlabelled, else class values.
-    spacing2 : (2,) float
-        Pixel spacing of the plane.
-    background : int
-        Class value of the background.
-    proba : (H, W, F), optional
-        Extra channels for the walker (e.g. the classifier's probabilities), at ``CLASSIFIER_WEIGHT``.
-    max_pixels : int
-        Boxes larger than this are walked on a pooled grid (cost grows faster than the pixel count).
-    cell : float, optional
-        Size (pixels) of the grid ``proba`` was predicted on: a class's channel is used only when its
-        strokes span at least ``MIN_CELLS`` cells (default: always used).
-    pixel : callable, optional
-        ``pixel(cls, box) -> (H, W)`` a pixel-level probability of a class (the scribbles' filter-bank
-        forest), one more walker channel at ``FOREST_WEIGHT``; only ``box`` (the walker's) is read.
-    hounsfield : bool
-        The plane is CT in Hounsfield units: the walker sees it windowed around the structures' strokes
-        (:func:`stroke_window`).
-    classes : sequence of int, optional
-        The class of each ``proba`` channel (default: the classes painted on this plane, in order). A
-        class painted on other slices only still has its channel in a volume's ``proba``.
-
-    Returns
-    -------
-    dict class -> (H, W) bool
-        For every non-background class painted on the plane, the random-walker region connected to its
-        strokes. The walker runs in a box around the strokes whose border counts as background.
-    """
-    out = run_masks([plane], [scribbles], spacing2, background, [proba], max_pixels, cell,
-                    None if pixel is None else [pixel], hounsfield, classes)
-    return {c: ms[0] for c, ms in out.items()}
-
-
-#: Adjacent annotated slices are walked together, as one 3D random walker (:func:`run_masks`): an outline
-#: that stops at a vessel inside the liver on one slice is carried past it by its neighbours. This is the
-#: through-plane step of that walker, in in-plane pixels: smaller steps make an intensity change between
-#: slices a stronger edge. On the shared cases (random ViT-S) the annotated outlines' Dice went 0.800 ->
-#: 0.829 and the unannotated slices' 0.7942 -> 0.7979 (CT liver k=5 0.77 -> 0.89); the 40 untuned organ
-#: pairs 0.5549 -> 0.5626 (outlines 0.722 -> 0.742); the demo's crops 0.8382 / 0.8379 -> 0.8574 / 0.8397.
-#: A step of 1 read 0.7964 / 0.5579 / 0.8517, 0.5 0.7976 / 0.5595, 0.1 0.7972 / 0.5561. 0 walks each
-#: annotated slice alone.
-RUN_GAP = 0.25
-#: The most adjacent annotated slices walked together (the walker's cost grows with its size).
-MAX_RUN = 5
-
-
-def annotated_runs(annotated, gap: float | None = None, longest: int | None = None) -> list[list[int]]:
-    """The annotated slices grouped into runs of adjacent ones (at most ``longest``, default ``MAX_RUN``,
-    each; each slice alone when ``gap``, default ``RUN_GAP``, is 0)."""
-    gap = RUN_GAP if gap is None else gap
-    longest = MAX_RUN if longest is None else longest
-    runs: list[list[int]] = []
-    for s in sorted(annotated):
-        if gap and runs and s == runs[-1][-1] + 1 and len(runs[-1]) < longest:
-            runs[-1].append(s)
-        else:
-            runs.append([s])
-    return runs
-
-
-def run_masks(planes, scribbles, spacing2, background: int, probas, max_pixels: int = WALK_PIXELS,
-              cell: float | None = None, pixels=None, hounsfield: bool = False, classes=None,
-              gap: float | None = None) -> dict[int, list[np.ndarray | None]]:
-    """:func:`annotated_masks` of adjacent annotated planes, walked together in 3D.
-
-    Parameters
-    ----------
-    planes, scribbles : sequences of (H, W) arrays
-        Adjacent planes and their scribbles, in order.
-    probas : sequence of (H, W, F) arrays or None
-        Each plane's ``proba`` (see :func:`annotated_masks`).
-    pixels : sequence of callables, optional
-        Each plane's ``pixel``.
-    gap : float, optional
-        Through-plane step of the walker in in-plane pixels (default ``RUN_GAP``).
-    spacing2, background, max_pixels, cell, hounsfield, classes
-        As :func:`annotated_masks`; ``max_pixels`` applies to each plane.
-
-    Returns
-    -------
-    dict class -> list of (H, W) bool or None
-        Per plane, the class's region connected to its strokes there (None where it is not painted).
-    """
-    from skimage.segmentation import random_walker
-
-    spacing2 = np.asarray(spacing2, float)
-    n = len(planes)
-    fg_classes = sorted({int(c) for scr in scribbles for c in np.unique(scr) if c > 0 and c != background})
-    if not fg_classes:
-        return {}
-    box = _box(np.logical_or.reduce([np.isin(scr, fg_classes) for scr in scribbles]), spacing2)
-    order = fg_classes if classes is None else [int(c) for c in classes]
-    fine = [c for c in fg_classes if _fine_enough(np.logical_or.reduce([q == c for q in scribbles]), cell)]
-    sub_shape = planes[0][box].shape
-    # Large boxes are walked on a coarser grid (seeds kept by max-pooling each class), then upsampled: the
-    # walker's cost grows faster than linearly with pixels, and outlines need no sub-pixel accuracy.
-    f = max(1, int(np.ceil(np.sqrt(np.prod(sub_shape) / max_pixels))))
-    seeds, datas = [], []
-    for plane, scr, proba, k in zip(planes, scribbles, probas, range(n), strict=True):
-        # Walker labels: 1 = background, 2.. = the structures (scribble values can be anything).
-        sd = np.zeros(plane[box].shape, np.int32)
-        sub = scr[box]
-        sd[sub == background] = 1
-        for i, c in enumerate(fg_classes):
-            sd[sub == c] = i + 2
-        border = np.ones(sd.shape, bool)
-        border[1:-1, 1:-1] = False
-        sd[border & (sd == 0)] = 1
-        chans = [stroke_window(plane[box], np.isin(sub, fg_classes), sub == background) if hounsfield
-                 else plane[box]]
-        if proba is not None and CLASSIFIER_WEIGHT > 0:
-            chans += [CLASSIFIER_WEIGHT * proba[box][..., order.index(c)] for c in fine]
-        if pixels is not None:
-            chans += [FOREST_WEIGHT * pixels[k](c, box)[box] for c in fg_classes]
-        data = np.stack(chans, axis=-1).astype(np.float64)
-        if f > 1:
-            data = _pool(data, f)
-            sd = _pool_seeds(sd, f, len(fg_classes) + 1)
-        seeds.append(sd)
-        datas.append(data)
-    sp = spacing2 / spacing2.min()
-    if n == 1:
-        walk = random_walker(datas[0], seeds[0], beta=BETA, mode="bf", channel_axis=-1, spacing=sp)[None]
-    else:
-        gap = RUN_GAP if gap is None else gap
-        if gap <= 0:
-            raise ValueError(f"gap must be > 0 to walk {n} planes together (got {gap})")
-        walk = _walk_planes(np.stack(datas), np.stack(seeds), (gap, *sp), channel_axis=-1)
-    out: dict[int, list[np.ndarray | None]] = {}
-    for k in range(n):
-        w = walk[k]
-        if f > 1:
-            w = np.repeat(np.repeat(w, f, axis=0), f, axis=1)[:sub_shape[0], :sub_shape[1]]
-        for i, c in enumerate(fg_classes):
-            if not (scribbles[k] == c).any():
-                continue
-            region = np.zeros(planes[k].shape, bool)
-            region[box] = w == i + 2
-            out.setdefault(c, [None] * n)[k] = _touching(region, scribbles[k] == c)
-    return out
-
-
-#: Why scribbles are not followed in 3D under ``spatial="auto"`` (what the CLI and the widget say).
-NOT_ONE_STRUCTURE = ("a class's strokes spread over whole planes or over more than two separate objects, or "
-                     "the class covers most of a slice it is painted on")
-
-
-def several_regions(mask: np.ndarray) -> bool:
-    """Whether an outline is more separate regions than one structure has parts (``MAX_PARTS``): strokes
-    in several objects (cells) or over a texture, not one structure to follow (``spatial="auto"`` then
-    leaves the volume to the classifier)."""
-    return ndimage.label(mask)[1] > MAX_PARTS
-
-
-def _fine_enough(strokes: np.ndarray, cell: float | None) -> bool:
-    """Whether a structure's strokes span at least ``MIN_CELLS`` cells of a ``cell``-pixel grid."""
-    if cell is None:
-        return True
-    idx = np.argwhere(strokes)
-    return bool(idx.size) and float(np.ptp(idx, axis=0).max() + 1) >= MIN_CELLS * cell
-
-
-def _pool(data: np.ndarray, f: int) -> np.ndarray:
-    """Mean-pool (H, W, C) by ``f`` (edges padded by reflection)."""
-    h, w = data.shape[:2]
-    ph, pw = -h % f, -w % f
-    data = np.pad(data, ((0, ph), (0, pw), (0, 0)), mode="reflect") if (ph or pw) else data
-    return data.reshape(data.shape[0] // f, f, data.shape[1] // f, f, -1).mean(axis=(1, 3))
-
-
-def _pool_seeds(seeds: np.ndarray, f: int, n: int) -> np.ndarray:
-    """Seeds on the pooled grid: a cell takes the structure labels first, then background (1)."""
-    h, w = seeds.shape
-    padded = np.zeros((h + (-h % f), w + (-w % f)), seeds.dtype)
-    padded[:h, :w] = seeds
-    cells = padded.reshape(padded.shape[0] // f, f, padded.shape[1] // f, f)
-    out = np.zeros(cells.shape[::2], np.int32)
-    for label in [1] + list(range(2, n + 1)):  # later labels (structures) overwrite the background
-        out[(cells == label).any(axis=(1, 3))] = label
-    return out
-
-
 def _plane_features(plane: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
     """:func:`pixel_features` of a plane, with the ``extra`` channels appended."""
     feats = pixel_features(plane)
@@ -505,69 +191,6 @@ def _local_proba(sources: list[np.ndarray], masks: list[np.ndarray], ring: np.nd
     p = np.zeros(target.shape[:2], np.float32)
     p[where] = model.predict_proba((target[where] - mean) / std)[:, 1]
     return p
-
-
-def painted_classes(scribbles: np.ndarray, axis: int = 0) -> dict[int, np.ndarray]:
-    """The classes painted on each slice along ``axis`` that has strokes, slice by slice (no
-    whole-volume boolean temporaries)."""
-    scr = np.moveaxis(np.asarray(scribbles), axis, 0)
-    return {s: np.unique(scr[s][scr[s] > 0]) for s in range(scr.shape[0]) if scr[s].any()}
-
-
-def background_of(scribbles: np.ndarray, axis: int = 0) -> int:
-    """The background class of a scribble volume (see :func:`stroke_layout`)."""
-    scr = np.asarray(scribbles)
-    flat = np.flatnonzero(scr)
-    return stroke_layout(flat, scr.ravel()[flat], scr.shape, axis)[0]
-
-
-def strokes_localized(scribbles: np.ndarray, axis: int = 0, max_fraction: float = 0.5) -> bool:
-    """True when, on every annotated slice, the structures' strokes sit in a box covering less than
-    ``max_fraction`` of the plane: a structure to follow (an organ, a tumour). Strokes spread over whole
-    planes (membranes, cell interiors in EM) describe textures, which propagation does not suit."""
-    scr = np.asarray(scribbles)
-    flat = np.flatnonzero(scr)
-    return stroke_layout(flat, scr.ravel()[flat], scr.shape, axis, max_fraction)[1]
-
-
-def stroke_layout(flat: np.ndarray, values: np.ndarray, shape, axis: int = 0,
-                  max_fraction: float = 0.5) -> tuple[int, bool]:
-    """(background class, strokes localised?) from the scribbled voxels only (flat indices and values),
-    so that a retrain does not rescan the whole scribble volume. See :func:`strokes_localized`; the
-    background is the class whose strokes span the largest in-plane box (ties: the most voxels)."""
-    uniq, counts = np.unique(values, return_counts=True)
-    if len(uniq) == 0:
-        raise ValueError("no scribbles")
-    a, b = (d for d in range(3) if d != axis)
-    every = np.stack(np.unravel_index(flat, shape), axis=1)
-    # The background is painted around and away from the structures: the class whose strokes span the
-    # largest in-plane box (then the most voxels), whatever its value.
-    spread = [(np.ptp(every[values == v, a]) + 1) * (np.ptp(every[values == v, b]) + 1) for v in uniq]
-    bg = int(uniq[np.lexsort((counts, spread))[-1]])
-    pts = every[values != bg]
-    if len(pts) == 0:
-        return bg, True
-    plane = shape[a] * shape[b]
-    order = np.argsort(pts[:, axis], kind="stable")
-    pts = pts[order]
-    cuts = np.flatnonzero(np.diff(pts[:, axis])) + 1
-    for part in np.split(pts, cuts):
-        box = (np.ptp(part[:, a]) + 1) * (np.ptp(part[:, b]) + 1)
-        if box > max_fraction * plane:
-            return bg, False
-    return bg, True
-
-
-def _grown_box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
-    """Bounding box of ``mask`` grown by ``margin`` pixels, clipped to the plane."""
-    idx = np.argwhere(mask)
-    lo, hi = np.maximum(idx.min(0) - margin, 0), np.minimum(idx.max(0) + 1 + margin, mask.shape)
-    return slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1]))
-
-
-def box_inside(inner: tuple[slice, slice], outer: tuple[slice, slice]) -> bool:
-    """Whether box ``inner`` lies inside box ``outer`` (tuples of slices with starts and stops)."""
-    return all(o.start <= i.start and i.stop <= o.stop for i, o in zip(inner, outer, strict=True))
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -653,7 +276,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
     confidence = np.full(n, np.nan)
     masks: dict[int, dict[int, np.ndarray]] = {}
     for run in annotated_runs(annotated):  # adjacent annotated slices are walked together
-        ps = [proba(s) if proba is not None and CLASSIFIER_WEIGHT > 0 else None for s in run]
+        ps = [proba(s) if proba is not None and _annot.CLASSIFIER_WEIGHT > 0 else None for s in run]
         pixs = None if extra is None else [(lambda c, box, s=s: extra(s, c, box)[..., 0]) for s in run]
         for c, ms in run_masks([img(s) for s in run], [scr[s] for s in run], sp2, bg, ps, cell=cell,
                                pixels=pixs, hounsfield=hounsfield, classes=structures).items():
@@ -716,7 +339,7 @@ def propagate(image: np.ndarray, scribbles: np.ndarray, spacing, *, axis: int = 
             prev = np.logical_or.reduce([done[t] for t in srcs])
             # Everything this step and the next one read lies within 3 shifts of ``prev``: the extra
             # features (a forest over a filter bank: the costly part) are computed in that box only.
-            box = _grown_box(prev, 3 * radius + 1)
+            box = grown_box(prev, 3 * radius + 1)
             for t in (*srcs, s):
                 if t not in feats or not box_inside(box, feats[t][0]):
                     feats[t] = (box, _plane_features(img(t), inputs(t, c, box)))
@@ -785,109 +408,6 @@ def regrown(area: int, smallest: int, largest: int) -> bool:
     return REGROW > 0 and smallest < TAPER * largest and area > REGROW * smallest
 
 
-def rein_outliers(outlines: dict[int, np.ndarray], strokes: dict[int, np.ndarray], radius: int) -> list[int]:
-    """Cut a class's annotated outlines that are far larger than its others nearby (``OUTLIER_OUTLINE``).
-
-    Parameters
-    ----------
-    outlines : dict slice -> (H, W) bool
-        One class's outline on each of its annotated slices; changed in place.
-    strokes : dict slice -> (H, W) bool
-        That class's strokes on the same slices (always kept).
-    radius : int
-        Pixels a wall may shift from one slice to the next (the walk's step).
-
-    Returns
-    -------
-    list of int
-        The slices whose outline was cut.
-    """
-    if OUTLIER_OUTLINE <= 0 or len(outlines) < 3:
-        return []
-    sizes = {s: int(m.sum()) for s, m in outlines.items()}
-    # Compared with the outlines a few slices away only: a structure's area changes along its axis.
-    near = {s: [t for t in outlines if t != s and abs(t - s) <= NEAR_SLICES] for s in outlines}
-    flagged = [s for s in outlines
-               if near[s] and sizes[s] > OUTLIER_OUTLINE * np.median([sizes[t] for t in near[s]])]
-    cut = []
-    for s in flagged:
-        refs = [t for t in near[s] if t not in flagged]
-        if not refs:
-            continue  # its near neighbours flooded too: nothing to cut it back to
-        ref = min(refs, key=lambda t: abs(t - s))
-        reach = ndimage.distance_transform_edt(~outlines[ref]) <= radius * abs(ref - s)
-        outlines[s] = _touching(outlines[s] & reach, strokes[s]) | strokes[s]
-        cut.append(s)
-    return cut
-
-
-def redraw_outline(plane: np.ndarray, mask: np.ndarray, spacing2=(1.0, 1.0),
-                   band: int | None = None, previous=None) -> np.ndarray:
-    """``mask``'s outline moved onto the image's edges by a random walker in a band around it.
-
-    Parameters
-    ----------
-    plane : (H, W) float
-        Normalised image (about [0, 1]); the walker sees it windowed around the mask's intensities
-        (:func:`stroke_window`).
-    mask : (H, W) bool
-        A region whose boundary is roughly right (within ``band`` pixels).
-    spacing2 : (2,) float
-        Pixel spacing of the plane.
-    band : int, optional
-        Pixels on either side of the boundary the walker may move it by (default ``EDGE_BAND``).
-    previous : (plane, mask), optional
-        The slice the walk came from and its mask, walked with ``plane`` as a second plane
-        ``REDRAW_GAP`` in-plane pixels away, every pixel of it seeded (see ``REDRAW_GAP``).
-
-    Returns
-    -------
-    (H, W) bool
-        The walker's region connected to ``mask`` eroded by ``band`` (its sure core); ``mask`` itself when
-        that core is under 3 pixels (too thin to redraw), when the region leaves no background in its
-        plane, or when the plane is flat or not finite around it.
-    """
-    from skimage.segmentation import random_walker
-
-    band = EDGE_BAND if band is None else int(band)
-    if band < 1 or not mask.any():
-        return mask
-    box = _grown_box(mask, band + 2)
-    sub = mask[box]
-    core = ndimage.binary_erosion(sub, iterations=band)
-    if core.sum() < 3:
-        return mask
-    seeds = np.zeros(sub.shape, np.int32)
-    seeds[~ndimage.binary_dilation(sub, iterations=band)] = 1
-    seeds[core] = 2
-    if not (seeds == 1).any():
-        return mask  # the region fills its plane: no background to walk from
-    # Windowed around the region's own intensities (as annotated slices are around their strokes), so a
-    # brighter or darker neighbour (bone, air, fat) does not set the scale of the edges. The rim is
-    # included: a window from the core alone clips a bright structure's blurred edge and pulls the
-    # outline inward (a blurred synthetic tube: Dice 0.88 against 0.92).
-    data = stroke_window(plane[box].astype(np.float64), sub)
-    if not np.isfinite(data).all() or np.ptp(data) == 0:
-        return mask  # no edge to move onto (a flat plane; the walker would divide by its zero spread)
-    sp = np.asarray(spacing2, float)
-    sp = sp / sp.min()
-    both = None
-    if previous is not None and REDRAW_GAP > 0:
-        # The previous plane windowed as this one is (around its region): one tissue reads the same on both.
-        both = stroke_window(np.stack([plane[box], previous[0][box]]).astype(np.float64),
-                             np.stack([sub, np.zeros_like(sub)]))
-        if not np.isfinite(both[1]).all():
-            both = None  # a hole in the previous plane: this one is redrawn alone
-    if both is not None:
-        before = np.where(previous[1][box], 2, 1).astype(np.int32)
-        walk = _walk_planes(both, np.stack([seeds, before]), (REDRAW_GAP, *sp))[0]
-    else:
-        walk = random_walker(data, seeds, beta=BETA, mode="bf", spacing=sp)
-    out = np.zeros_like(mask)
-    out[box] = _touching(walk == 2, core)
-    return out
-
-
 def refuted(region: np.ndarray, strokes: np.ndarray, span: float | None = None) -> np.ndarray:
     """``region`` without the parts that a background stroke runs across (see ``CROSSING``).
 
@@ -918,26 +438,6 @@ def refuted(region: np.ndarray, strokes: np.ndarray, span: float | None = None) 
     return out
 
 
-def _walk_planes(data: np.ndarray, seeds: np.ndarray, spacing, channel_axis: int | None = None) -> np.ndarray:
-    """The random walker's labels on a stack of planes, solved iteratively: a direct solve of 5 planes
-    of 30k pixels took 7 s against 0.6 s, for the same outlines."""
-    import warnings
-
-    from skimage.segmentation import random_walker
-
-    with warnings.catch_warnings():  # the iterative solve's probabilities overshoot [0, 1] by its
-        warnings.filterwarnings("ignore", "The probability range is outside")  # tolerance: argmax only
-        return random_walker(data, seeds, beta=BETA, mode="cg_j", tol=1e-4, channel_axis=channel_axis,
-                             spacing=spacing)
-
-
-def _touching(region: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-    """The connected parts of ``region`` that contain a ``seeds`` pixel."""
-    lab, _ = ndimage.label(region)
-    ids = np.unique(lab[seeds & region])
-    return np.isin(lab, ids[ids > 0])
-
-
 def _parts(prev: np.ndarray) -> list[np.ndarray]:
     """The separate parts of a slice's mask, each followed on its own: the ``MAX_TRACKS - 1`` largest
     alone, any smaller ones together (a walk that split into fragments stays affordable)."""
@@ -963,7 +463,7 @@ def _step(part: np.ndarray, prev: np.ndarray, disk: np.ndarray, sources: list[np
         return None
     conf = float(np.abs(2 * p[allowed] - 1).mean())
     cand = (p > threshold) & allowed
-    m = _touching(cand, part)
+    m = touching(cand, part)
     if m.sum() < min_fraction * part.sum():
         return None, p, conf, ENDS
     if m.sum() > MAX_GROWTH * part.sum():

@@ -11,19 +11,12 @@ from ..errors import FeatureMismatchError, ScribbleError, VolumeError
 from ..features.grid import slice_of
 from ..features.volume import FeatureVolume
 from ..windows import hounsfield_like
+from .annotated import PREVIEW_PIXELS, annotated_masks, several_regions
 from .classifiers import make_classifier, softmax
 from .cleanup import clean_labels
 from .cover import MAX_COVER, background_like, cover
 from .fusion import PixelTerm, axis_scores, fuse
-from .propagate import (
-    PREVIEW_PIXELS,
-    Propagation,
-    annotated_masks,
-    box_inside,
-    propagate,
-    several_regions,
-    stroke_layout,
-)
+from .propagate import Propagation, propagate
 from .sampling import (
     SampleCache,
     check_points,
@@ -31,7 +24,9 @@ from .sampling import (
     sample_features,
     sample_pixel_features,
 )
+from .strokes import stroke_layout
 from .texture import FOREST_SHARE, blend_forest
+from .walker import box_inside
 
 #: Forest-probability planes kept for propagation (it reads each as a target, then as a source of
 #: the next step on each front): memory stays a few planes, not the volume.

@@ -34,6 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dinomed_napari.analysis.annotated import NOT_ONE_STRUCTURE
     from dinomed_napari.analysis.persist import (
         check_request,
         load_segmenter,
@@ -41,7 +42,6 @@ def run(args: argparse.Namespace) -> int:
         segmenter_path,
         stored_preprocess,
     )
-    from dinomed_napari.analysis.propagate import NOT_ONE_STRUCTURE
     from dinomed_napari.analysis.segment import ScribbleSegmenter
     from dinomed_napari.errors import ScribbleError
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from dinomed_napari.analysis.propagate import NOT_ONE_STRUCTURE
+from dinomed_napari.analysis.annotated import NOT_ONE_STRUCTURE
 from dinomed_napari.errors import DinomedError
 
 
