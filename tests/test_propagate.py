@@ -121,7 +121,7 @@ def test_background_is_the_widest_spread_class_not_the_most_painted():
     assert background_of(structure_scribbles(a, n_slices=1, bg_value=7, fg_value=3).labels) == 7
 
 
-def test_a_region_that_suddenly_flares_out_is_a_neighbour_not_the_structure():
+def test_a_region_that_suddenly_flares_out_is_a_neighbour_not_the_structure(monkeypatch):
     """A small ball touching, a few slices away, a large slab of the same brightness: the walk stops
     where the region would grow far beyond the previous slice's instead of flooding the slab."""
     rng = np.random.default_rng(3)
@@ -133,8 +133,13 @@ def test_a_region_that_suddenly_flares_out_is_a_neighbour_not_the_structure():
     res = propagate(image, scr, (2.0, 1.0, 1.0))
     pred = res.labels == 2
     assert np.count_nonzero(pred & slab) < 0.05 * slab.sum()
-    assert res.stops[7] == FLARES and "slice 7: flares out" in res.ended()
+    assert res.stops[7] == FLARES.format(1.3) and "slice 7: flares out over 1.3x" in res.ended()
     assert dice(pred[:7], ball[:7]) > 0.8
+    # The message names the growth the walk stopped at, also when the constant is changed at run time.
+    import dinomed_napari.analysis.propagate as walk
+
+    monkeypatch.setattr(walk, "MAX_GROWTH", 1.25)
+    assert "flares out over 1.25x" in propagate(image, scr, (2.0, 1.0, 1.0)).stops[7]
 
 
 def test_a_coarse_classifier_map_does_not_outline_a_structure_a_few_cells_wide(monkeypatch):

@@ -90,7 +90,7 @@ CROSSING = 0.5
 STEP_CLASSIFIER = True
 #: Why a walk ended on a slice (:attr:`Propagation.stops`), as the CLI and the widget say it.
 ENDS = "the structure ends (almost nothing found)"
-FLARES = f"flares out over {MAX_GROWTH:g}x the previous slice: a neighbour"
+FLARES = "flares out over {:g}x the previous slice: a neighbour"  # filled with MAX_GROWTH as the walk runs
 OTHER_TISSUE = "another tissue (intensity outside the structure's, the forest agrees)"
 REGROWS = "grows back past the structure's end: a look-alike neighbour"
 NOT_HERE = "painted 'not here'"
@@ -467,7 +467,7 @@ def _step(part: np.ndarray, prev: np.ndarray, disk: np.ndarray, sources: list[np
     if m.sum() < min_fraction * part.sum():
         return None, p, conf, ENDS
     if m.sum() > MAX_GROWTH * part.sum():
-        return None, p, conf, FLARES
+        return None, p, conf, FLARES.format(MAX_GROWTH)
     # Another tissue: its intensity (channel 0 of the plane's features) is outside the structure's range
     # and the forest trained on the scribbles does not call it the structure either (each alone stops
     # real structures early).
