@@ -61,7 +61,7 @@ def cases():
 def main(argv=None) -> int:
     import dinomed_napari.analysis.isolate_auto as iso
     from dinomed_napari.analysis.segment import ScribbleSegmenter
-    from dinomed_napari.bench.metrics import dice_iou, slice_region
+    from dinomed_napari.bench.metrics import dice_iou, slice_region, volume_ratio
     from dinomed_napari.bench.protocols.isolation import seed_inside
     from dinomed_napari.bench.scribbles import structure_scribbles
     from dinomed_napari.features.extract import extract_features
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
             pred = seg.predict().labels == 2
             region = slice_region(m.shape, scr.slices, 0)
             d_few = dice_iou(pred, m, region)[0]
-            ratio = np.count_nonzero(pred & region) / max(np.count_nonzero(m & region), 1)
+            ratio = volume_ratio(pred, m, region)
             d_soft = dice_iou(pred, fraction > 0.25, region)[0]
             one.append(d_default)
             few.append(d_few)

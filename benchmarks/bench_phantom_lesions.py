@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     from dinomed_napari.analysis.isolate_auto import auto_isolate
     from dinomed_napari.analysis.sampling import normalise_image
     from dinomed_napari.analysis.segment import ScribbleSegmenter
-    from dinomed_napari.bench.metrics import dice_iou, slice_region
+    from dinomed_napari.bench.metrics import dice_iou, slice_region, volume_ratio
     from dinomed_napari.bench.protocols.isolation import seed_inside
     from dinomed_napari.bench.scribbles import structure_scribbles
     from dinomed_napari.features.extract import extract_features
@@ -160,7 +160,7 @@ def main(argv=None) -> int:
             pred = seg.predict().labels == 2
             region = slice_region(m.shape, scr.slices, 0)
             d_few = dice_iou(pred, m, region)[0]
-            ratio = np.count_nonzero(pred & region) / max(np.count_nonzero(m & region), 1)
+            ratio = volume_ratio(pred, m, region)
             classic = clean_labels(bank.segment(scr.labels, seed=seed), scr.labels) == 2
             d_fb = dice_iou(classic, m, region)[0]
             few.append(d_few)

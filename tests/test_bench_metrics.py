@@ -13,6 +13,7 @@ from dinomed_napari.bench.metrics import (
     segmentation_metrics,
     slice_region,
     surface_distances,
+    volume_ratio,
 )
 from dinomed_napari.errors import VolumeError
 
@@ -70,6 +71,15 @@ def test_region_excludes_annotated_slices():
     assert region[2].sum() == 0 and region[3].all()
     assert dice_iou(pred, truth, region) == (1.0, 1.0)
     assert dice_iou(pred, truth)[0] < 1.0
+
+
+def test_volume_ratio_counts_inside_the_region_and_is_nan_without_truth():
+    truth = _cube((10, 10, 10), (0, 2, 2), 5)  # 5 slices of 25 voxels
+    pred = _cube((10, 10, 10), (0, 2, 2), 6)  # 6 slices of 36 voxels
+    assert volume_ratio(pred, truth) == 216 / 125
+    region = slice_region(truth.shape, [0, 1, 2, 3], axis=0)
+    assert volume_ratio(pred, truth, region) == 72 / 25  # slices 4 and 5 only
+    assert math.isnan(volume_ratio(pred, truth, slice_region(truth.shape, range(5), axis=0)))
 
 
 def test_shape_mismatch_is_a_clear_error():

@@ -107,6 +107,14 @@ def segmentation_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[
     return {"dice": dice, "iou": iou, "hd95": hd95, "assd": assd}
 
 
+def volume_ratio(pred: np.ndarray, truth: np.ndarray, region: np.ndarray | None = None) -> float:
+    """Predicted / true voxel count inside ``region`` (NaN when the truth is empty there)."""
+    if region is not None:
+        pred, truth = pred & region, truth & region
+    true_vol = int(np.count_nonzero(truth))
+    return float(np.count_nonzero(pred)) / true_vol if true_vol else float("nan")
+
+
 def slice_region(shape: Sequence[int], excluded: Sequence[int], axis: int = 0) -> np.ndarray:
     """Boolean region covering every slice along ``axis`` except the ``excluded`` (annotated) ones."""
     region = np.ones(tuple(shape), dtype=bool)

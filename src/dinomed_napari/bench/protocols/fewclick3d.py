@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dinomed_napari.bench.metrics import segmentation_metrics, slice_region
+from dinomed_napari.bench.metrics import segmentation_metrics, slice_region, volume_ratio
 from dinomed_napari.bench.scribbles import leak_stroke, structure_scribbles
 
 #: Rounds of the simulated active user (annotated slices 1, 2, ... ACTIVE_ROUNDS).
@@ -30,8 +30,7 @@ def score_row(pred: np.ndarray, truth: np.ndarray, lc, slices, axis: int, method
     """One table row: Dice, IoU, HD95, ASSD and predicted / true volume on the slices not in ``slices``."""
     region = slice_region(truth.shape, slices, axis=axis)
     m = segmentation_metrics(pred, truth, lc.spacing, region)
-    true_vol = int(np.count_nonzero(truth & region))
-    ratio = float(np.count_nonzero(pred & region)) / true_vol if true_vol else float("nan")
+    ratio = volume_ratio(pred, truth, region)
     return {"protocol": "fewclick3d", "method": method, "label": label, "class_index": k,
             "dice": m["dice"], "iou": m["iou"], "hd95_mm": m["hd95"], "assd_mm": m["assd"],
             "volume_ratio": ratio, "n_slices": len(slices), "annotated_slices": [int(s) for s in slices],
