@@ -64,18 +64,12 @@ SHOW = (("contours", "contours"), ("light fill", "fill"))
 SHORTCUTS = {"train": "Shift-T", "predict": "Shift-P", "toggle": "Shift-V", "next_class": "Shift-N"}
 
 
-_POOLS: list = []  # one threadpoolctl controller (finding the BLAS / OpenMP libraries costs ~10 ms)
-
-
 def _limited(func: Any, *args: Any) -> Any:
     """``func(*args)`` with BLAS / OpenMP pools leaving a core to the GUI thread (worker thread)."""
-    from threadpoolctl import ThreadpoolController
-
+    from dinomed_napari.blas import limited
     from dinomed_napari.live.jobs import worker_threads
 
-    if not _POOLS:
-        _POOLS.append(ThreadpoolController())
-    with _POOLS[0].limit(limits=worker_threads()):
+    with limited(worker_threads()):
         return func(*args)
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from ..blas import limited
 from ..features.grid import slice_of
 from . import annotated as _annot
 from .annotated import annotated_runs, rein_outliers, run_masks, several_regions
@@ -182,11 +183,9 @@ def _local_proba(sources: list[np.ndarray], masks: list[np.ndarray], ring: np.nd
     X, y = np.concatenate(xs), np.concatenate(ys)
     if np.ptp(X, axis=0).max() <= 0:
         return None
-    from threadpoolctl import threadpool_limits
-
     mean, std = X.mean(axis=0), X.std(axis=0) + 1e-6
     # Balanced classes: the ring is larger than the structure, and size must not bias the boundary.
-    with threadpool_limits(1):  # tiny problem: BLAS threads only fight torch's and each other
+    with limited(1):  # tiny problem: BLAS threads only fight torch's and each other
         model = LogisticRegression(class_weight="balanced", max_iter=200).fit((X - mean) / std, y)
     p = np.zeros(target.shape[:2], np.float32)
     p[where] = model.predict_proba((target[where] - mean) / std)[:, 1]
