@@ -126,10 +126,17 @@ def _seed_component(inner: np.ndarray, local: np.ndarray) -> np.ndarray:
     return np.isin(lab, sorted(ids))
 
 
+def _sides(shape) -> np.ndarray:
+    """The box's in-plane sides: its first and last rows and columns, on every slice."""
+    sides = np.zeros(shape, bool)
+    sides[:, [0, -1], :] = True
+    sides[:, :, [0, -1]] = True
+    return sides
+
+
 def _border_share(mask: np.ndarray) -> float:
-    """Fraction of the box's border voxels (in-plane sides) that ``mask`` covers."""
-    edges = [mask[:, 0], mask[:, -1], mask[:, :, 0], mask[:, :, -1]]
-    return float(np.mean(np.concatenate([e.ravel() for e in edges])))
+    """Fraction of the box's border voxels (in-plane sides, each voxel once) that ``mask`` covers."""
+    return float(mask[_sides(mask.shape)].mean())
 
 
 def _nested_split(sub: np.ndarray, fg: np.ndarray, local: np.ndarray, seed_value: float,
@@ -221,9 +228,7 @@ def shape_split(region: np.ndarray, seeds: np.ndarray, spacing) -> np.ndarray:
     from skimage.segmentation import watershed
 
     markers = np.zeros(region.shape, np.int32)
-    sides = np.zeros(region.shape, bool)
-    sides[:, [0, -1], :] = True
-    sides[:, :, [0, -1]] = True
+    sides = _sides(region.shape)
     markers[sides & region] = 2
     if not markers.any() or not all(region[tuple(p)] for p in seeds):
         return np.zeros(region.shape, bool)
