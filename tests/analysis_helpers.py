@@ -44,3 +44,13 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 __all__ = ["synthetic_features", "blob_volume", "dice", "PLANE_AXES"]
+
+
+def two_blobs(shape=(16, 64, 64), seed=0):
+    """Two equally bright balls in a noisy dark background: only the first is the user's structure."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.indices(shape)
+    a = ((z - 8) / 5.5) ** 2 + ((y - 20) / 10) ** 2 + ((x - 20) / 10) ** 2 < 1
+    b = ((z - 8) / 5.5) ** 2 + ((y - 44) / 10) ** 2 + ((x - 44) / 10) ** 2 < 1
+    image = 100.0 * (a | b) + rng.normal(0, 12, shape)
+    return image.astype(np.float32), a, b
