@@ -9,20 +9,18 @@ finds the libraries again each time (2.8 ms: the walk limits once per part and s
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-_CONTROLLER: list = []
 
-
+@cache
 def controller() -> Any:
     """The process's threadpoolctl controller, made on first use once scikit-learn is imported (which
     loads scipy's BLAS and scikit-learn's OpenMP, so the controller knows every pool the solves use)."""
-    if not _CONTROLLER:
-        import sklearn.linear_model  # noqa: F401  (loads the libraries the controller must see)
-        from threadpoolctl import ThreadpoolController
+    import sklearn.linear_model  # noqa: F401  (loads the libraries the controller must see)
+    from threadpoolctl import ThreadpoolController
 
-        _CONTROLLER.append(ThreadpoolController())
-    return _CONTROLLER[0]
+    return ThreadpoolController()
 
 
 def limited(threads: int = 1) -> Any:
