@@ -104,9 +104,9 @@ def brain_phantom(seed: int = 0):
 def off_centre(mask: np.ndarray, spacing, n: int, seed: int = 0) -> list[tuple[int, ...]]:
     """``n`` voxels of ``mask`` at 25-75 % of its largest depth (where a person clicks "in" a lesion without
     aiming for its centre), drawn with ``seed``."""
-    from scipy import ndimage
+    from dinomed_napari.bench.protocols.isolation import depth_inside
 
-    depth = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    depth = depth_inside(mask, spacing)
     cand = np.argwhere((depth >= 0.25 * depth.max()) & (depth <= 0.75 * depth.max()))
     pick = np.random.default_rng(seed).choice(len(cand), min(n, len(cand)), replace=False)
     return [tuple(int(v) for v in cand[i]) for i in pick]

@@ -19,14 +19,19 @@ from dinomed_napari.bench.metrics import segmentation_metrics
 CHANNELS = {"pc1": "pc1", "similarity": "similarity"}
 
 
+def depth_inside(mask: np.ndarray, spacing) -> np.ndarray:
+    """Each voxel's distance (spacing units) to the mask's border, the volume's edge counting as border
+    too (a person clicks inside the structure)."""
+    return ndimage.distance_transform_edt(np.pad(mask, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+
+
 def seed_inside(mask: np.ndarray, spacing) -> tuple[int, int, int]:
     """The deepest voxel (largest distance to the border, in spacing units) of the largest component."""
     lab, n = ndimage.label(mask)
     if n == 0:
         raise ValueError("cannot place a seed in an empty mask")
     biggest = np.argmax(np.bincount(lab.ravel())[1:]) + 1
-    # Pad with background so the volume's edge counts as a border too (a person clicks inside the structure).
-    depth = ndimage.distance_transform_edt(np.pad(lab == biggest, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    depth = depth_inside(lab == biggest, spacing)
     zyx = np.unravel_index(int(np.argmax(depth)), mask.shape)
     return int(zyx[0]), int(zyx[1]), int(zyx[2])
 
