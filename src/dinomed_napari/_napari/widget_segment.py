@@ -41,20 +41,14 @@ from dinomed_napari.live.scribbles import (
     parse_class_names,
     subsample,
 )
-from dinomed_napari.live.segment_job import SegmentRequest, run_segment_job, suggestion_text
+from dinomed_napari.live.segment_job import SegmentRequest, run_segment_job
 
-from .layers import layer_array, layer_volume, to_source_grid
-from .results import (
-    find_result,
-    keep_previous,
-    label_colormap,
-    place_below,
-    put_slice,
-    result_layer,
-    show_index,
-)
+from .layers import layer_array
+from .results import label_colormap, show_index
 from .session import SESSIONS
 from .widget_base import DinomedWidget, LayerChooser, LayerWatch, set_progress
+from .widget_segment_files import SegmenterFiles
+from .widget_segment_results import ResultDisplay, drag_tracker
 from .workers import Debouncer, LatestJob, Relay
 
 CLASSIFIERS = (("linear (fast)", "linear"), ("random forest", "rf"))
@@ -73,26 +67,13 @@ def _limited(func: Any, *args: Any) -> Any:
         return func(*args)
 
 
-def _drag_tracker(widget: SegmentWidget) -> Any:
-    """A viewer drag callback running ``widget._track_mouse`` that does not keep the widget alive (the
-    viewer outlives a closed dock)."""
-    ref = weakref.ref(widget)
-
-    def track(viewer: Any, event: Any) -> Any:
-        w = ref()
-        if w is not None:
-            yield from w._track_mouse(viewer, event)
-
-    return track
-
-
 def _history(layer: Any) -> Any:
     """napari's undo history of a labels layer (None if this napari keeps it elsewhere)."""
     history = getattr(layer, "_undo_history", None)
     return history if hasattr(history, "__getitem__") and hasattr(history, "__len__") else None
 
 
-class SegmentWidget(DinomedWidget):
+class SegmentWidget(SegmenterFiles, ResultDisplay, DinomedWidget):
     """Train on the scribble layer's labels (0 = unlabelled), predict the slice live or the volume."""
 
     title = "Segment"
@@ -172,7 +153,7 @@ class SegmentWidget(DinomedWidget):
         # most HOLD_MS: its redraw would come on top of napari's own redraws of the stroke.
         self._mouse_down, self._deferred = False, None
         self._hold = Debouncer(self._hold_expired, HOLD_MS, self.native)
-        drags, track = self.viewer.mouse_drag_callbacks, _drag_tracker(self)
+        drags, track = self.viewer.mouse_drag_callbacks, drag_tracker(self)
         drags.append(track)
         self.jobs.append(self._job)
         self._last_scribbles = None
@@ -269,20 +250,6 @@ class SegmentWidget(DinomedWidget):
         self._last_scribbles = None
         if self.live.value and self.scribbles.value is not None:
             self._debounce.trigger()
-
-    def toggle_prediction(self) -> None:
-        layer = self.prediction_layer
-        if layer is not None and layer in self.viewer.layers:
-            layer.visible = not layer.visible
-
-    def _style_prediction(self) -> None:
-        layer = self.prediction_layer
-        if layer is None or layer not in self.viewer.layers:
-            return
-        layer.colormap = label_colormap(label_colours(self.class_names, prediction=True))
-        contours = self.show_as.value == "contours"
-        layer.contour = 2 if contours else 0
-        layer.opacity = 0.9 if contours else 0.3
 
     def _stroke(self, *_: Any) -> None:
         if self.live.value:
@@ -459,149 +426,5 @@ class SegmentWidget(DinomedWidget):
         self.cancel_button.enabled = False
         self.progress.visible = False
 
-    def _prediction(self, image: Any) -> Any:
-        layer = find_result(self.viewer, image, "prediction")
-        if layer is None or layer.data.shape != image.data.shape:
-            layer = result_layer(self.viewer, image, "prediction", np.zeros(image.data.shape, np.uint8),
-                                 "labels", "")
-            self.prediction_layer = layer
-            self._style_prediction()  # once: a new colormap re-colours the whole layer (slow)
-        self.prediction_layer = layer
-        place_below(self.viewer, layer, self.scribbles.value)  # scribbles stay on top
-        return layer
-
-    def _clear_prediction_slice(self, image: Any, req: SegmentRequest) -> None:
-        layer = find_result(self.viewer, image, "prediction")
-        if layer is not None and layer.data.shape == image.data.shape and req.index is not None:
-            put_slice(layer, 0, req.axis, req.index, self.viewer)
-
-    def _track_mouse(self, _viewer: Any, event: Any) -> Any:
-        """Viewer drag callback: notes that a button is down until its release, then shows any result
-        that waited."""
-        self._mouse_down = True
-        yield
-        while event.type == "mouse_move":
-            yield
-        self._mouse_down = False
-        try:
-            self._release_deferred()
-        except (AttributeError, RuntimeError):  # the widget went away during the drag: nothing to show
-            pass
-
-    def _returned(self, out: tuple) -> None:
-        if self._mouse_down and not out[0]["volume"]:
-            if self._deferred is None:
-                self._hold.trigger()  # the longest wait counts from the first result held
-            self._deferred = out  # a newer result replaces a held one
-            return
-        self._show(out)
-
-    def _release_deferred(self) -> None:
-        out, self._deferred = self._deferred, None
-        if out is not None:  # (None after the widget closed: nothing of it is touched)
-            self._hold.stop()
-            self._show(out)
-
-    def _hold_expired(self) -> None:
-        # No release seen within HOLD_MS (a long stroke, or a drag napari ended without one): show it, and
-        # stop holding until the next press, so a lost release cannot delay every later result.
-        self._mouse_down = False
-        self._release_deferred()
-
-    def _drop_deferred(self) -> None:
-        self._deferred = None
-
-    def _show(self, out: tuple) -> None:
-        meta, res = out
-        image, session = meta["image"], meta["session"]
-        if image not in self.viewer.layers:
-            return
-        session.segmenter, session.segmenter_settings = res.segmenter, meta["settings"]
-        self.trainings += bool(res.trained)
-        self.updates += 1
-        if res.trained:
-            self._trained_on = meta["voxels"]
-        layer = self._prediction(image)
-        label = session.label
-        layer.metadata["dinomed_label"] = label
-        if meta["volume"]:
-            keep_previous(self.viewer, image, "prediction")
-            layer.data = res.labels.astype(layer.data.dtype, copy=False)
-        else:
-            put_slice(layer, res.labels, meta["axis"], meta["index"], self.viewer)
-        if res.probabilities is not None:
-            self._show_probability(image, res, meta, label)
-        if meta["volume"]:
-            nxt = None if res.propagation is None else res.propagation.suggest()
-            self.show_suggestion(suggestion_text(res.propagation) or res.note,
-                                 None if nxt is None else (image, res.propagation.axis, nxt))
-        names = ", ".join(class_name(self.class_names, c) for c in res.classes)
-        where = "volume" if meta["volume"] else f"slice {meta['index']}"
-        self.say(f"{where} predicted ({names}); trained on {self._trained_on} scribbled voxels; "
-                 f"features {label}")
-
-    def _show_probability(self, image: Any, res: Any, meta: dict, label: str) -> None:
-        shape = tuple(image.data.shape)
-        layer = find_result(self.viewer, image, "probability")
-        if meta["volume"] or layer is None or layer.data.shape != shape:
-            data = res.probabilities if meta["volume"] else np.zeros(shape, np.float32)
-            layer = result_layer(self.viewer, image, "probability", data, "image", label, colormap="magma",
-                                 contrast_limits=(0.0, 1.0), opacity=0.6, blending="additive")
-        if not meta["volume"]:
-            put_slice(layer, res.probabilities, meta["axis"], meta["index"], self.viewer)
-        layer.name = layer.name if layer.name.startswith("probability") else "probability"
-        self.probability_layer = layer
-        place_below(self.viewer, layer, self.prediction_layer)
-
     def _error(self, exc: BaseException) -> None:
         self.fail(exc, "scribble segmenter")
-
-    # -- files ---------------------------------------------------------------------------------
-    def save(self) -> None:
-        """Write the trained segmenter (npz + JSON, no pickle) to the chosen file."""
-        from dinomed_napari.analysis.persist import save_segmenter
-
-        try:
-            session = self.session()
-            if session.segmenter is None:
-                raise ValueError("nothing to save: paint scribbles of two classes first")
-            path = save_segmenter(session.segmenter, self.seg_file.value)
-        except Exception as exc:  # unwritable path, untrained segmenter
-            self.fail(exc, "save segmenter")
-            return
-        self.say(f"segmenter saved to {path}")
-
-    def load(self) -> None:
-        """Load a segmenter file and predict the current slice with this image's features."""
-        from dinomed_napari.analysis.persist import load_segmenter
-
-        try:
-            seg = load_segmenter(self.seg_file.value)
-            tri = len(seg.models) > 1
-            image, session, req = self._base_request(None, triplanar=tri)
-            seg.check_features(req.features)
-            req.settings = (seg.kind, seg.intensity, tri)
-            session.segmenter, session.segmenter_settings = seg, req.settings
-            req.segmenter, req.segmenter_settings = seg, req.settings
-            req.image, req.new_image = layer_array(image), True
-        except Exception as exc:  # missing file, other model/weights (FeatureMismatchError)
-            self.fail(exc, "load segmenter")
-            return
-        self.say(f"segmenter loaded from {self.seg_file.value}")
-        self._submit(image, session, req, volume=False)
-
-    def export(self) -> None:
-        """Save the prediction layer on the image's grid (NIfTI / NRRD / TIFF by suffix)."""
-        from dinomed_napari.io import save_labels
-
-        try:
-            image = self.image_layer()
-            layer = find_result(self.viewer, image, "prediction")
-            if layer is None:
-                raise ValueError("no prediction to export: paint scribbles, then 'Predict volume'")
-            labels = to_source_grid(np.asarray(layer.data), image.metadata)
-            path = save_labels(self.export_file.value, labels, layer_volume(image))
-        except Exception as exc:  # bad path / suffix / shape
-            self.fail(exc, "export labels")
-            return
-        self.say(f"labels written to {path}")
