@@ -75,3 +75,21 @@ def test_filter_bank_clips_plane_by_plane_as_a_clipped_copy_would(max_voxels_3d)
     np.testing.assert_array_equal(lazy.plane_proba(2), copy.plane_proba(2))
     raw = FilterBankRF(image, sigma_max=4.0, max_voxels_3d=max_voxels_3d).fit(scr)
     assert not np.array_equal(lazy.plane_proba(2), raw.plane_proba(2))  # the clip did something
+
+
+def test_filter_bank_filters_a_single_slice_as_a_plane():
+    """3D filters need two samples along each axis: a (1, Y, X) volume is filtered plane by plane."""
+    yy, xx = np.indices((40, 40))
+    disk = (((yy - 20) ** 2 + (xx - 20) ** 2) < 8 ** 2)[None]
+    image = disk * 100.0 + np.random.default_rng(0).normal(0, 10, disk.shape)
+    scr = np.zeros(disk.shape, np.uint8)
+    scr[0, 20, 15:26] = 2
+    scr[0, 2, 2:38] = 1
+    scr[0, 37, 2:38] = 1
+    scr[0, 5:35, 3] = 1
+    scr[0, 5:35, 36] = 1
+    bank = FilterBankRF(image)
+    assert bank.mode == "2d"
+    pred = bank.segment(scr, seed=0)
+    assert pred.shape == disk.shape
+    assert dice_iou(pred == 2, disk)[0] > 0.8  # the forest over blurred filters overshoots by a pixel

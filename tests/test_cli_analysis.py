@@ -162,3 +162,23 @@ def test_segment_says_when_a_texture_is_labelled_with_the_forest(tmp_path, capsy
     print(f"EM cells, 12 x 128 x 128: auto {dice(outs['auto'][1], cells):.3f}, "
           f"none {dice(outs['none'][1], cells):.3f}")
     assert dice(outs["auto"][1], cells) > dice(outs["none"][1], cells)
+
+
+def test_segment_a_single_slice_volume(case, tmp_path, capsys):
+    """One slice of (1, Y, X), as the reader's error for a 2D image suggests: segmented, not an error from
+    the pixel filters."""
+    from dinomed_napari.bench.scribbles import structure_scribbles
+
+    _, image, truth = case
+    vol = load_volume(image)
+    z = int(np.argmax(truth.sum(axis=(1, 2))))
+    one = Volume(np.asarray(vol.data)[z:z + 1], spacing=vol.spacing, modality="CT")
+    img1 = save_labels(tmp_path / "one.nii.gz", one.data, one)
+    scr = structure_scribbles(truth[z:z + 1], n_slices=1, seed=0).labels
+    scr1 = save_labels(tmp_path / "one_scr.nii.gz", scr, one)
+    out = tmp_path / "one_out.nii.gz"
+    assert main(["segment", str(img1), *FEATS, "--scribbles", str(scr1), "--out", str(out)]) == 0
+    assert "wrote labels" in capsys.readouterr().out
+    pred = load_volume(out).data == 2
+    assert pred.shape == (1, 64, 64)
+    assert dice(pred, truth[z:z + 1]) > 0.8

@@ -186,9 +186,35 @@ def test_bad_inputs_raise_specific_errors(case):
         seg.predict()
     with pytest.raises(VolumeError, match="needs the image"):
         ScribbleSegmenter(intensity="raw").fit(fv, scr.labels)
+    holed = case[2].copy()
+    holed[3, 5, 5] = np.nan  # e.g. NaN padding of a resampled scan: named, not a failure deep in the filters
+    with pytest.raises(VolumeError, match=r"image of shape \(12, 48, 40\) holds NaN/inf values"):
+        ScribbleSegmenter(intensity="filters").fit(fv, scr.labels, image=holed)
+    for bad in ((0, 1, 1), (np.nan, 1.0, 1.0), (1.0, 1.0)):
+        with pytest.raises(VolumeError, match=r"spacing .*expected three positive, finite voxel sizes"):
+            ScribbleSegmenter(intensity="filters").fit(fv, scr.labels, image=case[2], spacing=bad)
     seg.fit(fv, scr.labels)
     other = synthetic_features(lab, dim=48, model="vit_base_patch16_dinov3")
     with pytest.raises(FeatureMismatchError, match="'model': 'synthetic'.*'model': 'vit_base_patch16"):
         seg.predict(features=other)
     with pytest.raises(FeatureMismatchError, match="'dim': 32.*'dim': 48"):
         seg.predict(features=synthetic_features(lab, dim=48))
+
+
+def test_a_single_slice_volume_is_segmented():
+    """A (1, Y, X) volume (one slice, as an X-ray is read): the pixel filters and the scribbles' forest work
+    on the plane (3D filters need two slices), and the painted disk comes out."""
+    yy, xx = np.indices((48, 40))
+    disk = ((yy - 24) ** 2 + (xx - 20) ** 2) < 10 ** 2
+    lab = (disk[None] + 1).astype(np.uint8)  # 1 background, 2 the disk
+    image = lab * 100.0 + np.random.default_rng(0).normal(0, 10, lab.shape)
+    scr = np.zeros(lab.shape, np.uint8)
+    scr[0, 24, 14:27] = 2
+    scr[0, 3, 3:30] = 1
+    scr[0, 45, 5:35] = 1
+    seg = ScribbleSegmenter(intensity="filters").fit(synthetic_features(lab), scr, image=image,
+                                                     spacing=(5.0, 1.0, 1.0))
+    assert seg.image is not None
+    pred = seg.predict().labels
+    assert pred.shape == (1, 48, 40)
+    assert dice(pred[0] == 2, disk) > 0.9

@@ -41,7 +41,9 @@ class FilterBankRF:
                  max_voxels_3d: int = MAX_3D_VOXELS, clip: tuple[float, float] | None = None):
         self.clip = clip
         self.axis = int(axis)
-        self.mode = "3d" if int(np.prod(np.shape(image))) <= max_voxels_3d else "2d"
+        # 3D filters need two samples along every axis (gradients): one slice is filtered as a plane.
+        small = int(np.prod(np.shape(image))) <= max_voxels_3d
+        self.mode = "3d" if small and min(np.shape(image)) >= 2 else "2d"
         # Large volumes are read plane by plane, each cast to float32 where read: an array-like (a lazily
         # normalised image, zarr, dask) stays lazy and no float32 copy of the volume is made.
         lazy = self.mode == "2d" and hasattr(image, "shape") and hasattr(image, "__getitem__")

@@ -197,7 +197,11 @@ class ScribbleSegmenter:
                                 "least one other class, e.g. the background")
         self._set_image(image, shape)
         if spacing is not None:
-            self.spacing = tuple(float(v) for v in spacing)
+            sp = np.asarray(spacing, dtype=float).ravel()
+            if sp.size != 3 or not (np.isfinite(sp).all() and (sp > 0).all()):
+                raise VolumeError(f"spacing {tuple(np.ravel(spacing).tolist())}: expected three positive, "
+                                  "finite voxel sizes (z, y, x)")
+            self.spacing = tuple(float(v) for v in sp)
         self.features, self.signature = fvs, feature_signature(first)
         self.settings = {"resolution": first.resolution, "prep": first.extra.get("prep"), "key": first.key}
         self.scribbles = scribbles if not isinstance(scribbles, tuple) else None
@@ -244,6 +248,11 @@ class ScribbleSegmenter:
             raise VolumeError(f"image has shape {np.shape(image)} but the features describe {shape} "
                               "(Z, Y, X)")
         if image is not self._raw_image:  # new image: normalise once, drop cached pixel features
+            from dinomed_napari.io.lazy import all_finite
+
+            if not all_finite(image):  # the pixel filters and the walk would fail far from the cause
+                raise VolumeError(f"the image of shape {shape} holds NaN/inf values; expected finite "
+                                  "intensities (replace them, e.g. np.nan_to_num)")
             self._use_image(image, (None, None))
 
     def _use_image(self, image, rng: tuple) -> None:
