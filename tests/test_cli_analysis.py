@@ -115,6 +115,17 @@ def test_cli_bad_inputs(case, capsys):
     empty = save_labels(d / "empty.nii.gz", np.zeros(truth.shape, np.uint8), load_volume(image))
     assert main(["segment", str(image), *FEATS, "--scribbles", str(empty), "--out", str(d / "x.nii.gz")]) == 2
     assert "no scribbles" in capsys.readouterr().err
+    # A float label image is read when its values are whole numbers; 1.5 or NaN is no class (rounding or
+    # casting it would label voxels with another class, silently).
+    for name, odd in (("half", 1.5), ("nan", np.nan)):
+        frac = np.where(truth > 0, 2.0, 0.0).astype(np.float32)
+        frac[0, 0, :5] = 1.0
+        frac[truth.shape[0] // 2, 30, 30] = odd
+        path = save_labels(d / f"{name}.npy", frac, load_volume(image))
+        args = ["segment", str(image), *FEATS, "--scribbles", str(path), "--out", str(d / "x.nii.gz")]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert f"--scribbles {path}: 1 voxel(s) are not whole class numbers (e.g. {odd:g})" in err
     assert main(["pca", str(image), "--out", str(d / "y.nii.gz")]) == 2
     assert "no weights chosen" in capsys.readouterr().err
     assert main(["isolate", str(image), "--seed", "50,1,1", "--no-foreground", "--out",

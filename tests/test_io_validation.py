@@ -166,3 +166,20 @@ def test_truncated_dicom_slice_is_named(tmp_path):
     paths[1].write_bytes(blob[:-200])  # header intact, pixel data cut short
     with pytest.raises(VolumeError, match=r"IM0001.dcm: cannot decode DICOM pixel data"):
         load_volume(tmp_path / "ct")
+
+
+def test_integer_labels_accept_whole_floats_and_name_fractions_and_nan():
+    from dinomed_napari.errors import ScribbleError
+    from dinomed_napari.io.validate import integer_labels
+
+    ints = np.array([[0, 1], [2, 3]], np.uint8)
+    assert integer_labels(ints, "m") is ints  # integer labels are used as they are
+    whole = integer_labels(np.array([0.0, 1.0, 2.0, 255.0], np.float32), "m")
+    assert whole.dtype == np.int64 and whole.tolist() == [0, 1, 2, 255]
+    fractions = r"mask\.tif: 2 voxel\(s\) are not whole class numbers \(e\.g\. 0\.5\)"
+    with pytest.raises(VolumeError, match=fractions):
+        integer_labels(np.array([0.0, 0.5, 1.0, 2.25]), "mask.tif")
+    with pytest.raises(VolumeError, match=r"1 voxel\(s\) .*\(e\.g\. inf\)"):
+        integer_labels(np.array([0.0, np.inf]), "m")
+    with pytest.raises(ScribbleError, match=r"\(e\.g\. nan\)"):
+        integer_labels(np.array([np.nan, 1.0]), "s", ScribbleError)

@@ -186,6 +186,10 @@ def test_bad_inputs_raise_specific_errors(case):
         seg.predict()
     with pytest.raises(VolumeError, match="needs the image"):
         ScribbleSegmenter(intensity="raw").fit(fv, scr.labels)
+    with pytest.raises(ScribbleError, match=r"scribbles: \d+ voxel\(s\) are not whole .*\(e.g. 1.5"):
+        seg.fit(fv, np.where(scr.labels == 2, 1.5, scr.labels.astype(np.float32)))
+    with pytest.raises(ScribbleError, match=r"scribble values: 1 voxel\(s\) are not whole class numbers"):
+        seg.fit(fv, (np.array([[1, 2, 3], [5, 6, 3]]), np.array([1.0, 2.5])))
     holed = case[2].copy()
     holed[3, 5, 5] = np.nan  # e.g. NaN padding of a resampled scan: named, not a failure deep in the filters
     with pytest.raises(VolumeError, match=r"image of shape \(12, 48, 40\) holds NaN/inf values"):

@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import FeatureMismatchError, ScribbleError, VolumeError
 from ..features.grid import slice_of
 from ..features.volume import FeatureVolume
+from ..io.validate import integer_labels
 from ..windows import hounsfield_like
 from .annotated import PREVIEW_PIXELS, annotated_masks, several_regions
 from .classifiers import make_classifier, softmax
@@ -86,7 +87,7 @@ def scribble_points(scribbles, volume_shape) -> tuple[np.ndarray, np.ndarray]:
     """(flat voxel index sorted, class values) from a label volume or a ``(points_zyx, values)`` pair."""
     if isinstance(scribbles, tuple):
         pts = np.rint(check_points(scribbles[0], volume_shape)).astype(np.int64)
-        values = np.asarray(scribbles[1]).reshape(-1)
+        values = integer_labels(np.asarray(scribbles[1]).reshape(-1), "scribble values", ScribbleError)
         if len(values) != len(pts):
             raise ScribbleError(f"{len(pts)} scribble points but {len(values)} values")
         flat = np.ravel_multi_index(pts.T, volume_shape)
@@ -95,6 +96,8 @@ def scribble_points(scribbles, volume_shape) -> tuple[np.ndarray, np.ndarray]:
         keep = values > 0
         return flat[keep], values[keep].astype(np.int64)
     arr = np.asarray(scribbles)
+    if arr.dtype.kind == "f":  # labels saved as float: whole numbers only (1.5 is no class)
+        arr = integer_labels(arr, "scribbles", ScribbleError)
     if arr.shape != tuple(volume_shape):
         raise ScribbleError(f"scribbles have shape {arr.shape} but the image/features are "
                             f"{tuple(volume_shape)} "

@@ -89,16 +89,14 @@ def load_case(case: Case) -> LoadedCase:
         Unreadable file, mask of another shape or affine, a label absent from the mask, no label at all.
     """
     from dinomed_napari.io import load_volume
-    from dinomed_napari.io.validate import check_same_grid
+    from dinomed_napari.io.validate import check_same_grid, integer_labels
 
     image = load_volume(case.image, modality=case.modality, series=case.series)
     mask = load_volume(case.mask, check=False)  # a mask may be all zeros (a case without the structure)
     check_same_grid(image, mask, f"case {case.name!r}: mask {case.mask}")
     if case.crop is not None:
         image, mask = _crop_volume(image, case.crop), _crop_volume(mask, case.crop)
-    values = np.asarray(mask.data)
-    if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
-        raise VolumeError(f"case {case.name!r}: mask {case.mask} holds non-integer values; expected labels")
+    values = integer_labels(mask.data, f"case {case.name!r}: mask {case.mask}")
     present = [int(v) for v in np.unique(values)]
     labels = case.labels if case.labels is not None else tuple(v for v in present if v != 0)
     missing = [lab for lab in labels if lab not in present]

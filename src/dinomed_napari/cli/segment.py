@@ -68,9 +68,10 @@ def run(args: argparse.Namespace) -> int:
                                  level=args.level, width=args.width)
         classes = list(seg.classes_)
     else:
+        from dinomed_napari.io.validate import integer_labels
+
         scr = common.load_on_grid(args.scribbles, vol, "--scribbles").data  # may be empty: our own error
-        if scr.dtype.kind == "f":
-            scr = np.rint(scr)
+        scr = integer_labels(scr, f"--scribbles {args.scribbles}")
         seg = ScribbleSegmenter(classifier=args.classifier,
                                 intensity=None if args.intensity == "none" else args.intensity,
                                 spatial=args.spatial, cleanup=args.cleanup, fill_holes=args.fill_holes,

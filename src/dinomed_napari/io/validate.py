@@ -135,3 +135,38 @@ def check_same_grid(image: Volume, other: Volume, what: str, *, atol_mm: float =
                   f"{np.round(a, 3).tolist()}")
     raise VolumeError(f"{what} has another affine than image {image.source} (same shape {image.shape}, "
                       f"{found}); it would be used misaligned: resample it onto the image grid")
+
+
+def integer_labels(data, what: str, error: type[Exception] = VolumeError) -> np.ndarray:
+    """``data`` (a label image: scribbles, a mask) with whole-number values, as integers.
+
+    Parameters
+    ----------
+    data : array
+        The label image; a float one is accepted when every value is a whole number (labels saved as
+        float).
+    what : str
+        How the message names it, e.g. "--scribbles labels.tif".
+    error : exception class
+        What is raised (``VolumeError`` by default).
+
+    Returns
+    -------
+    ndarray
+        ``data`` itself when it is of an integer type, else its values as int64.
+
+    Raises
+    ------
+    VolumeError (or ``error``)
+        A NaN, an infinity or a fraction (a probability map or an interpolated mask, not labels): casting
+        would label voxels silently with another class.
+    """
+    arr = np.asarray(data)
+    if arr.dtype.kind in "iub":
+        return arr
+    bad = ~np.isfinite(arr) | (np.round(arr) != arr)
+    if bad.any():
+        example = arr[bad].ravel()[0]
+        raise error(f"{what}: {int(np.count_nonzero(bad))} voxel(s) are not whole class numbers "
+                    f"(e.g. {example:g}); expected labels 0 (unlabelled), 1, 2, ...")
+    return arr.astype(np.int64)
