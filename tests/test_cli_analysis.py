@@ -131,6 +131,18 @@ def test_cli_bad_inputs(case, capsys):
     assert main(["isolate", str(image), "--seed", "50,1,1", "--no-foreground", "--out",
                  str(d / "z.nii.gz")]) == 2
     assert "outside the volume" in capsys.readouterr().err
+    # --channel auto (the default) picks its own threshold: an explicit rule is refused, not ignored.
+    assert main(["isolate", str(image), "--seed", "5,30,30", "--no-foreground", "--inner-threshold", "41%",
+                 "--below", "--out", str(d / "z.nii.gz")]) == 2
+    err = capsys.readouterr().err
+    assert "--inner-threshold 41% --below applies to an explicit --channel" in err
+    assert "Add --channel intensity" in err and not (d / "z.nii.gz").exists()
+    for share in ("150%", "0%", "x%"):
+        with pytest.raises(SystemExit) as stop:
+            main(["isolate", str(image), "--seed", "5,30,30", "--channel", "intensity", "--inner-threshold",
+                  share, "--out", str(d / "z.nii.gz")])
+        assert stop.value.code == 2
+        assert f"above 0% and at most 100% (e.g. 41%), got '{share}'" in capsys.readouterr().err
 
 
 def test_ctrl_c_during_features_cancels_cleanly_and_rerun_resumes(case, capsys, ctrl_c_at, tmp_path):

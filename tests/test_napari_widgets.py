@@ -222,6 +222,13 @@ def test_isolation_preview_follows_sliders_and_applies_to_volume(make_napari_vie
 def test_auto_isolation_preview_is_the_applied_volume_slice(make_napari_viewer, qtbot, ct_crop):
     viewer, image, w, liver = isolate_widget(make_napari_viewer, qtbot, ct_crop)
     assert w.channel.value == "auto"  # the default recipe
+    # auto picks its own thresholds: the explicit channels' controls are greyed out, not silently ignored
+    explicit = (w.fg_auto, w.fg_threshold, w.inner_rule, w.inner_threshold)
+    assert not any(c.enabled for c in explicit) and "picks its own threshold" in w.inner_rule.tooltip
+    w.channel.value = "image"
+    assert all(c.enabled for c in explicit)
+    w.channel.value = "auto"
+    assert not any(c.enabled for c in explicit)
     seeds = w.add_seed_layer()
     seeds.add([3, *liver])
     qtbot.waitUntil(lambda: w.preview_layer is not None and np.asarray(w.preview_layer.data).any(),

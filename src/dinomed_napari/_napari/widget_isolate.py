@@ -65,6 +65,8 @@ class IsolateWidget(DinomedWidget):
         for w in controls:
             w.changed.connect(self._debounce.trigger)
         self.channel.changed.connect(self.fit_slider_ranges)
+        self.channel.changed.connect(self._explicit_controls)
+        self._explicit_controls()
         self.listen(self.viewer.dims.events.current_step, self._debounce.trigger)
         self._job = LatestJob(self._show_preview, lambda exc: self.fail(exc, "isolation preview"))
         self._apply = LatestJob(self._show_result, lambda exc: self.fail(exc, "isolation"),
@@ -79,6 +81,16 @@ class IsolateWidget(DinomedWidget):
         self.result_layer = None
         self._ranges_for = None
         self._preview_at: tuple | None = None
+
+    def _explicit_controls(self, *_: Any) -> None:
+        """The thresholds of an explicit channel, greyed out under auto (which picks its own: a rule chosen
+        there would be ignored)."""
+        explicit = self.channel.value != "auto"
+        why = ("auto picks its own threshold around the seed: choose an inner channel (e.g. image "
+               "intensity for 41% of a PET's SUVmax) to set it")
+        for w in (self.fg_auto, self.fg_threshold, self.inner_rule, self.inner_threshold):
+            w.enabled = explicit
+            w.tooltip = None if explicit else why
 
     def add_seed_layer(self) -> Any:
         image = self.image_layer_or_notify("isolation")

@@ -14,7 +14,16 @@ from dinomed_napari.errors import DinomedError
 
 
 def _threshold(text: str):
-    if text == "otsu" or text.endswith("%"):
+    if text == "otsu":
+        return text
+    if text.endswith("%"):
+        try:
+            share = float(text[:-1])
+        except ValueError:
+            share = float("nan")
+        if not 0 < share <= 100:  # NaN too
+            raise argparse.ArgumentTypeError(f"expected a share of the maximum above 0% and at most 100% "
+                                             f"(e.g. 41%), got {text!r}")
         return text
     try:
         return float(text)
@@ -48,6 +57,15 @@ def run(args: argparse.Namespace) -> int:
 
     channel = args.channel
     named = channel in ("auto", "intensity", "similarity") or re.fullmatch(r"pc\d+", channel)
+    if channel == "auto":  # auto picks its own threshold: an explicit rule would be ignored, silently
+        given = [f"--inner-threshold {args.inner_threshold}" if args.inner_threshold != "otsu" else "",
+                 "--below" if args.below else "",
+                 f"--fg-threshold {args.fg_threshold:g}" if args.fg_threshold is not None else ""]
+        if any(given):
+            flags = " ".join(g for g in given if g)
+            raise DinomedError(f"{flags} applies to an explicit --channel; --channel auto (the default) "
+                               "picks its own threshold around the seed. Add --channel intensity (the image "
+                               "itself: 41% of a PET's SUVmax), pc1, similarity or a PATH")
     if named and channel.startswith("pc") and not 1 <= int(channel[2:]) <= 3:
         raise DinomedError(f"--channel {channel}: the PCA channels are pc1, pc2 and pc3")
     common.label_output(args.out)
