@@ -83,6 +83,16 @@ def test_segment_train_save_and_reapply(case, capsys):
     # Same segmenter, same (cached) features; a saved segmenter carries no scribbles, so no clean-up.
     raw = load_volume(again).data
     assert np.array_equal(raw == 2, p2 > 0.5)
+    # Training flags beside --load-model would be ignored: refused. Post-processing flags apply.
+    base = ["segment", str(image), *FEATS, "--load-model", str(model)]
+    refused = d / "no.nii.gz"
+    assert main([*base, "--scribbles", str(scr_path), "--classifier", "rf", "--out", str(refused)]) == 2
+    err = capsys.readouterr().err
+    assert "keeps its own classifier" in err and "--scribbles, --classifier would be ignored" in err
+    assert not refused.exists()
+    pieces = d / "pieces.nii.gz"
+    assert main([*base, "--min-size", str(int((raw == 2).sum()) + 1), "--out", str(pieces)]) == 0
+    assert not (load_volume(pieces, check=False).data == 2).any()  # every class-2 piece is under that size
 
 
 def test_segment_says_where_and_why_the_walk_ended(case, capsys):

@@ -9,6 +9,7 @@ import numpy as np
 
 from dinomed_napari.cli import args as A
 from dinomed_napari.cli import common
+from dinomed_napari.errors import DinomedError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -17,17 +18,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="label image on the image's grid: 0 unlabelled, 1..K classes (any readable "
                              "format)")
     parser.add_argument("--out", type=Path, required=True, help="predicted labels, on the source grid")
-    parser.add_argument("--classifier", choices=["linear", "rf"], default="linear")
-    parser.add_argument("--intensity", choices=["filters", "raw", "none"], default="filters",
+    # Training flags default to None so that --load-model can tell them given (and refuse them).
+    parser.add_argument("--classifier", choices=["linear", "rf"], help="linear (default) or rf")
+    parser.add_argument("--intensity", choices=["filters", "raw", "none"],
                         help="pixel features added to DINOv3's: filters (default), intensity, none")
-    parser.add_argument("--spatial", choices=["auto", "propagate", "none"], default="auto",
+    parser.add_argument("--spatial", choices=["auto", "propagate", "none"],
                         help="3D step: follow each painted structure slice by slice from its annotated "
                              "slices (propagate), the classifier alone everywhere (none), or propagate "
                              "when the strokes outline a structure rather than a texture (auto, default)")
     parser.add_argument("--cleanup", action="store_true",
                         help="keep per class only the 3D components touching its scribbles")
-    parser.add_argument("--fill-holes", action="store_true")
-    parser.add_argument("--min-size", type=A.int_in(0, None, "minimum size"), default=0)
+    parser.add_argument("--fill-holes", action="store_true", help="(also on a loaded segmenter)")
+    parser.add_argument("--min-size", type=A.int_in(0, None, "minimum size"), default=0,
+                        help="drop pieces smaller than this (voxels; also on a loaded segmenter)")
     parser.add_argument("--proba-out", type=Path, help="also write per-class probabilities: OUT_p<class>")
     parser.add_argument("--save-model", type=Path, help="save the trained segmenter (.npz + JSON, no pickle)")
     parser.add_argument("--load-model", type=Path, help="apply a saved segmenter instead of training")
@@ -44,10 +47,13 @@ def run(args: argparse.Namespace) -> int:
     )
     from dinomed_napari.analysis.segment import ScribbleSegmenter
     from dinomed_napari.errors import ScribbleError
+    from dinomed_napari.features.extract import require_weights
 
     # Every input and output checked before the features (minutes) are computed.
     if args.load_model is None and args.scribbles is None:
         raise ScribbleError("pass --scribbles LABELS (or --load-model MODEL.npz)")
+    check_training_flags(args)
+    require_weights(args.weights)  # before the image and the scribbles are read
     common.label_output(args.out)
     if args.proba_out is not None:
         common.label_output(args.proba_out, "--proba-out")
@@ -57,11 +63,11 @@ def run(args: argparse.Namespace) -> int:
     prep = None
     if args.load_model is not None:
         from dinomed_napari.features.cache import weights_label
-        from dinomed_napari.features.extract import require_weights
 
         seg = load_segmenter(args.load_model)
+        seg.fill_holes = seg.fill_holes or args.fill_holes  # post-processing chosen now applies too
+        seg.min_size = args.min_size or seg.min_size
         axes = sorted(seg.models)
-        require_weights(args.weights)
         args.layers = check_request(seg, args.load_model, model=args.model,
                                     weights_label=weights_label(args.model, args.weights), layers=args.layers)
         prep = stored_preprocess(seg, args.load_model, resolution=args.resolution, window=args.window,
@@ -110,6 +116,23 @@ def run(args: argparse.Namespace) -> int:
     if args.save_model is not None:
         print(f"saved segmenter: {save_segmenter(seg, args.save_model)}")
     return 0
+
+
+def check_training_flags(args: argparse.Namespace) -> None:
+    """Refuse the flags that only shape training together with ``--load-model`` (a loaded segmenter keeps
+    its own), and fill in their defaults otherwise."""
+    if args.load_model is not None:
+        given = [flag for flag, value in (("--scribbles", args.scribbles), ("--classifier", args.classifier),
+                                          ("--intensity", args.intensity), ("--spatial", args.spatial),
+                                          ("--cleanup", args.cleanup or None)) if value is not None]
+        if given:
+            raise DinomedError(f"--load-model {args.load_model} applies a trained segmenter, which keeps "
+                               "its own classifier, pixel features and clean-up and has no scribbles to "
+                               f"follow in 3D: {', '.join(given)} would be ignored. Drop them, or train "
+                               "again from --scribbles without --load-model")
+    args.classifier = args.classifier or "linear"
+    args.intensity = args.intensity or "filters"
+    args.spatial = args.spatial or "auto"
 
 
 def report_propagation(result, spacing) -> None:
