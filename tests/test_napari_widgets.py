@@ -682,3 +682,30 @@ def test_em_cells_are_labelled_by_their_look_with_the_forest(make_napari_viewer,
     other[s] = False
     print(f"EM cells in the widget, Dice on unannotated sections {dice(pred[other] == 2, cells[other]):.3f}")
     assert dice(pred[other] == 2, cells[other]) > 0.85  # measured 0.91 (core, same strokes); 0.05 followed
+
+
+def test_a_single_slice_image_is_segmented_in_the_viewer(make_napari_viewer, qtbot, ct_crop, notes):
+    """One slice of (1, Y, X), as the reader gives a one-slice file: features, a live stroke's preview and
+    'Predict volume' work (the scribbles' forest filters the plane), without an error notification."""
+    from dinomed_napari._napari.widget_segment import SegmentWidget
+
+    vol, gt = ct_crop
+    one = Volume(np.ascontiguousarray(np.asarray(vol.data)[3:4]), vol.spacing, vol.affine, "CT", "HU",
+                 vol.source, {})
+    viewer = make_napari_viewer()
+    image = add_image(viewer, one)
+    compute(viewer, qtbot, image)
+    w = SegmentWidget(viewer)
+    scribbles = w.add_scribble_layer()
+    core, far = scribble_masks(gt[3])
+    core[::12], far[::12] = False, False  # thinner: 5 % of a plane is "a label volume, not scribbles"
+    paint(scribbles, core[None], 1)
+    paint(scribbles, far[None], 2)
+    qtbot.waitUntil(lambda: w.trainings >= 1, timeout=WAIT)
+    w.predict_volume()
+    qtbot.waitUntil(lambda: "prediction (previous)" in viewer.layers, timeout=WAIT)
+    qtbot.waitUntil(lambda: not w._job.busy, timeout=WAIT)
+    pred = np.asarray(w.prediction_layer.data)
+    assert pred.shape == (1, *gt.shape[1:]) and not any("Error" in n for n in notes), notes
+    print(f"single slice, volume prediction Dice {dice(pred[0] == 1, gt[3]):.3f}")
+    assert dice(pred[0] == 1, gt[3]) > 0.6
