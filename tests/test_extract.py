@@ -240,6 +240,12 @@ def test_bad_requests_give_clear_errors(ct, vits, tmp_path):
         extract_features(ct, backbone=vits, axis=3, cache_dir=tmp_path)
     with pytest.raises(VolumeError, match="2D image"):
         extract_features(ct.data[0], backbone=vits, cache_dir=tmp_path)
+    one = Volume(np.asarray(ct.data)[:1], spacing=ct.spacing, source="one.nii.gz")  # a single slice
+    for axis in (1, 2):  # cut across its slice: planes one pixel thick (the filters failed on them)
+        thin = rf"axis {axis}: the planes of the one.nii.gz volume of shape \(1, \d+, \d+\) along it are 1 x "
+        with pytest.raises(VolumeError, match=thin + r"\d+ pixels; expected at least 2 x 2"):
+            extract_features(one, backbone=vits, axis=axis, cache_dir=tmp_path)
+    assert extract_features(one, backbone=vits, axis=0, cache_dir=False).data.shape[0] == 1
     with pytest.raises(WeightsError, match="not found"):
         extract_features(ct, weights=str(tmp_path / "nope.pth"), cache_dir=tmp_path)
     with pytest.raises(ValueError, match=r"layers=\(3,\), but the backbone given computes layers=None"):
