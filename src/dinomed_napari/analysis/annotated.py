@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .walker import touching, walk_plane, walk_planes
+from .walker import grown_box, touching, walk_plane, walk_planes
 from .window import stroke_window
 
 #: Box around the structure's strokes on an annotated slice: stroke extent x this, plus MARGIN_MM.
@@ -59,13 +59,12 @@ NEAR_SLICES = 2
 MAX_PARTS = 2
 
 
-def _box(mask: np.ndarray, spacing2: np.ndarray) -> tuple[slice, ...]:
+def _box(mask: np.ndarray, spacing2: np.ndarray) -> tuple[slice, slice]:
+    """The strokes' bounding box grown by ``BOX_FACTOR`` x their largest extent + ``MARGIN_MM`` (mm, in
+    each axis's pixels)."""
     idx = np.argwhere(mask)
-    lo, hi = idx.min(0), idx.max(0) + 1
-    extent = float(((hi - lo) * spacing2).max())
-    margin = np.ceil((BOX_FACTOR * extent + MARGIN_MM) / spacing2).astype(int)
-    lo, hi = np.maximum(lo - margin, 0), np.minimum(hi + margin, mask.shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    extent = float(((idx.max(0) + 1 - idx.min(0)) * spacing2).max())
+    return grown_box(mask, np.ceil((BOX_FACTOR * extent + MARGIN_MM) / spacing2).astype(int))
 
 
 def annotated_masks(plane: np.ndarray, scribbles: np.ndarray, spacing2, background: int,

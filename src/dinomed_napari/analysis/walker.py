@@ -17,8 +17,9 @@ def walk_plane(data: np.ndarray, seeds: np.ndarray, spacing, channel_axis: int |
     return random_walker(data, seeds, beta=BETA, mode="bf", channel_axis=channel_axis, spacing=spacing)
 
 
-def grown_box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
-    """Bounding box of ``mask`` grown by ``margin`` pixels, clipped to the plane."""
+def grown_box(mask: np.ndarray, margin) -> tuple[slice, slice]:
+    """Bounding box of ``mask`` grown by ``margin`` pixels (one number, or one per axis), clipped to the
+    plane."""
     idx = np.argwhere(mask)
     lo, hi = np.maximum(idx.min(0) - margin, 0), np.minimum(idx.max(0) + 1 + margin, mask.shape)
     return slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1]))
