@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if args.load_model is not None:
         result = seg.predict(features=fvs, image=vol.data)
     else:
-        seg.fit(fvs, scr.astype(np.int64), image=vol.data, spacing=vol.spacing)
+        seg.fit(fvs, scr, image=vol.data, spacing=vol.spacing)  # any integer dtype: no int64 copy
         n = int(np.count_nonzero(scr))
         print(f"trained {args.classifier} on {n} scribbled voxels, classes {[int(c) for c in seg.classes_]}, "
               f"passes {sorted(fvs)}")
