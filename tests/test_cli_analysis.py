@@ -57,6 +57,13 @@ def test_isolate_nodule_from_a_seed(case, capsys):
     assert main(["isolate", str(image), "--seed", seed, "--channel", "pc2", *FEATS, "--out",
                  str(d / "pc.nii.gz")]) == 0
     assert "[random]" in capsys.readouterr().out
+    # Both steps run (a PC1 foreground of every voxel) and the inner threshold (over the nodule's HU)
+    # drops the seed: the warning names that step.
+    assert main(["isolate", str(image), "--seed", seed, "--channel", "intensity", "--inner-threshold", "5000",
+                 "--fg-threshold=-1e9", *FEATS, "--out", str(d / "none.nii.gz")]) == 0
+    out = capsys.readouterr().out
+    want = "warning: a seed is not in the result: its value is on the other side of the inner threshold 5000"
+    assert want in out and "PC1 foreground step" not in out
 
 
 def test_segment_train_save_and_reapply(case, capsys):
@@ -147,6 +154,14 @@ def test_cli_bad_inputs(case, capsys):
     err = capsys.readouterr().err
     assert "--inner-threshold 41% --below applies to an explicit --channel" in err
     assert "Add --channel intensity" in err and not (d / "z.nii.gz").exists()
+    for voxel in ("5,30", "a,b,c", "inf,30,30"):
+        with pytest.raises(SystemExit):
+            main(["isolate", str(image), "--seed", voxel, "--out", str(d / "z.nii.gz")])
+        assert f"expected a voxel as z,y,x (e.g. 33,79,81), got '{voxel}'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["isolate", str(image), "--seed", "5,30,30", "--channel", "intensity",
+              "--inner-threshold", "nan", "--out", str(d / "z.nii.gz")])
+    assert "expected 'otsu', a finite number or NN%, got 'nan'" in capsys.readouterr().err
     for share in ("150%", "0%", "x%"):
         with pytest.raises(SystemExit) as stop:
             main(["isolate", str(image), "--seed", "5,30,30", "--channel", "intensity", "--inner-threshold",

@@ -73,6 +73,23 @@ def test_pc1_foreground_then_channel_then_seed_component():
     assert dice(isolate(fv, intensity, seeds=[[5, 13, 13]], index=5), want[5]) > 0.8
 
 
+def test_the_step_that_dropped_the_seed_is_named():
+    lab = np.zeros((10, 40, 40), np.uint8)
+    lab[2:8, 8:20, 8:20] = 1  # body (PC1 foreground)
+    lab[3:7, 10:16, 10:16] = 2  # lesion inside it
+    pm = pca_maps(synthetic_features(lab, grid=(10, 10), noise=0.05))
+    intensity = (lab == 2).astype(np.float32) * 10 + (lab == 1) * 3
+    ok, th = isolate(pm, intensity, seeds=[[5, 13, 13]], return_thresholds=True)
+    assert ok[5, 13, 13] == 1 and th["dropped"] is None
+    # Both steps run; the inner threshold (over the lesion's 10) removes the seed, not the foreground.
+    out, th = isolate(pm, intensity, seeds=[[5, 13, 13]], inner_threshold=11.0, return_thresholds=True)
+    assert out.sum() == 0 and th["foreground"] is not None and th["dropped"] == "inner"
+    out, th = isolate(pm, intensity, seeds=[[5, 30, 30]], return_thresholds=True)  # outside the body
+    assert out[5, 30, 30] == 0 and th["dropped"] == "foreground"
+    out, th = isolate(pm, intensity, seeds=[[5, 13, 13]], min_size=1000, return_thresholds=True)
+    assert out.sum() == 0 and th["dropped"] == "min_size"  # the 144-voxel lesion
+
+
 def test_isolate_bad_inputs():
     fv = synthetic_features(np.indices((6, 32, 32))[2] > 16)
     with pytest.raises(ScribbleError, match="outside the volume"):

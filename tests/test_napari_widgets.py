@@ -217,6 +217,9 @@ def test_isolation_preview_follows_sliders_and_applies_to_volume(make_napari_vie
     prev = viewer.layers["isolated (previous)"]
     np.testing.assert_array_equal(np.asarray(prev.data), first)
     assert not prev.visible and w.result_layer.name == "isolated"
+    w.inner_threshold.value = w.inner_threshold.max  # over the liver: the preview says which step lost it
+    qtbot.waitUntil(lambda: "the inner threshold; choose another" in w.status.value, timeout=WAIT)
+    assert np.asarray(w.preview_layer.data)[3, liver[0], liver[1]] == 0 and "step 1" not in w.status.value
 
 
 def test_auto_isolation_preview_is_the_applied_volume_slice(make_napari_viewer, qtbot, ct_crop):

@@ -28,6 +28,12 @@ INNER_RULES = (("Otsu", "otsu"), ("slider value", "value"), ("41% of seed max", 
                ("50% of seed max", "50%"))
 PREVIEW = "isolation preview"
 
+#: What to try when a seed is outside the result, by the step that removed it (``isolate``'s "dropped").
+DROPPED = {"foreground": ". A seed is not in the result: step 1 (PC1 foreground) removed it; untick it or "
+                         "choose the auto channel",
+           "inner": ". A seed is not in the result: its value is on the other side of the inner threshold; "
+                    "choose another inner rule or threshold, or the auto channel"}
+
 
 class IsolateWidget(DinomedWidget):
     """Isolate the structure under the seeds: PC1 foreground, then a channel threshold, 3D connectivity."""
@@ -197,7 +203,7 @@ class IsolateWidget(DinomedWidget):
             self.say(f"{what}; {t['recipe']}" + (f". {t['note']}" if t.get("note") else ""))
             return
         fg = "off" if t["foreground"] is None else f"{t['foreground']:.3g}"
-        self.say(f"{what}; PC1 > {fg}, inner > {t['inner']:.3g}")
+        self.say(f"{what}; PC1 > {fg}, inner > {t['inner']:.3g}" + DROPPED.get(t.get("dropped"), ""))
 
     def apply(self) -> None:
         """Isolate in the whole volume (worker thread) and add the result as a new labels layer."""

@@ -125,7 +125,9 @@ def isolate(source, channel="pc1", seeds=None, fg_threshold=None, inner_threshol
     fill_holes, min_size
         Post-processing of the kept region.
     return_thresholds : bool
-        Also return {"foreground": ..., "inner": ...}.
+        Also return {"foreground": ..., "inner": ..., "dropped": ...}: the two thresholds, and the step
+        that left the first seed outside the result (see :func:`dropping_step`), None when every seed
+        is in it.
 
     Returns
     -------
@@ -154,7 +156,37 @@ def isolate(source, channel="pc1", seeds=None, fg_threshold=None, inner_threshol
     t_in = _threshold(values[fg], inner_threshold, ref)
     inner = fg & ((values > t_in) if inner_side == "above" else (values < t_in))
     out = _keep(inner, pts, structure, fill_holes, min_size)
-    return (out, {"foreground": t_fg, "inner": t_in}) if return_thresholds else out
+    if not return_thresholds:
+        return out
+    return out, {"foreground": t_fg, "inner": t_in, "dropped": dropping_step(out, pts, fg, inner)}
+
+
+def dropping_step(out: np.ndarray, pts: np.ndarray | None, fg: np.ndarray, inner: np.ndarray) -> str | None:
+    """Which step of :func:`isolate` left a seed outside the result ``out``.
+
+    Parameters
+    ----------
+    out : np.ndarray of bool or uint8
+        The result.
+    pts : np.ndarray (N, ndim) of int, or None
+        The seeds, on ``out``'s grid.
+    fg, inner : np.ndarray of bool
+        The PC1 foreground (all True when the step is off) and the foreground above the inner threshold.
+
+    Returns
+    -------
+    str or None
+        For the first seed outside ``out``: "foreground" (PC1 put it in the background), "inner" (its
+        value is on the other side of the inner threshold) or "min_size" (its piece was smaller);
+        None when every seed is in the result.
+    """
+    for p in () if pts is None else map(tuple, pts):
+        if out[p]:
+            continue
+        if not fg[p]:
+            return "foreground"
+        return "inner" if not inner[p] else "min_size"
+    return None
 
 
 def _keep(mask: np.ndarray, pts, structure, fill_holes: bool, min_size: int) -> np.ndarray:

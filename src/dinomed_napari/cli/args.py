@@ -51,10 +51,10 @@ def layers(text: str) -> tuple[int, ...]:
 
 
 def point(text: str) -> list[int]:
-    """argparse type for a voxel z,y,x."""
+    """argparse type for a voxel z,y,x (a coordinate copied from napari, e.g. 33.4, is rounded)."""
     try:
         z, y, x = (int(round(float(v))) for v in text.split(","))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: inf
         raise argparse.ArgumentTypeError(f"expected a voxel as z,y,x (e.g. 33,79,81), got {text!r}") from None
     return [z, y, x]
 

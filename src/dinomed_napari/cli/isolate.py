@@ -26,9 +26,12 @@ def _threshold(text: str):
                                              f"(e.g. 41%), got {text!r}")
         return text
     try:
-        return float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected 'otsu', a number or NN%, got {text!r}") from exc
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected 'otsu', a finite number or NN%, got {text!r}")
+    return value
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -91,23 +94,27 @@ def run(args: argparse.Namespace) -> int:
         full = np.zeros(vol.shape, np.uint8)
         np.moveaxis(full, axis, 0)[args.slice] = labels
         labels = full
+    dropped = th.pop("dropped")
     made = f" from {source.label()}" if source is not None else " (intensity only, no features)"
     ml = float(labels.sum()) * float(np.prod(vol.spacing)) / 1000.0
     print(f"isolated {int(labels.sum())} voxels ({ml:.2f} ml){made}; thresholds "
           f"{ {k: None if v is None else round(float(v), 4) for k, v in th.items()} }")
-    if args.seeds and not all(labels[tuple(p)] for p in args.seeds):
-        print("warning: a seed is not in the result: " + missing_seed_reason(source, channel, args, th))
+    if dropped:
+        print("warning: a seed is not in the result: " + missing_seed_reason(dropped, th))
     common.write(args.out, labels, vol, "isolated structure", source, channel=args.channel, thresholds=th)
     return 0
 
 
-def missing_seed_reason(source, channel, args, th) -> str:
-    """Which step dropped the seed, and what to try."""
-    if not args.no_foreground and th.get("foreground") is not None:
+def missing_seed_reason(dropped: str, th: dict) -> str:
+    """The step that dropped the seed (:func:`~dinomed_napari.analysis.isolate.dropping_step`), and what
+    to try, in this command's flags."""
+    if dropped == "foreground":
         return (f"the PC1 foreground step (PC1 > {th['foreground']:.3g}) removed it; try --channel auto or "
                 "--no-foreground")
-    return (f"its value is on the other side of the inner threshold {th['inner']:.4g}; try --below, "
-            "another --inner-threshold or --channel auto")
+    if dropped == "inner":
+        return (f"its value is on the other side of the inner threshold {th['inner']:.4g}; try --below, "
+                "another --inner-threshold or --channel auto")
+    return "its piece is smaller than --min-size; lower --min-size"
 
 
 def run_auto(args, vol, axis: int) -> int:
