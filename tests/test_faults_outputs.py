@@ -64,6 +64,11 @@ def test_a_truncated_segmenter_file_never_loads(case, tmp_path):
     cut.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
     with pytest.raises(FeatureMismatchError, match="cut.npz: not a readable segmenter file"):
         load_segmenter(cut)
+    other = tmp_path / "other.npz"  # not an .npz at all: numpy reads it as a pickle, which is refused
+    other.write_bytes(b"\x00not a model" * 10)
+    with pytest.raises(FeatureMismatchError, match="which are never loaded here: they can run code") as err:
+        load_segmenter(other)
+    assert "allow_pickle" not in str(err.value)
 
 
 def test_loaded_segmenter_uses_its_stored_settings_and_refuses_others(case, tmp_path, capsys):

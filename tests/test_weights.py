@@ -183,6 +183,15 @@ def test_corrupt_file(tmp_path, name):
         load_backbone("S", tmp_path / name, device="cpu")
 
 
+def test_checkpoint_with_python_objects_is_refused_without_advising_unsafe_loading(tmp_path):
+    import argparse
+
+    torch.save({"w": torch.zeros(2), "args": argparse.Namespace(lr=0.1)}, tmp_path / "train.pth")
+    with pytest.raises(WeightsError, match="never unpickled here") as err:
+        load_backbone("S", tmp_path / "train.pth", device="cpu")
+    assert "weights_only" not in str(err.value) and "state_dict()" in str(err.value)
+
+
 def test_file_without_tensors(tmp_path):
     torch.save({"epoch": 3, "note": "no weights"}, tmp_path / "empty.pth")
     with pytest.raises(WeightsError, match="holds no state dict of tensors"):

@@ -45,3 +45,11 @@ class CacheError(DinomedError):
 class OutputError(DinomedError):
     """An output that would destroy data: an input given as ``--out``, an existing file without
     ``--overwrite``, an unsupported suffix."""
+
+
+def load_failure(exc: BaseException) -> str:
+    """``"Type: message"`` of an error reading a user's file, for the error that names the file; numpy's
+    and torch's pickle errors advise loading unsafely, which is never done here, so they are reworded."""
+    if "pickle" in str(exc).lower():
+        return "it holds Python objects (pickle), which are never loaded here: they can run code"
+    return f"{type(exc).__name__}: {exc}"

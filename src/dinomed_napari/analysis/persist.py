@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FeatureMismatchError
+from ..errors import FeatureMismatchError, load_failure
 from .classifiers import LinearClassifier
 from .segment import ScribbleSegmenter
 
@@ -78,7 +78,7 @@ def load_segmenter(path) -> ScribbleSegmenter:
     except FeatureMismatchError:
         raise
     except Exception as exc:  # truncated zip (a full disk), not a zip, object arrays, bad JSON
-        raise FeatureMismatchError(f"{path}: not a readable segmenter file ({type(exc).__name__}: {exc}); "
+        raise FeatureMismatchError(f"{path}: not a readable segmenter file ({load_failure(exc)}); "
                                    "save it again") from exc
     if meta.get("format") != FORMAT or int(meta.get("version", 0)) > VERSION:
         raise FeatureMismatchError(f"{path}: format {meta.get('format')} v{meta.get('version')}, expected "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dinomed_napari.errors import VolumeError
+from dinomed_napari.errors import VolumeError, load_failure
 from dinomed_napari.io.plain_grid import grid_from_record, grid_record
 from dinomed_napari.io.validate import check_shape
 from dinomed_napari.io.volume import Volume
@@ -24,7 +24,7 @@ def read_npy(path: Path) -> Volume:
         arr = np.load(str(path), allow_pickle=False)  # never unpickle user files
     except Exception as exc:  # ValueError (pickled/object, truncated), EOFError, OSError
         raise VolumeError(f"{path}: not a readable .npy array or truncated data "
-                          f"({type(exc).__name__}: {exc})") from exc
+                          f"({load_failure(exc)})") from exc
     check_shape(tuple(arr.shape), path)
     record = {}
     car = sidecar(path)

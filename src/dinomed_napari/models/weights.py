@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -139,6 +140,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             sd = load_file(str(path), device="cpu")
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's text advises weights_only=False: we never do that
+        raise WeightsError(f"weights file {path} could not be read as a tensors-only PyTorch checkpoint: "
+                           "it is not a checkpoint, or it holds Python objects, which are never unpickled "
+                           "here (they can run code). Save the state dict (torch.save(model.state_dict(), "
+                           "...)) or use a .safetensors file") from exc
     except Exception as exc:
         raise WeightsError(f"weights file {path} could not be read as a "
                            f"{'safetensors' if path.suffix == '.safetensors' else 'PyTorch'} checkpoint "
