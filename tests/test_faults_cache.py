@@ -77,6 +77,27 @@ def test_a_damaged_slice_is_found_and_recomputed(vol, backbone, tmp_path, how, f
     assert C.FeatureStore.peek(store, good.shape).format == fmt  # repaired in its own layout
 
 
+@pytest.mark.parametrize("mask", ["done", "digest"])
+@pytest.mark.parametrize("how", ["bit-flipped", "truncated"])
+def test_a_damaged_done_or_digest_mask_recomputes_the_store(vol, backbone, tmp_path, how, mask, monkeypatch):
+    fv = E.extract_features(vol, backbone=backbone, cache_dir=tmp_path, **KW)
+    good = np.asarray(fv.data[:], np.float32)
+    store = Path(fv.extra["path"])
+    DAMAGE[how](store / mask / "c" / "0")  # the one chunk of the per-slice mask
+    peeked = C.FeatureStore.peek(store, good.shape)  # no decoder error
+    # An undecodable mask trusts no slice; a flipped digest that still decodes fails its slice's check.
+    assert not peeked.done.any() or len(peeked.verify()) >= 1
+    seen = []
+    real = backbone.patch_features
+    monkeypatch.setattr(backbone, "patch_features", lambda x: (seen.append(int(x.shape[0])), real(x))[1])
+    again = E.extract_features(vol, backbone=backbone, cache_dir=tmp_path, **KW)
+    assert sum(seen) >= 1
+    np.testing.assert_array_equal(np.asarray(again.data[:], np.float32), good)
+    computed = sum(seen)
+    E.extract_features(vol, backbone=backbone, cache_dir=tmp_path, **KW)
+    assert sum(seen) == computed  # the rewritten masks are read back: nothing more computed
+
+
 def test_damage_without_a_backbone_names_slice_and_store(vol, backbone, tmp_path, monkeypatch):
     fv = E.extract_features(vol, backbone=backbone, cache_dir=tmp_path, **KW)
     store = Path(fv.extra["path"])

@@ -212,8 +212,12 @@ class FeatureStore:
             # Every chunk is written whole: skip zarr's scan of each one for "all fill value" (a third of
             # the write time); an all-zero slice is then stored like any other.
             self.features = self.features.with_config({"write_empty_chunks": True})
-        self.done = np.asarray(group["done"][:], dtype=bool)
-        self.digests = np.asarray(group["digest"][:], dtype=np.uint64)
+        try:
+            self.done = np.asarray(group["done"][:], dtype=bool)
+            self.digests = np.asarray(group["digest"][:], dtype=np.uint64)
+        except Exception:  # a damaged mask chunk (zstd, zarr or OS errors): no slice of it is trusted
+            self.done = np.zeros(self.shape[0], dtype=bool)
+            self.digests = np.zeros(self.shape[0], dtype=np.uint64)
 
     @classmethod
     def peek(cls, path: str | os.PathLike, shape: tuple[int, int, int, int]) -> FeatureStore | None:
