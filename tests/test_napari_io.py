@@ -63,6 +63,17 @@ def test_reader_declines_other_files(tmp_path):
     assert get_reader(str(tmp_path / "notes.txt")) is None
     assert get_reader(str(tmp_path)) is None  # a folder without DICOM files
     assert get_reader(str(sample_path("em"))) is not None
+    # .npy / TIFF pictures are left to napari's own readers; volumes and unreadable files stay ours
+    # (load_volume then names the fault).
+    import tifffile
+
+    np.save(tmp_path / "photo.npy", np.zeros((40, 50), np.float32))
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((40, 50, 3), np.uint8), photometric="rgb")
+    np.save(tmp_path / "vol.npy", np.zeros((4, 40, 50), np.float32))
+    (tmp_path / "cut.npy").write_bytes(b"\x93NUMPY")
+    assert get_reader(str(tmp_path / "photo.npy")) is None and get_reader(str(tmp_path / "rgb.tif")) is None
+    assert get_reader(str(tmp_path / "vol.npy")) is not None and get_reader(str(tmp_path / "cut.npy"))
+    assert get_reader([str(tmp_path / "vol.npy"), str(tmp_path / "photo.npy")]) is None
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".tif", ".nrrd"])

@@ -41,10 +41,39 @@ def supported(path: str | os.PathLike) -> bool:
     return name.endswith(_SUFFIXES)
 
 
+def _not_a_volume(path: str | os.PathLike) -> bool:
+    """A .npy or TIFF file whose header shape is no volume (a 2D or colour picture): napari's own readers
+    show those, so this plugin leaves them to them instead of claiming them to refuse them."""
+    from dinomed_napari.errors import VolumeError
+    from dinomed_napari.io.validate import check_shape
+
+    name = Path(path).name.lower()
+    try:
+        if name.endswith(".npy"):
+            import numpy as np
+
+            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape  # the header only
+        elif name.endswith((".tif", ".tiff")):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                shape = tif.series[0].shape
+        else:
+            return False
+    except Exception:  # unreadable: claimed, so that load_volume names the fault
+        return False
+    try:
+        check_shape(tuple(shape), path)
+    except VolumeError:
+        return True
+    return False
+
+
 def get_reader(path: str | list[str]) -> Callable | None:
-    """npe2 ``napari_get_reader``: a reader function for ``path``, or None if it is not ours."""
+    """npe2 ``napari_get_reader``: a reader function for ``path``, or None if it is not ours (another
+    format, or a .npy / TIFF picture that napari's own readers show)."""
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
-    if not paths or not all(supported(p) for p in paths):
+    if not paths or not all(supported(p) for p in paths) or any(_not_a_volume(p) for p in paths):
         return None
     return read_layers
 
