@@ -38,6 +38,19 @@ def test_view_opens_image_with_widgets_docked(qtbot, tmp_path):
         viewer.close()
 
 
+def test_view_shows_a_2d_picture_with_napari_own_reader(qtbot, tmp_path, capsys):
+    from dinomed_napari.cli.view import build_viewer
+
+    np.save(tmp_path / "photo.npy", np.arange(40 * 50, dtype=np.float32).reshape(40, 50))
+    viewer, _ = build_viewer([tmp_path / "photo.npy"], widgets=False, show=False)
+    try:
+        (layer,) = viewer.layers
+        assert layer.data.shape == (40, 50) and float(layer.data[39, 49]) == 40 * 50 - 1
+        assert "a 2D or colour picture, opened with napari's own reader" in capsys.readouterr().err
+    finally:
+        viewer.close()
+
+
 def test_view_sets_the_preferred_reader(monkeypatch):
     from napari.settings import get_settings
 

@@ -41,7 +41,7 @@ def supported(path: str | os.PathLike) -> bool:
     return name.endswith(_SUFFIXES)
 
 
-def _not_a_volume(path: str | os.PathLike) -> bool:
+def is_picture(path: str | os.PathLike) -> bool:
     """A .npy or TIFF file whose header shape is no volume (a 2D or colour picture): napari's own readers
     show those, so this plugin leaves them to them instead of claiming them to refuse them."""
     from dinomed_napari.errors import VolumeError
@@ -73,7 +73,7 @@ def get_reader(path: str | list[str]) -> Callable | None:
     """npe2 ``napari_get_reader``: a reader function for ``path``, or None if it is not ours (another
     format, or a .npy / TIFF picture that napari's own readers show)."""
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
-    if not paths or not all(supported(p) for p in paths) or any(_not_a_volume(p) for p in paths):
+    if not paths or not all(supported(p) for p in paths) or any(is_picture(p) for p in paths):
         return None
     return read_layers
 

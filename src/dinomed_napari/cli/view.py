@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 PLUGIN = "dinomed-napari"
 DOCK = "DINOv3 tools"
@@ -43,12 +44,19 @@ def build_viewer(images=(), sample: str | None = None, widgets: bool = True, sho
     block_triton_after_gl()  # before napari creates the GL context (see compat)
     import napari
 
+    from dinomed_napari._napari.readers import is_picture
+
     prefer_reader()
     viewer = napari.Viewer(title="dinomed-napari", show=show)
     if sample:
         viewer.open_sample(PLUGIN, sample)
     for path in images:
-        viewer.open(str(path), plugin=PLUGIN)
+        if is_picture(path):  # a .npy or TIFF 2D/colour picture: shown, not refused
+            print(f"{path}: a 2D or colour picture, opened with napari's own reader; the DINOv3 tools "
+                  "work on 3D volumes (Z, Y, X)", file=sys.stderr)
+            viewer.open(str(path), plugin="napari")
+        else:
+            viewer.open(str(path), plugin=PLUGIN)
     dock = None
     if widgets:
         _, dock = viewer.window.add_plugin_dock_widget(PLUGIN, DOCK)
