@@ -387,3 +387,17 @@ def test_a_walk_that_grows_back_after_the_structure_tapered_has_entered_a_neighb
     monkeypatch.setattr(walk, "REGROW", 0.0)
     leaked = propagate(image, scr, (5.0, 0.7, 0.7)).labels == 2
     assert np.count_nonzero(leaked[:4] & stalk[:4]) > 0.5 * np.count_nonzero(stalk[:4])
+
+
+@pytest.mark.parametrize("painted, features", [(1, 0), (0, 1)])
+def test_the_walk_goes_along_the_axis_the_strokes_were_painted_on(painted, features):
+    # Strokes painted in one view (coronal, or axial) while the features were computed along another axis.
+    image, a, b = two_blobs()
+    scr = structure_scribbles(a, n_slices=1, axis=painted, seed=0)
+    fv = synthetic_features((a | b).astype(np.uint8), axis=features, grid=(8, 8))
+    res = ScribbleSegmenter().fit(fv, scr.labels, image=image, spacing=(2.0, 1.0, 1.0)).predict()
+    assert res.propagation is not None and res.propagation.axis == painted
+    other = np.ones(a.shape[painted], bool)
+    other[list(scr.slices)] = False
+    ours, truth = (np.moveaxis(v, painted, 0)[other] for v in (res.labels == 2, a))
+    assert dice(ours, truth) > 0.8 and not (res.labels == 2)[b].any()

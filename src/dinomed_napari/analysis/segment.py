@@ -25,7 +25,7 @@ from .sampling import (
     sample_features,
     sample_pixel_features,
 )
-from .strokes import stroke_layout
+from .strokes import painted_axis, stroke_layout
 from .texture import FOREST_SHARE, blend_forest
 from .walker import box_inside
 
@@ -150,7 +150,7 @@ class ScribbleSegmenter:
             raise ValueError(f"spatial must be 'auto', 'propagate' or 'none', got {spatial!r}")
         self.spatial, self.spacing, self.forest_prior = spatial, None, forest_prior
         self._bank = None
-        self._layout: tuple = (None, (0, False))
+        self._layout: tuple = (None, (0, False, 0))
         self.kind, self.intensity, self.cleanup = classifier, intensity, cleanup
         self.fill_holes, self.min_size, self.seed, self.options = fill_holes, min_size, seed, options
         self.models: dict[int, object] = {}
@@ -209,7 +209,7 @@ class ScribbleSegmenter:
         self.settings = {"resolution": first.resolution, "prep": first.extra.get("prep"), "key": first.key}
         self.scribbles = scribbles if not isinstance(scribbles, tuple) else None
         # Background class and "strokes outline a structure", from the scribbled voxels (no rescan later).
-        self._layout = (id(self.scribbles), stroke_layout(flat, values, shape, next(iter(fvs))))
+        self._layout = (id(self.scribbles), layout(flat, values, shape, next(iter(fvs))))
         if self.spatial == "propagate" and self.scribbles is None:
             raise ScribbleError("spatial='propagate' needs the scribbles as a (Z, Y, X) label volume, "
                                 "not points")
@@ -340,7 +340,8 @@ class ScribbleSegmenter:
             raise ScribbleError("segmenter is not trained: call fit() with scribbles first")
         self._adopt(features, image)
         propagating = self._can_propagate()
-        scr_axis = next(iter(self.features)) if propagating and axis is None else axis
+        # The walk goes along the axis the strokes were painted on, whichever the features' axis.
+        scr_axis = self._stroke_layout()[2] if propagating and axis is None else axis
         prop = extra = None
         if propagating and index is None:  # None: several objects per class (see spatial="auto")
             extra = self._forest_prior(scr_axis)
@@ -389,14 +390,14 @@ class ScribbleSegmenter:
         # "auto": follow structures (localised strokes), not textures painted all over the planes.
         return self.spatial == "propagate" or self._stroke_layout()[1]
 
-    def _stroke_layout(self) -> tuple[int, bool]:
-        """(background, localised) of the current scribbles: from fit(), or computed once when the
-        scribbles were set otherwise (a loaded segmenter given them)."""
+    def _stroke_layout(self) -> tuple[int, bool, int]:
+        """(background, localised, axis painted along) of the current scribbles (:func:`layout`): from
+        fit(), or computed once when the scribbles were set otherwise (a loaded segmenter given them)."""
         if self._layout[0] != id(self.scribbles):
             scr = np.asarray(self.scribbles)
             flat = np.flatnonzero(scr)
             self._layout = (id(self.scribbles),
-                            stroke_layout(flat, scr.ravel()[flat], scr.shape, next(iter(self.features))))
+                            layout(flat, scr.ravel()[flat], scr.shape, next(iter(self.features))))
         return self._layout[1]
 
     def _background(self) -> int:
@@ -482,3 +483,10 @@ def _union(a: tuple[slice, slice] | None, b: tuple[slice, slice]) -> tuple[slice
     if a is None:
         return None
     return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b, strict=True))
+
+
+def layout(flat: np.ndarray, values: np.ndarray, shape, feature_axis: int) -> tuple[int, bool, int]:
+    """(background class, strokes localised?, axis painted along) of the scribbled voxels: the strokes'
+    planes decide the walk's axis, and localisation is judged on those planes."""
+    axis = painted_axis(flat, shape, feature_axis)
+    return (*stroke_layout(flat, values, shape, axis), axis)

@@ -20,6 +20,18 @@ def background_of(scribbles: np.ndarray, axis: int = 0) -> int:
     return stroke_layout(flat, scr.ravel()[flat], scr.shape, axis)[0]
 
 
+def painted_axis(flat: np.ndarray, shape, default: int = 0) -> int:
+    """The axis the strokes were painted along: the one whose planes the scribbled voxels (flat indices
+    into ``shape``) occupy the fewest of. A stroke painted in a 2D view lies in one plane of the viewed
+    axis, while the strokes of one view spread over many planes of the two others. Ties keep ``default``
+    (the features' axis)."""
+    if len(flat) == 0:
+        return default
+    coords = np.unravel_index(np.asarray(flat), tuple(shape))
+    planes = [len(np.unique(c)) for c in coords]
+    return default if planes[default] <= min(planes) else int(np.argmin(planes))
+
+
 def strokes_localized(scribbles: np.ndarray, axis: int = 0, max_fraction: float = 0.5) -> bool:
     """True when, on every annotated slice, the structures' strokes sit in a box covering less than
     ``max_fraction`` of the plane: a structure to follow (an organ, a tumour). Strokes spread over whole
