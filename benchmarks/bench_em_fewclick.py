@@ -1,12 +1,13 @@
-"""Few clicks on EM cell interiors: the default segmenter against the filter-bank forest on the same strokes.
+"""Few clicks on EM cells or membranes: the default segmenter against the filter-bank forest, same strokes.
 
 The bundled ISBI 2012 crop: the demo's 12 x 128 x 128 corner at 64 and 128 px, and the whole 20 x 352 x 352
 crop at 224 px (random ViT-S). ``simulate_scribbles`` (3 strokes per class, as the bench's ``fewclick``
 protocol paints them) on k = 1, 2, 3, 5 sections, seeds 0-3; Dice of the cell interiors on the sections
-nobody painted. Each draw prints which class the segmenter took for the background and whether its
-volume was followed in 3D::
+nobody painted (``--structure membranes``: the membranes painted as 2 and scored instead). Each draw prints
+which class the segmenter took for the background and whether its volume was followed in 3D::
 
     .venv/bin/python benchmarks/bench_em_fewclick.py        # about 3 min on 2 cores
+    .venv/bin/python benchmarks/bench_em_fewclick.py --structure membranes
 
 Numbers are in docs/analysis.md ("EM cell interiors").
 """
@@ -25,6 +26,7 @@ SETS = (("crop 12x128x128", (12, 128, 128), 64), ("crop 12x128x128", (12, 128, 1
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--structure", choices=("cells", "membranes"), default="cells")
     args = parser.parse_args(argv)
 
     from dinomed_napari.analysis.filterbank import FilterBankRF
@@ -39,7 +41,8 @@ def main(argv=None) -> int:
     from dinomed_napari.samples import sample_path
 
     full = load_volume(sample_path("em"))
-    full_cells = load_volume(sample_path("em_labels"), check=False).data == 255
+    full_cells = load_volume(sample_path("em_labels"), check=False).data == (255 if args.structure == "cells"
+                                                                             else 0)
     backbone = load_backbone("S", "random", device="cpu")
     every = []
     for name, crop, res in SETS:
@@ -51,7 +54,7 @@ def main(argv=None) -> int:
         rows = []
         for seed in range(args.seeds):
             for k in (1, 2, 3, 5):
-                scr = simulate_scribbles(cells.astype(np.uint8), n_slices=k, seed=seed)  # 2 = cell interior
+                scr = simulate_scribbles(cells.astype(np.uint8), n_slices=k, seed=seed)  # 2 = the structure
                 region = slice_region(cells.shape, scr.slices, 0)
                 seg = ScribbleSegmenter(intensity="filters").fit(fv, scr.labels, image=vol.data,
                                                                   spacing=vol.spacing)
