@@ -712,3 +712,22 @@ def test_a_single_slice_image_is_segmented_in_the_viewer(make_napari_viewer, qtb
     assert pred.shape == (1, *gt.shape[1:]) and not any("Error" in n for n in notes), notes
     print(f"single slice, volume prediction Dice {dice(pred[0] == 1, gt[3]):.3f}")
     assert dice(pred[0] == 1, gt[3]) > 0.6
+
+
+@pytest.mark.parametrize("planes", [1, "tri"])
+def test_features_of_a_single_slice_along_another_axis_are_refused_with_the_plane_size(
+        make_napari_viewer, qtbot, ct_crop, notes, planes):
+    """A (1, Y, X) image cut along axis 1 (or tri-planar) has 1-pixel-high planes: a notification names
+    the plane size, no layer is added, and the same widget then computes the axial features."""
+    vol, _ = ct_crop
+    one = Volume(np.ascontiguousarray(np.asarray(vol.data)[3:4]), vol.spacing, vol.affine, "CT", "HU",
+                 vol.source, {})
+    viewer = make_napari_viewer()
+    image = add_image(viewer, one)
+    w = compute(viewer, qtbot, image, planes=planes)
+    assert any("are 1 x 122 pixels; expected at least 2 x 2" in n for n in notes), notes
+    assert [lyr.name for lyr in viewer.layers] == [image.name] and not w.running
+    w.planes.value = 0
+    w.run()
+    qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
+    assert w.status.value.startswith("features ready"), w.status.value

@@ -204,6 +204,10 @@ class FeaturesWidget(DinomedWidget):
             prep = Preprocess(window=choice.window, resolution=int(self.resolution.value))
             planes = self.planes.value
             axis = 0 if planes == "tri" else int(planes)
+            from dinomed_napari.features.extract import check_plane_axis
+
+            for a in (0, 1, 2) if planes == "tri" else (axis,):  # said here, before any layer is made
+                check_plane_axis(volume.shape, a, volume.source)
             grid = self._grid(volume, axis, prep)  # a bad size is said here, not by the worker later
         except Exception as exc:  # every problem goes to a notification; the widget stays usable
             self.fail(exc, "DINOv3 features")

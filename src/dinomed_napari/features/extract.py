@@ -84,6 +84,18 @@ def describe_slices(indices: list[int], limit: int = 12) -> str:
         if len(indices) > limit else f"[{shown}]"
 
 
+def check_plane_axis(shape: tuple[int, ...], axis, source: str | None = None) -> None:
+    """Raise :class:`VolumeError` unless ``axis`` cuts a (Z, Y, X) volume of ``shape`` into planes of at
+    least 2 x 2 pixels (a one-slice volume cut across its slice has planes one pixel thick)."""
+    if axis not in PLANE_AXES:
+        raise VolumeError(f"axis must be 0, 1 or 2 for a (Z, Y, X) volume of shape {shape}; got {axis!r}")
+    plane = tuple(n for i, n in enumerate(shape) if i != axis)
+    if min(plane) < 2:
+        raise VolumeError(f"axis {axis}: the planes of the {source or 'image'} volume of shape "
+                          f"{tuple(shape)} along it are {plane[0]} x {plane[1]} pixels; expected at least "
+                          "2 x 2 (slice a single-slice volume along axis 0)")
+
+
 def extract_features(
     volume: Volume | np.ndarray,
     *,
@@ -184,13 +196,7 @@ def extract_features(
         require_weights(weights)
     vol = as_volume(volume)
     check_image_volume(vol)
-    if axis not in PLANE_AXES:
-        raise VolumeError(f"axis must be 0, 1 or 2 for a (Z, Y, X) volume of shape {vol.shape}; got {axis!r}")
-    plane = tuple(n for i, n in enumerate(vol.shape) if i != axis)
-    if min(plane) < 2:  # a one-slice volume cut across its slice: planes one pixel thick
-        raise VolumeError(f"axis {axis}: the planes of the {vol.source or 'image'} volume of shape "
-                          f"{vol.shape} along it are {plane[0]} x {plane[1]} pixels; expected at least 2 x 2 "
-                          "(slice a single-slice volume along axis 0)")
+    check_plane_axis(vol.shape, axis, vol.source)
     if batch_size != "auto" and (not isinstance(batch_size, int | np.integer) or int(batch_size) < 1):
         raise ValueError(f"batch_size must be an integer >= 1 or 'auto', got {batch_size!r}")
     prep = Preprocess() if prep is None else prep
