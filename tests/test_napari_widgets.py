@@ -731,3 +731,21 @@ def test_features_of_a_single_slice_along_another_axis_are_refused_with_the_plan
     w.run()
     qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
     assert w.status.value.startswith("features ready"), w.status.value
+
+
+def test_a_weights_file_that_fails_leaves_no_empty_layer(make_napari_viewer, qtbot, ct_crop, notes, tmp_path):
+    """A run that fails before its first slice (an unreadable checkpoint) removes the hidden PCA layer it
+    had made: the layer list is as before, and the notification names the file."""
+    from dinomed_napari._napari.widget_features import FeaturesWidget
+
+    bad = tmp_path / "broken.pth"
+    bad.write_bytes(b"\x00not a checkpoint" * 10)
+    viewer = make_napari_viewer()
+    image = add_image(viewer, ct_crop[0])
+    w = FeaturesWidget(viewer)
+    w.image.value, w.weights.value, w.resolution.value = image, "local file", 64
+    w.weights_file.value = bad
+    w.run()
+    qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
+    assert any("broken.pth could not be read" in n for n in notes), notes
+    assert [lyr.name for lyr in viewer.layers] == [image.name]

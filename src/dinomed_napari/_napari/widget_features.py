@@ -390,6 +390,11 @@ class FeaturesWidget(DinomedWidget):
         self.say(f"features ready: {label}")  # the status says it: no toast to go stale
 
     def _error(self, exc: BaseException) -> None:
+        pca = self._hidden_pca  # made by this run and never shown: the run failed before its first slice
+        if pca is not None and pca is self.pca_layer and not pca.visible and pca in self.viewer.layers:
+            self.viewer.layers.remove(pca)
+            self.pca_layer = None
+        self._hidden_pca = None
         self.fail(exc, "DINOv3 features")
 
     def _finished(self) -> None:
