@@ -140,4 +140,27 @@ def test_the_suggestion_says_where_and_why_the_walk_ended():
     text = suggestion_text(prop)
     assert f"ended on slice 8: {REGROWS}" in text and text.endswith(f"annotate slice {prop.suggest()} next")
     prop.stops = {}
-    assert "ended" not in suggestion_text(prop)
+    assert "ended" not in suggestion_text(prop) and "along axis" not in suggestion_text(prop)
+    coronal = Propagation(labels=np.moveaxis(labels, 0, 1), confidence=conf, annotated=(5,), axis=1,
+                          background=0, stops={})  # strokes painted in a coronal view
+    assert suggestion_text(coronal).startswith("3D: followed from annotated slices [5] along axis 1;")
+
+
+def test_the_widgets_volume_is_followed_along_the_painted_axis():
+    """Features along axis 1 (the session's), strokes painted in the axial view: 'Predict volume' walks
+    the axial slices, as the CLI does."""
+    from analysis_helpers import dice, synthetic_features, two_blobs
+
+    from dinomed_napari.bench.scribbles import structure_scribbles
+    from dinomed_napari.live.segment_job import SegmentRequest, run_segment_job, suggestion_text
+
+    image, a, b = two_blobs()
+    scr = structure_scribbles(a, n_slices=1, axis=0, seed=0).labels
+    fv = synthetic_features((a | b).astype(np.uint8), axis=1, grid=(8, 8))
+    req = SegmentRequest(features=fv, axis=1, index=None, settings=("linear", None, False),
+                         scribbles=(np.argwhere(scr), scr[scr > 0]), image=image,
+                         extra={"scribble_volume": scr, "spacing": (2.0, 1.0, 1.0)})
+    res = run_segment_job(req)
+    assert res.propagation is not None and res.propagation.axis == 0
+    assert "along axis" not in suggestion_text(res.propagation)
+    assert dice(res.labels == 2, a) > 0.8 and not (res.labels == 2)[b].any()

@@ -103,7 +103,9 @@ def _propagated(seg, req: SegmentRequest, scribbles: np.ndarray, cancel, progres
 
     seg.fit(req.features, scribbles, image=req.image, spacing=req.extra.get("spacing"))
     try:
-        pred = seg.predict(axis=req.axis, cancel=cancel, progress=progress, probabilities=want_probability)
+        # No axis: the walk goes along the axis the strokes were painted on (a coronal view's strokes
+        # are followed coronally), whichever axis the features were computed along.
+        pred = seg.predict(cancel=cancel, progress=progress, probabilities=want_probability)
     except Cancelled as exc:
         raise JobCancelled(str(exc)) from exc
     probs = pred.probabilities[..., 0].astype(np.float32) if pred.probabilities is not None else None
@@ -123,7 +125,8 @@ def suggestion_text(propagation) -> str:
     if propagation is None:
         return ""
     nxt = propagation.suggest()
-    text = f"3D: followed from annotated slices {list(propagation.annotated)}"
+    along = f" along axis {propagation.axis}" if propagation.axis != 0 else ""  # slices of another view
+    text = f"3D: followed from annotated slices {list(propagation.annotated)}{along}"
     if propagation.stops:
         text += f"; ended on {propagation.ended()}"
     if nxt is None:
