@@ -27,6 +27,19 @@ def test_full_label_volume_gets_a_question_until_confirmed():
     dense = scribbles.check_scribbles(np.array([1, 2] * 30_000), 100_000)
     assert "60,000 labelled voxels (60.0 % of the image)" in dense.question
     assert scribbles.check_scribbles(np.array([1, 2] * 30_000), 100_000, confirmed=True).ready
+    # The same share on a few slices is strokes painted with a broad brush; on most slices of a volume it
+    # is a segmentation; on a single-slice image only the voxel cap asks.
+    few = scribbles.check_scribbles(np.array([1, 2] * 30_000), 100_000, planes=(3, 10))
+    most = scribbles.check_scribbles(np.array([1, 2] * 30_000), 100_000, planes=(8, 10))
+    one = scribbles.check_scribbles(np.array([1, 2] * 30_000), 100_000, planes=(1, 1))
+    assert few.ready and one.ready and not most.ready and "on 8 of 10 slices" in most.question
+    assert not scribbles.check_scribbles(np.array([1, 2] * 200_000), 500_000, planes=(1, 1)).ready
+
+
+def test_painted_planes_counts_the_slices_of_the_view_painted_in():
+    pts = np.array([[4, y, x] for y in range(5, 40) for x in (3, 9, 20)] + [[6, 10, 11]])
+    assert scribbles.painted_planes(pts, (12, 64, 64)) == (2, 12)  # axial strokes on slices 4 and 6
+    assert scribbles.painted_planes(pts[:, [1, 0, 2]], (64, 12, 64)) == (2, 12)  # coronal ones
 
 
 def test_subsample_keeps_every_class_in_proportion():

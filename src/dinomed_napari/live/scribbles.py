@@ -12,7 +12,11 @@ import numpy as np
 
 DEFAULT_CLASSES = ("structure", "background")
 #: Above either limit the "scribbles" are most likely a segmentation, not strokes (asked before training).
+#: The fraction counts only where the labels lie on more than ``MAX_PAINTED_SHARE`` of the slices of a
+#: volume of at least 3: strokes sit on a few slices, however thick the brush, while a segmentation spans
+#: the structure's slices (on a single-slice image a few broad strokes passed 5 % and were asked about).
 MAX_SCRIBBLED_FRACTION = 0.05
+MAX_PAINTED_SHARE = 0.5
 MAX_SCRIBBLED_VOXELS = 250_000
 MAX_CLASSES = 8
 
@@ -72,7 +76,8 @@ class ScribbleCheck:
 
 def check_scribbles(values: np.ndarray, volume_size: int,
                     names: list[str] | tuple[str, ...] = DEFAULT_CLASSES, *,
-                    layer_name: str = "scribbles", confirmed: bool = False) -> ScribbleCheck:
+                    layer_name: str = "scribbles", confirmed: bool = False,
+                    planes: tuple[int, int] | None = None) -> ScribbleCheck:
     """Decide whether the scribbled voxels' class ``values`` (> 0) can train a segmenter.
 
     Parameters
@@ -87,6 +92,9 @@ def check_scribbles(values: np.ndarray, volume_size: int,
         For the question.
     confirmed : bool
         The user already said "train anyway" for this layer: no question.
+    planes : (int, int), optional
+        (slices holding labels, slices) along the axis they were painted on (:func:`painted_planes`);
+        None counts the labelled fraction of the volume alone.
     """
     values = np.asarray(values).reshape(-1)
     classes, counts = np.unique(values[values > 0], return_counts=True)
@@ -94,7 +102,7 @@ def check_scribbles(values: np.ndarray, volume_size: int,
         return ScribbleCheck(False, f"paint some {class_name(names, 1)} and some "
                                     f"{class_name(names, 2)} to start")
     if not confirmed:
-        reason = label_volume_reason(int(counts.sum()), len(classes), volume_size)
+        reason = label_volume_reason(int(counts.sum()), len(classes), volume_size, planes)
         if reason:
             return ScribbleCheck(False, f"{layer_name!r} {reason}",
                                  f"{layer_name!r} {reason}: it looks like a full label volume, "
@@ -108,14 +116,29 @@ def check_scribbles(values: np.ndarray, volume_size: int,
     return ScribbleCheck(True, f"training on {int(counts.sum())} voxels ({parts})")
 
 
-def label_volume_reason(n_labelled: int, n_classes: int, volume_size: int) -> str | None:
-    """Why a labels layer looks like a segmentation rather than scribbles, or None if it does not."""
+def label_volume_reason(n_labelled: int, n_classes: int, volume_size: int,
+                        planes: tuple[int, int] | None = None) -> str | None:
+    """Why a labels layer looks like a segmentation rather than scribbles, or None if it does not
+    (``planes``: see :func:`check_scribbles`)."""
     if n_classes > MAX_CLASSES:
         return f"has {n_classes} classes"
-    if n_labelled > MAX_SCRIBBLED_VOXELS or n_labelled > MAX_SCRIBBLED_FRACTION * max(1, volume_size):
+    spread = planes is None or (planes[1] >= 3 and planes[0] > MAX_PAINTED_SHARE * planes[1])
+    dense = n_labelled > MAX_SCRIBBLED_FRACTION * max(1, volume_size) and spread
+    if n_labelled > MAX_SCRIBBLED_VOXELS or dense:
         share = 100 * n_labelled / max(1, volume_size)
-        return f"has {n_labelled:,} labelled voxels ({share:.1f} % of the image)"
+        where = f" on {planes[0]} of {planes[1]} slices" if planes is not None else ""
+        return f"has {n_labelled:,} labelled voxels ({share:.1f} % of the image{where})"
     return None
+
+
+def painted_planes(points: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int]:
+    """(slices holding a labelled voxel, slices) along the axis whose planes hold the fewest of them:
+    the view the strokes were painted in (``points``: (N, 3) voxel coordinates)."""
+    from dinomed_napari.analysis.strokes import painted_axis
+
+    pts = np.asarray(points).astype(np.int64).reshape(-1, len(shape))
+    a = painted_axis(np.ravel_multi_index(tuple(pts.T), tuple(shape)), shape)
+    return len(np.unique(pts[:, a])), int(shape[a])
 
 
 def subsample(points: np.ndarray, values: np.ndarray, limit: int = MAX_SCRIBBLED_VOXELS,
