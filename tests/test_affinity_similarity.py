@@ -56,7 +56,9 @@ def test_similarity_map_high_on_clicked_region():
 
 def test_similarity_map_bad_points():
     fv = synthetic_features(_split_volume(2), axis=0)
-    with pytest.raises(ScribbleError, match=r"outside the volume of shape \(16, 32, 32\)"):
+    # The point is written as numbers, not as np.float64(...) reprs.
+    with pytest.raises(ScribbleError, match=r"outside the volume of shape \(16, 32, 32\), "
+                                            r"e\.g\. \(z, y, x\) = \(3, 10, 40\)$"):
         similarity_map(fv, [[3, 10, 40]])
     with pytest.raises(ValueError, match="at least one"):
         similarity_map(fv, np.zeros((0, 3)))

@@ -749,3 +749,13 @@ def test_a_weights_file_that_fails_leaves_no_empty_layer(make_napari_viewer, qtb
     qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
     assert any("broken.pth could not be read" in n for n in notes), notes
     assert [lyr.name for lyr in viewer.layers] == [image.name]
+
+
+def test_the_image_chooser_starts_on_a_volume_not_on_a_2d_layer_listed_first(make_napari_viewer, ct_crop):
+    from dinomed_napari._napari.widget_features import FeaturesWidget
+    from dinomed_napari._napari.widget_isolate import IsolateWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((32, 32), np.float32), name="photo")  # listed first, refused if chosen
+    image = add_image(viewer, ct_crop[0])
+    assert FeaturesWidget(viewer).image.value is image and IsolateWidget(viewer).image.value is image

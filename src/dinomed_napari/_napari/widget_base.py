@@ -54,7 +54,8 @@ class LayerChooser(ComboBox):
         # Only the image is pre-selected: a labels/points layer becomes an input when the user picks it
         # (or a widget creates one), never by accident (e.g. a ground-truth mask as scribbles).
         if self.value is None and layers and self._inputs_only:
-            self.value = layers[0]
+            # A volume the tools can use first: a 2D or 4D layer listed before it would only be refused.
+            self.value = next((lyr for lyr in layers if getattr(lyr, "ndim", 3) == 3), layers[0])
 
 
 def stop_jobs(jobs: list, msecs: int = 3000) -> None:

@@ -19,7 +19,7 @@ def check_points(points_zyx, volume_shape) -> np.ndarray:
     bad = np.any((pts < 0) | (pts > shape - 1), axis=1)
     if bad.any():
         raise ScribbleError(f"{int(bad.sum())} point(s) outside the volume of shape {tuple(volume_shape)}, "
-                            f"e.g. (z, y, x) = {tuple(pts[bad][0])}")
+                            f"e.g. (z, y, x) = ({', '.join(f'{float(v):g}' for v in pts[bad][0])})")
     return pts
 
 
