@@ -759,3 +759,19 @@ def test_the_image_chooser_starts_on_a_volume_not_on_a_2d_layer_listed_first(mak
     viewer.add_image(np.zeros((32, 32), np.float32), name="photo")  # listed first, refused if chosen
     image = add_image(viewer, ct_crop[0])
     assert FeaturesWidget(viewer).image.value is image and IsolateWidget(viewer).image.value is image
+
+
+def test_an_image_removed_while_its_features_run_gets_no_layers(make_napari_viewer, qtbot, ct_crop):
+    """Removing the image during extraction: no PCA / affinity layers appear for it afterwards (they did,
+    with 'features ready'), and the status says why nothing was added."""
+    from dinomed_napari._napari.widget_features import FeaturesWidget
+
+    viewer = make_napari_viewer()
+    image = add_image(viewer, ct_crop[0])
+    w = FeaturesWidget(viewer)
+    w.image.value, w.weights.value, w.resolution.value = image, "random", 128
+    w.run()
+    viewer.layers.remove(image)
+    qtbot.waitUntil(lambda: not w.running, timeout=WAIT)
+    assert len(viewer.layers) == 0
+    assert "removed from the viewer while its feature extraction ran: nothing was added" in w.status.value

@@ -149,6 +149,15 @@ class DinomedWidget(Container):
         point = layer.world_to_data(self.viewer.dims.point[-layer.ndim:])
         return int(np.clip(round(float(point[axis])), 0, layer.data.shape[axis] - 1))
 
+    def gone(self, image: Any, what: str, more: str = "") -> bool:
+        """Whether ``image`` left the viewer while ``what`` (a job) ran for it; the status then says that
+        nothing was added for it (no layer for an image that is no longer there)."""
+        if image in self.viewer.layers:
+            return False
+        name = getattr(image, "name", "the image")
+        self.say(f"{name!r} was removed from the viewer while its {what} ran: nothing was added{more}")
+        return True
+
     def fail(self, exc: BaseException, action: str = "") -> None:
         """Show ``exc`` as a notification and in the status line; the widget stays usable."""
         self.last_error = report_error(exc, action)

@@ -377,6 +377,10 @@ class FeaturesWidget(DinomedWidget):
 
     def _done(self, result: dict) -> None:
         layer, axis, _ = self._target
+        if layer not in self.viewer.layers:  # removed while computing: no session, no layers for it
+            self._drop_unshown_pca()
+            self.gone(layer, "feature extraction", " (the slices computed stay cached)")
+            return
         session = SESSIONS.get(layer)
         session.set_features(result["features"], axis, result["pca"])
         label = session.label
@@ -390,12 +394,17 @@ class FeaturesWidget(DinomedWidget):
         self.say(f"features ready: {label}")  # the status says it: no toast to go stale
 
     def _error(self, exc: BaseException) -> None:
-        pca = self._hidden_pca  # made by this run and never shown: the run failed before its first slice
+        self._drop_unshown_pca()
+        self.fail(exc, "DINOv3 features")
+
+    def _drop_unshown_pca(self) -> None:
+        """Remove the PCA layer this run made and never showed (it failed, or its image was removed,
+        before its first slice)."""
+        pca = self._hidden_pca
         if pca is not None and pca is self.pca_layer and not pca.visible and pca in self.viewer.layers:
             self.viewer.layers.remove(pca)
             self.pca_layer = None
         self._hidden_pca = None
-        self.fail(exc, "DINOv3 features")
 
     def _finished(self) -> None:
         self.run_button.enabled, self.cancel_button.enabled = True, False

@@ -226,7 +226,7 @@ class IsolateWidget(DinomedWidget):
 
     def _show_result(self, result: tuple) -> None:
         image, label, mask, thresholds = result
-        if image not in self.viewer.layers:
+        if self.gone(image, "isolation"):
             return
         keep_previous(self.viewer, image, "isolated")
         self.result_layer = result_layer(self.viewer, image, "isolated", mask.astype(np.uint8), "labels",

@@ -101,7 +101,7 @@ class ResultDisplay:
     def _show(self, out: tuple) -> None:
         meta, res = out
         image, session = meta["image"], meta["session"]
-        if image not in self.viewer.layers:
+        if self.gone(image, "prediction"):
             return
         session.segmenter, session.segmenter_settings = res.segmenter, meta["settings"]
         self.trainings += bool(res.trained)

@@ -91,7 +91,7 @@ class SimilarityWidget(DinomedWidget):
         # Contrast from the median to the maximum: the most similar half stands out whatever the
         # features' overall cosine level (random or shallow features are similar everywhere).
         lo, hi = float(np.percentile(sim, 50)), float(sim.max())
-        if image not in self.viewer.layers:
+        if self.gone(image, "similarity map"):
             return
         self.result_layer = result_layer(self.viewer, image, "similarity", sim, "image", label,
                                          colormap="turbo", opacity=0.6,
