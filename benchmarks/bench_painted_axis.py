@@ -21,7 +21,7 @@ ORGANS = ((1, "spleen"), (2, "right kidney"), (5, "liver"))
 
 
 def main() -> int:
-    from dinomed_napari.analysis import segment as S
+    from dinomed_napari.analysis import strokes as S
     from dinomed_napari.analysis.segment import ScribbleSegmenter
     from dinomed_napari.bench.metrics import dice_iou, slice_region, volume_ratio
     from dinomed_napari.bench.scribbles import structure_scribbles
@@ -35,7 +35,7 @@ def main() -> int:
     fv = extract_features(vol, backbone=load_backbone("S", "random", device="cpu"), axis=0,
                           prep=Preprocess(resolution=512), cache_dir=False)
     painted_axis = S.painted_axis
-    rules = {"features' axis": lambda flat, shape, default=0: default, "painted axis": painted_axis}
+    rules = {"features' axis": lambda points, default=0: default, "painted axis": painted_axis}
     means = {rule: [] for rule in rules}
     try:
         for value, name in ORGANS:

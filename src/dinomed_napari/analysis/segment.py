@@ -25,7 +25,7 @@ from .sampling import (
     sample_features,
     sample_pixel_features,
 )
-from .strokes import painted_axis, stroke_layout
+from .strokes import layout
 from .texture import FOREST_SHARE, blend_forest
 from .walker import box_inside
 
@@ -483,10 +483,3 @@ def _union(a: tuple[slice, slice] | None, b: tuple[slice, slice]) -> tuple[slice
     if a is None:
         return None
     return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b, strict=True))
-
-
-def layout(flat: np.ndarray, values: np.ndarray, shape, feature_axis: int) -> tuple[int, bool, int]:
-    """(background class, strokes localised?, axis painted along) of the scribbled voxels: the strokes'
-    planes decide the walk's axis, and localisation is judged on those planes."""
-    axis = painted_axis(flat, shape, feature_axis)
-    return (*stroke_layout(flat, values, shape, axis), axis)

@@ -136,8 +136,8 @@ def painted_planes(points: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int
     the view the strokes were painted in (``points``: (N, 3) voxel coordinates)."""
     from dinomed_napari.analysis.strokes import painted_axis
 
-    pts = np.asarray(points).astype(np.int64).reshape(-1, len(shape))
-    a = painted_axis(np.ravel_multi_index(tuple(pts.T), tuple(shape)), shape)
+    pts = np.asarray(points).reshape(-1, len(shape))
+    a = painted_axis(pts)
     return len(np.unique(pts[:, a])), int(shape[a])
 
 
