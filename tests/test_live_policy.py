@@ -29,11 +29,19 @@ def test_full_label_volume_gets_a_question_until_confirmed():
     assert scribbles.check_scribbles(np.array([1, 2] * 30_000), 100_000, confirmed=True).ready
     # The same share on a few slices is strokes painted with a broad brush; on most slices of a volume it
     # is a segmentation; on a single-slice image only the voxel cap asks.
-    few = scribbles.check_scribbles(np.array([1, 2] * 30_000), 100_000, planes=(3, 10))
-    most = scribbles.check_scribbles(np.array([1, 2] * 30_000), 100_000, planes=(8, 10))
-    one = scribbles.check_scribbles(np.array([1, 2] * 30_000), 100_000, planes=(1, 1))
+    def on_slices(n: int, k: int, shape: tuple[int, int, int]) -> dict:
+        """``n`` labelled voxels on the first ``k`` slices, spread over their rows and columns."""
+        i = np.arange(n)
+        points = np.stack([i % k, (i // k) % shape[1], (i // (k * shape[1])) % shape[2]], axis=1)
+        return dict(points=points, shape=shape)
+
+    pair = np.array([1, 2] * 30_000)
+    few = scribbles.check_scribbles(pair, 100_000, **on_slices(60_000, 3, (10, 100, 100)))
+    most = scribbles.check_scribbles(pair, 100_000, **on_slices(60_000, 8, (10, 100, 100)))
+    one = scribbles.check_scribbles(pair, 100_000, **on_slices(60_000, 1, (1, 250, 400)))
     assert few.ready and one.ready and not most.ready and "on 8 of 10 slices" in most.question
-    assert not scribbles.check_scribbles(np.array([1, 2] * 200_000), 500_000, planes=(1, 1)).ready
+    assert not scribbles.check_scribbles(np.array([1, 2] * 200_000), 500_000,
+                                         **on_slices(400_000, 1, (1, 500, 1000))).ready
 
 
 def test_painted_planes_counts_the_slices_of_the_view_painted_in():

@@ -38,7 +38,6 @@ from dinomed_napari.live.scribbles import (
     check_scribbles,
     class_name,
     label_colours,
-    painted_planes,
     parse_class_names,
     subsample,
 )
@@ -339,8 +338,8 @@ class SegmentWidget(SegmenterFiles, ResultDisplay, DinomedWidget):
             return
         points, values = self.scribble_points(layer)
         check = check_scribbles(values, data.size, self.class_names, layer_name=layer.name,
-                                confirmed=layer.unique_id in self._confirmed,
-                                planes=painted_planes(points, data.shape) if len(values) else None)
+                                confirmed=layer.unique_id in self._confirmed, points=points,
+                                shape=data.shape)
         if check.question:
             self.question.value = check.question
             self.ask.visible = True
