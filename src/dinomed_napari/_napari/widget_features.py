@@ -377,9 +377,8 @@ class FeaturesWidget(DinomedWidget):
 
     def _done(self, result: dict) -> None:
         layer, axis, _ = self._target
-        if layer not in self.viewer.layers:  # removed while computing: no session, no layers for it
-            self._drop_unshown_pca()
-            self.gone(layer, "feature extraction", " (the slices computed stay cached)")
+        if self.gone(layer, "feature extraction", " (the slices computed stay cached)"):
+            self._drop_unshown_pca()  # no session and no layers for a removed image
             return
         session = SESSIONS.get(layer)
         session.set_features(result["features"], axis, result["pca"])
