@@ -31,6 +31,7 @@ def test_pca_and_affinity_write_maps_on_the_source_grid(case, capsys):
     assert main(["pca", str(image), *FEATS, "--out", str(d / "pca.nii.gz"), "--rgb", str(d / "rgb.tif")]) == 0
     out = capsys.readouterr().out
     assert "[random]" in out and "explained variance ratio" in out
+    assert "modality CT" in out and "window soft_tissue" in out
     for k in (1, 2, 3):
         pc = load_volume(d / f"pca_pc{k}.nii.gz")
         assert pc.shape == truth.shape and pc.data.dtype == np.float32 and np.ptp(pc.data) > 0
@@ -38,7 +39,12 @@ def test_pca_and_affinity_write_maps_on_the_source_grid(case, capsys):
 
     rgb = tifffile.imread(d / "rgb.tif")
     assert rgb.shape == truth.shape + (3,) and rgb.dtype == np.uint8
-    assert main(["affinity", str(image), *FEATS, "--out", str(d / "aff.nii.gz")]) == 0
+    # NIfTI records no modality: the user is told, and which window "auto" fell back to.
+    no_modality = [a for a in FEATS if a not in ("--modality", "CT")]
+    assert main(["affinity", str(image), *no_modality, "--out", str(d / "aff.nii.gz")]) == 0
+    out = capsys.readouterr().out
+    assert "modality not recorded in the file (--modality CT/MR/PT/EM sets it)" in out
+    assert "window percentile" in out
     for name in "xyz":
         aff = load_volume(d / f"aff_{name}.nii.gz").data
         assert aff.shape == truth.shape and -1.001 <= aff.min() and aff.max() <= 1.001

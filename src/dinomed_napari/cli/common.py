@@ -63,7 +63,9 @@ def load_image(args, outputs=(), inputs=()):
     args.prep = preprocess(args)
     check_outputs(args, outputs, inputs)
     vol = load_volume(args.image, modality=args.modality, series=args.series)
-    print(f"{args.image}: shape (Z, Y, X) {vol.shape}, modality {vol.modality}{series_note(vol)}", flush=True)
+    # A NIfTI or TIFF records no modality; the "auto" window then falls back to percentiles: say so.
+    modality = vol.modality or "not recorded in the file (--modality CT/MR/PT/EM sets it)"
+    print(f"{args.image}: shape (Z, Y, X) {vol.shape}, modality {modality}{series_note(vol)}", flush=True)
     return vol
 
 
@@ -95,8 +97,8 @@ def features(args, vol, axes=None, prep=None) -> dict:
                                              prep=prep, layers=args.layers, batch_size=args.batch_size,
                                              cache_dir=args.cache_dir, progress=bar, cancel=cancel,
                                              device=args.device)
-            print(f"features axis {axis}: {out[axis].label()} {tuple(out[axis].data.shape)} "
-                  f"in {time.perf_counter() - t0:.1f} s", flush=True)
+            print(f"features axis {axis}: {out[axis].label()} {tuple(out[axis].data.shape)}, window "
+                  f"{prep.resolve(vol).window}, in {time.perf_counter() - t0:.1f} s", flush=True)
             report_repairs(out[axis])
     return out
 
