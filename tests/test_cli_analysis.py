@@ -138,6 +138,14 @@ def test_cli_bad_inputs(case, capsys):
     empty = save_labels(d / "empty.nii.gz", np.zeros(truth.shape, np.uint8), load_volume(image))
     assert main(["segment", str(image), *FEATS, "--scribbles", str(empty), "--out", str(d / "x.nii.gz")]) == 2
     assert "no scribbles" in capsys.readouterr().err
+    neg = np.where(truth > 0, 2, 0).astype(np.int16)
+    neg[0, 0, :5] = -1  # e.g. a tool's "ignore" value: named with the file, before any feature is computed
+    neg_path = save_labels(d / "neg.nii.gz", neg, load_volume(image))
+    assert main(["segment", str(image), *FEATS, "--scribbles", str(neg_path), "--out",
+                 str(d / "x.nii.gz")]) == 2
+    captured = capsys.readouterr()
+    assert f"--scribbles {neg_path}: 5 voxel(s) hold negative values (e.g. -1)" in captured.err
+    assert "features axis" not in captured.out
     # A float label image is read when its values are whole numbers; 1.5 or NaN is no class (rounding or
     # casting it would label voxels with another class, silently).
     for name, odd in (("half", 1.5), ("nan", np.nan)):

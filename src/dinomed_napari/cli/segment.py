@@ -78,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
 
         scr = common.load_on_grid(args.scribbles, vol, "--scribbles").data  # may be empty: our own error
         scr = integer_labels(scr, f"--scribbles {args.scribbles}")
+        if scr.size and scr.min() < 0:  # the core's own message cannot name the file
+            raise ScribbleError(f"--scribbles {args.scribbles}: {int(np.count_nonzero(scr < 0))} voxel(s) "
+                                f"hold negative values (e.g. {int(scr.min())}); expected labels 0 "
+                                "(unlabelled), 1, 2, ...")
         seg = ScribbleSegmenter(classifier=args.classifier,
                                 intensity=None if args.intensity == "none" else args.intensity,
                                 spatial=args.spatial, cleanup=args.cleanup, fill_holes=args.fill_holes,
