@@ -31,7 +31,7 @@ def test_pca_and_affinity_write_maps_on_the_source_grid(case, capsys):
     assert main(["pca", str(image), *FEATS, "--out", str(d / "pca.nii.gz"), "--rgb", str(d / "rgb.tif")]) == 0
     out = capsys.readouterr().out
     assert "[random]" in out and "explained variance ratio" in out
-    assert "modality CT" in out and "window soft_tissue" in out
+    assert "modality CT" in out and "window soft_tissue" in out and "note:" not in out
     for k in (1, 2, 3):
         pc = load_volume(d / f"pca_pc{k}.nii.gz")
         assert pc.shape == truth.shape and pc.data.dtype == np.float32 and np.ptp(pc.data) > 0
@@ -45,6 +45,8 @@ def test_pca_and_affinity_write_maps_on_the_source_grid(case, capsys):
     out = capsys.readouterr().out
     assert "modality not recorded in the file (--modality CT/MR/PT/EM sets it)" in out
     assert "window percentile" in out
+    # The widget would detect Hounsfield units and pick the CT window: the user is told.
+    assert "look like Hounsfield units" in out and "--modality CT gives the CT soft-tissue window" in out
     for name in "xyz":
         aff = load_volume(d / f"aff_{name}.nii.gz").data
         assert aff.shape == truth.shape and -1.001 <= aff.min() and aff.max() <= 1.001

@@ -66,7 +66,21 @@ def load_image(args, outputs=(), inputs=()):
     # A NIfTI or TIFF records no modality; the "auto" window then falls back to percentiles: say so.
     modality = vol.modality or "not recorded in the file (--modality CT/MR/PT/EM sets it)"
     print(f"{args.image}: shape (Z, Y, X) {vol.shape}, modality {modality}{series_note(vol)}", flush=True)
+    if vol.modality is None and args.prep.window == "auto":
+        hint_ct(vol)
     return vol
+
+
+def hint_ct(vol) -> None:
+    """Say so when an image without a modality looks like CT: "auto" then windows it by percentiles, where
+    the napari widget, which detects Hounsfield units, picks the CT window."""
+    from dinomed_napari.live.display import detect_modality, display_sample
+
+    modality, reason = detect_modality(display_sample(vol.data))
+    if modality == "CT":
+        print(f"note: {reason}; the features use the percentile window, as the bench's configs without a "
+              "modality do. --modality CT gives the CT soft-tissue window, which the napari widget picks "
+              "for this image", flush=True)
 
 
 def series_note(vol) -> str:
