@@ -98,6 +98,13 @@ def test_segment_train_save_and_reapply(case, capsys):
     # Same segmenter, same (cached) features; a saved segmenter carries no scribbles, so no clean-up.
     raw = load_volume(again).data
     assert np.array_equal(raw == 2, p2 > 0.5)
+    capsys.readouterr()
+    # Without --modality the saved segmenter's CT window is used: no note about a percentile window.
+    no_modality = [a for a in FEATS if a not in ("--modality", "CT")]
+    assert main(["segment", str(image), *no_modality, "--load-model", str(model), "--out",
+                 str(d / "again2.nii.gz")]) == 0
+    text = capsys.readouterr().out
+    assert "window soft_tissue" in text and "note:" not in text
     # Training flags beside --load-model would be ignored: refused. Post-processing flags apply.
     base = ["segment", str(image), *FEATS, "--load-model", str(model)]
     refused = d / "no.nii.gz"

@@ -66,14 +66,15 @@ def load_image(args, outputs=(), inputs=()):
     # A NIfTI or TIFF records no modality; the "auto" window then falls back to percentiles: say so.
     modality = vol.modality or "not recorded in the file (--modality CT/MR/PT/EM sets it)"
     print(f"{args.image}: shape (Z, Y, X) {vol.shape}, modality {modality}{series_note(vol)}", flush=True)
-    if vol.modality is None and args.prep.window == "auto":
-        hint_ct(vol)
     return vol
 
 
-def hint_ct(vol) -> None:
-    """Say so when an image without a modality looks like CT: "auto" then windows it by percentiles, where
-    the napari widget, which detects Hounsfield units, picks the CT window."""
+def hint_ct(vol, prep) -> None:
+    """Say so when an image without a modality looks like CT and ``prep`` (the features' final settings:
+    a loaded segmenter's window replaces the flags') windows it by percentiles through "auto", where the
+    napari widget, which detects Hounsfield units, picks the CT window."""
+    if vol.modality is not None or prep.window != "auto":
+        return
     from dinomed_napari.live.display import detect_modality, display_sample
 
     modality, reason = detect_modality(display_sample(vol.data))
@@ -101,6 +102,7 @@ def features(args, vol, axes=None, prep=None) -> dict:
     if axes is None:
         axes = [0, 1, 2] if args.axis == "all" else [int(args.axis)]
     prep = prep or getattr(args, "prep", None) or preprocess(args)
+    hint_ct(vol, prep)
     out = {}
     # First Ctrl-C cancels between batches (finished slices stay cached; cli.main reports it).
     with sigint_cancels() as cancel:
